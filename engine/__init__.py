@@ -1,0 +1,1 @@
+"""Claimflow: the revenue-cycle engine (stages, codec, broker, settings, CLI)."""

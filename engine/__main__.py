@@ -1,0 +1,3 @@
+from engine.cli import app
+
+app(prog_name="claims")

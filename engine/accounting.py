@@ -1,0 +1,208 @@
+"""The run's accounting, from what is actually on the topics (never the producers'
+own tallies): counts per stage, the identities that prove nothing was lost, and the
+summary ``claims run`` prints and writes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Sequence
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from engine.codec import Codec, UndecodableEvent
+from engine.kafka import assign_all
+from engine.settings import Settings
+
+COUNTED_TOPICS = (
+    "encounters",
+    "coded",
+    "coding-review",
+    "claims-submitted",
+    "duplicates",
+    "remittances",
+    "claim-status",
+    "dead-letter",
+)
+DENIAL_PREFIX = "denials."
+
+
+@dataclass
+class Tally:
+    """Counts of records read back, per logical topic, plus what needs the payload."""
+
+    records: Counter[str] = field(default_factory=Counter)
+    claim_states: Counter[str] = field(default_factory=Counter)
+    dead_letters_by_source: Counter[str] = field(default_factory=Counter)
+    denials_by_queue: Counter[str] = field(default_factory=Counter)
+    claim_ids: set[str] = field(default_factory=set)
+    repeated_claim_ids: int = 0
+    billed_amount: Decimal = Decimal("0.00")
+    paid_amount: Decimal = Decimal("0.00")
+    at_risk_amount: Decimal = Decimal("0.00")
+    unreadable: int = 0
+
+    def add(self, logical: str, key: bytes | None, value: bytes | None, codec: Codec) -> None:
+        if logical.startswith(DENIAL_PREFIX):
+            self.denials_by_queue[logical[len(DENIAL_PREFIX):]] += 1
+            self.at_risk_amount += self._field(codec, value, "amount_at_risk", Decimal(0))
+            return
+        self.records[logical] += 1
+        if logical == "claims-submitted":
+            claim_id = (key or b"").decode()
+            if claim_id in self.claim_ids:
+                self.repeated_claim_ids += 1
+            self.claim_ids.add(claim_id)
+        elif logical == "claim-status":
+            record = self._record(codec, value)
+            if record is not None:
+                self.claim_states[record["status"]] += 1
+                if record["status"] != "SUBMITTED":
+                    self.billed_amount += record["billed_amount"]
+                    self.paid_amount += record["paid_amount"] or 0
+        elif logical == "dead-letter":
+            source = self._field(codec, value, "source_topic", "?")
+            self.dead_letters_by_source[source] += 1
+
+    def _record(self, codec: Codec, value: bytes | None) -> dict[str, Any] | None:
+        try:
+            return codec.decode_record(value)[1]
+        except UndecodableEvent:
+            self.unreadable += 1
+            return None
+
+    def _field(self, codec: Codec, value: bytes | None, name: str, default: Any) -> Any:
+        record = self._record(codec, value)
+        return default if record is None else record[name]
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    lhs: int
+    rhs: int
+
+    @property
+    def holds(self) -> bool:
+        return self.lhs == self.rhs
+
+
+def summarize(tally: Tally, settings: Settings, elapsed_s: float) -> dict[str, Any]:
+    """The summary JSON: integer counts, identities, money as strings."""
+    r = tally.records
+    dl_from = {settings.topic(t): t for t in COUNTED_TOPICS}
+    dead_by_stage_input = Counter({dl_from.get(src, src): n for src, n in tally.dead_letters_by_source.items()})
+    summary: dict[str, Any] = {
+        "encounters": r["encounters"],
+        "coded": r["coded"],
+        "coding_review": r["coding-review"],
+        "dead_lettered": r["dead-letter"],
+        "dead_lettered_by_source": dict(sorted(dead_by_stage_input.items())),
+        "claims_submitted": r["claims-submitted"],
+        "duplicates_dropped": r["duplicates"],
+        "remittances": r["remittances"],
+        "paid": tally.claim_states["PAID"],
+        "partially_paid": tally.claim_states["PARTIALLY_PAID"],
+        "denied": tally.claim_states["DENIED"],
+        "denials_by_queue": dict(sorted(tally.denials_by_queue.items())),
+        "repeated_claim_ids": tally.repeated_claim_ids,
+        "billed_amount": str(tally.billed_amount),
+        "paid_amount": str(tally.paid_amount),
+        "amount_at_risk": str(tally.at_risk_amount),
+        "elapsed_s": round(elapsed_s, 2),
+        "encounters_per_s": round(r["encounters"] / elapsed_s, 1) if elapsed_s > 0 else 0.0,
+    }
+    summary["identities"] = {i.name: {"lhs": i.lhs, "rhs": i.rhs, "holds": i.holds} for i in identities(summary)}
+    return summary
+
+
+def identities(s: dict[str, Any]) -> list[Identity]:
+    """The accounting identities. A dead letter leaves the flow at the stage that read it:
+    ``dead_lettered`` as the issue states it counts the encounter stage's dead letters, and
+    the later stages' (zero in a healthy run) balance their own identity."""
+    dl = s["dead_lettered_by_source"]
+    return [
+        Identity("encounters = coded + coding_review + dead_lettered", s["encounters"],
+                 s["coded"] + s["coding_review"] + dl.get("encounters", 0)),
+        Identity("coded = claims_submitted + duplicates_dropped", s["coded"],
+                 s["claims_submitted"] + s["duplicates_dropped"] + dl.get("coded", 0)),
+        Identity("claims_submitted = remittances", s["claims_submitted"],
+                 s["remittances"] + dl.get("claims-submitted", 0)),
+        Identity("remittances = paid + partially_paid + denied", s["remittances"],
+                 s["paid"] + s["partially_paid"] + s["denied"] + dl.get("remittances", 0)),
+        Identity("denied = sum(denials_by_queue)", s["denied"], sum(s["denials_by_queue"].values())),
+    ]
+
+
+class ReadBack:
+    """Reads every counted topic from a baseline onward and keeps a ``Tally``.
+
+    No consumer group: it assigns all partitions itself, so it never disturbs the
+    engine's groups. The baseline is read, not asked for: Tansu answers ListOffsets
+    (latest) wrongly (BROKER.md), so ``mark_baseline`` consumes up to each partition's
+    fetch high watermark and counts only what comes after.
+    """
+
+    def __init__(self, settings: Settings, bootstrap_servers: str, codec: Codec, denial_queues: Sequence[str]):
+        self.settings = settings
+        self.codec = codec
+        self.logical = {settings.topic(t): t for t in (*COUNTED_TOPICS, *denial_queues)}
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        self.tally = Tally()
+        self.partitions: list[TopicPartition] = []
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        await self.consumer.topics()  # metadata for every topic, so partitions are known
+        self.partitions = await assign_all(self.consumer, list(self.logical))
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def mark_baseline(self, timeout_s: float = 60.0) -> None:
+        """Skip what was on the topics before this run (a persistent broker)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            await self.consumer.getmany(timeout_ms=100, max_records=10_000)
+            if all([await self._caught_up(tp) for tp in self.partitions]):
+                return
+        raise TimeoutError("could not read the topics up to their high watermarks")
+
+    async def _caught_up(self, tp: TopicPartition) -> bool:
+        highwater = self.consumer.highwater(tp)
+        return highwater is not None and await self.consumer.position(tp) >= highwater
+
+    async def poll(self, timeout_ms: int = 100) -> int:
+        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=20_000)
+        n = 0
+        for tp, records in batches.items():
+            logical = self.logical[tp.topic]
+            for record in records:
+                self.tally.add(logical, record.key, record.value, self.codec)
+            n += len(records)
+        return n
+
+    async def wait_until(self, predicate: Any, timeout_s: float) -> bool:
+        """Poll until ``predicate(tally)`` holds or the bound passes."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            await self.poll()
+            if predicate(self.tally):
+                return True
+            await asyncio.sleep(0)
+        return bool(predicate(self.tally))
+
+
+def all_settled(tally: Tally, expected_encounters: int, settings: Settings) -> bool:
+    """Every expected encounter record was read and every stage balances."""
+    if tally.records["encounters"] < expected_encounters:
+        return False
+    return all(i.holds for i in identities(summarize(tally, settings, 1.0)))

@@ -1,0 +1,176 @@
+"""The ``claims`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from engine.broker import BrokerError, EmbeddedBroker, resolve_bootstrap
+from engine.settings import Settings
+
+app = typer.Typer(help="Claimflow: encounter → coded → claim → remittance → denial queues, on Kafka.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+topics_app = typer.Typer(help="Topics declared in topics.yaml.", no_args_is_help=True)
+simulate_app = typer.Typer(help="The EHR and payer simulators, standalone.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+app.add_typer(simulate_app, name="simulate")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return settings
+
+
+def _bootstrap(settings: Settings) -> str:
+    try:
+        return resolve_bootstrap(settings)
+    except BrokerError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run(
+    encounters: Annotated[Optional[int], typer.Option(help="Stop when this many encounters settled; default: run until Ctrl-C.")] = None,
+    rate: Annotated[Optional[float], typer.Option(help="Encounters per second (default: CLAIMS_RATE, 50; 0 = flat out).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the simulators: same seed, same encounters and outcomes.")] = 1,
+    bad_rate: Annotated[Optional[float], typer.Option(help="Share of bad encounters (undecodable, truncated, invalid codes, missing data).")] = None,
+    resend_rate: Annotated[Optional[float], typer.Option(help="Share of encounters the EHR sends twice.")] = None,
+    summary: Annotated[Optional[Path], typer.Option(help="Write the summary JSON here.")] = None,
+    timeout: Annotated[float, typer.Option(help="Fail if a bounded run has not settled after this many seconds.")] = 900.0,
+    no_live: Annotated[bool, typer.Option("--no-live", help="No live table (logs and CI).")] = False,
+) -> None:
+    """The closed loop: broker, topics, engine worker, EHR and payer simulators, live progress."""
+    from engine.run import RunFailed, RunOptions, run_closed_loop
+
+    settings = _settings()
+    if rate is None:
+        rate = None if encounters is not None else settings.rate
+    options = RunOptions(
+        encounters=encounters,
+        rate=rate or None,
+        seed=seed,
+        bad_rate=settings.bad_rate if bad_rate is None else bad_rate,
+        resend_rate=settings.resend_rate if resend_rate is None else resend_rate,
+        summary_path=summary,
+        timeout_s=timeout,
+        live=not no_live and console.is_terminal,
+    )
+    try:
+        result = asyncio.run(run_closed_loop(settings, options, console))
+    except RunFailed as exc:
+        err.print(f"[red]run failed: {exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print_json(json.dumps({k: v for k, v in result.items() if k != "identities"}))
+    for name, identity in result["identities"].items():
+        mark = "[green]holds[/green]" if identity["holds"] else "[red]BROKEN[/red]"
+        console.print(f"{mark}  {name}  ({identity['lhs']} vs {identity['rhs']})")
+    if result["interrupted"]:
+        raise typer.Exit(130)
+    if not result["settled"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def worker() -> None:
+    """The engine's stream processors only (coding, claims, denial routing)."""
+    from engine.worker import run_worker
+
+    settings = _settings()
+    run_worker(settings, _bootstrap(settings))
+
+
+@app.command()
+def broker(port: Annotated[int, typer.Option(help="Loopback port; 0 picks a free one.")] = 0) -> None:
+    """Run the embedded Tansu broker alone, in the foreground (memory only)."""
+    settings = _settings()
+
+    async def serve() -> None:
+        embedded = EmbeddedBroker(port=port, state_file=settings.broker_state_file)
+        await embedded.start_and_wait()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            console.print(f"bootstrap servers: {embedded.bootstrap_servers}")
+            console.print("embedded Tansu broker, memory only: data is lost when it stops. Ctrl-C to stop.")
+            console.print(f"other terminals: CLAIMS_KAFKA_BOOTSTRAP={embedded.bootstrap_servers} (or nothing: "
+                          "commands on this machine find it)")
+            sys.stdout.flush()
+            await stop.wait()
+        finally:
+            embedded.stop()
+
+    asyncio.run(serve())
+
+
+@topics_app.command("apply")
+def topics_apply() -> None:
+    """Create missing topics; report drift from topics.yaml (never deletes data)."""
+    from engine.topics import apply_topics, load_topics
+
+    settings = _settings()
+    report = asyncio.run(apply_topics(_bootstrap(settings), load_topics(settings)))
+    for line in report.lines():
+        console.print(line)
+    if report.drift:
+        raise typer.Exit(3)
+
+
+@simulate_app.command("ehr")
+def simulate_ehr(
+    encounters: Annotated[int, typer.Option(help="How many encounters to send.")] = 1000,
+    rate: Annotated[float, typer.Option(help="Encounters per second; 0 = flat out.")] = 50.0,
+    seed: Annotated[int, typer.Option()] = 1,
+    bad_rate: Annotated[Optional[float], typer.Option()] = None,
+    resend_rate: Annotated[Optional[float], typer.Option()] = None,
+) -> None:
+    """Send encounters from the EHR simulator to the encounters topic."""
+    from engine.codec import default_codec
+    from simulators.ehr import plan_encounters, send_planned
+    from simulators.payer import PayerBook
+
+    settings = _settings()
+    bootstrap = _bootstrap(settings)
+    codec = default_codec(settings.schemas_dir)
+    planned = plan_encounters(encounters, seed, settings.bad_rate if bad_rate is None else bad_rate,
+                              settings.resend_rate if resend_rate is None else resend_rate, codec,
+                              PayerBook.load(settings.payer_profiles_file))
+    sent = asyncio.run(send_planned(settings, bootstrap, planned, rate or None))
+    console.print(f"sent {sent} records ({encounters} encounters plus resends)")
+
+
+@simulate_app.command("payer")
+def simulate_payer(seed: Annotated[int, typer.Option()] = 1) -> None:
+    """Run the payer simulator: claims submitted → remittances, until Ctrl-C."""
+    from engine.codec import default_codec
+    from simulators.payer import PayerSimulator
+
+    settings = replace(_settings(), seed=seed)
+    simulator = PayerSimulator(settings, _bootstrap(settings), default_codec(settings.schemas_dir))
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, simulator.stop.set)
+        await simulator.run()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,177 @@
+"""Denial routing: a remittance updates its claim's status, and a denial becomes a work
+item in the queue its CARC calls for (``engine/data/denial_routing.yaml``)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from engine.events import (
+    Adjustment,
+    ClaimState,
+    ClaimStatus,
+    DenialWorkItem,
+    GroupCode,
+    Remittance,
+    RemittanceOutcome,
+)
+from engine.pipeline import Emit, ProcessingError, SourceMessage
+
+_STATE_FOR_OUTCOME = {
+    RemittanceOutcome.PAID: ClaimState.PAID,
+    RemittanceOutcome.PARTIALLY_PAID: ClaimState.PARTIALLY_PAID,
+    RemittanceOutcome.DENIED: ClaimState.DENIED,
+}
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    queue: str
+    suggested_action: str
+    recoverable: bool
+
+
+@dataclass(frozen=True)
+class Override:
+    carc: str
+    category: str
+    group_code: str | None = None
+    rarc: str | None = None
+
+
+@dataclass(frozen=True)
+class DenialRouting:
+    categories: dict[str, Category]
+    category_by_carc: dict[str, str]
+    overrides: tuple[Override, ...]
+    not_denials: frozenset[str]
+    default_category: str
+    reasons: dict[str, str]
+
+    @classmethod
+    def load(cls, path: Path) -> "DenialRouting":
+        return cls.from_dict(yaml.safe_load(path.read_text()))
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> "DenialRouting":
+        categories: dict[str, Category] = {}
+        by_carc: dict[str, str] = {}
+        for name, spec in doc["categories"].items():
+            categories[name] = Category(name, spec["queue"], spec["suggested_action"], bool(spec["recoverable"]))
+            for carc in spec.get("carcs", []):
+                if str(carc) in by_carc:
+                    raise ValueError(f"CARC {carc} is in both {by_carc[str(carc)]} and {name}")
+                by_carc[str(carc)] = name
+        overrides = tuple(
+            Override(str(o["carc"]), o["category"], o.get("group_code"), o.get("rarc")) for o in doc.get("overrides", [])
+        )
+        default = doc["default_category"]
+        for category in [default, *(o.category for o in overrides)]:
+            if category not in categories:
+                raise ValueError(f"unknown denial category {category!r}")
+        return cls(
+            categories=categories,
+            category_by_carc=by_carc,
+            overrides=overrides,
+            not_denials=frozenset(str(c) for c in doc.get("not_denials", [])),
+            default_category=default,
+            reasons={str(k): str(v) for k, v in doc.get("reasons", {}).items()},
+        )
+
+    def queues(self) -> list[str]:
+        return [c.queue for c in self.categories.values()]
+
+    def deciding_adjustment(self, remit: Remittance) -> Adjustment | None:
+        """The first adjustment that is a denial rather than cost sharing or contract."""
+        return next((a for a in remit.all_adjustments() if a.carc not in self.not_denials), None)
+
+    def category_for(self, adjustment: Adjustment, rarcs: list[str]) -> Category:
+        for rule in self.overrides:
+            if rule.carc != adjustment.carc:
+                continue
+            if rule.group_code is not None and rule.group_code != adjustment.group_code:
+                continue
+            if rule.rarc is not None and rule.rarc not in rarcs:
+                continue
+            return self.categories[rule.category]
+        name = self.category_by_carc.get(adjustment.carc, self.default_category)
+        return self.categories[name]
+
+    def reason(self, group_code: str, carc: str) -> str:
+        return f"{group_code}-{carc}: {self.reasons.get(carc, 'see the X12 CARC list')}"
+
+
+def amount_at_risk(remit: Remittance, routing: DenialRouting) -> Decimal:
+    """What the denial costs if nobody works it: every adjustment that is neither
+    patient responsibility nor a routine contractual write-off."""
+    return sum(
+        (a.amount for a in remit.all_adjustments() if a.group_code != GroupCode.PR and a.carc not in routing.not_denials),
+        Decimal("0.00"),
+    )
+
+
+def work_item_id(remittance_id: str) -> str:
+    return "DN-" + hashlib.blake2b(remittance_id.encode(), digest_size=8).hexdigest().upper()
+
+
+def route_remittance(
+    remit: Remittance, message: SourceMessage, routing: DenialRouting, now: datetime
+) -> Iterator[Emit]:
+    """The denial-routing stage for one remittance: the claim's new status, and a
+    work item when the claim was denied."""
+    state = _STATE_FOR_OUTCOME[remit.outcome]
+    queue: str | None = None
+    item: DenialWorkItem | None = None
+    if remit.outcome == RemittanceOutcome.DENIED:
+        deciding = routing.deciding_adjustment(remit)
+        if deciding is None:
+            raise ProcessingError(f"remittance {remit.remittance_id} is denied but carries no denial CARC")
+        all_rarcs = [*remit.rarcs, *(r for line in remit.lines for r in line.rarcs)]
+        category = routing.category_for(deciding, all_rarcs)
+        queue = category.queue
+        adjustments = remit.all_adjustments()
+        carcs = list(dict.fromkeys(a.carc for a in adjustments))
+        item = DenialWorkItem(
+            work_item_id=work_item_id(remit.remittance_id),
+            claim_id=remit.claim_id,
+            remittance_id=remit.remittance_id,
+            encounter_id=remit.encounter_id,
+            payer_id=remit.payer_id,
+            category=category.name,
+            queue=queue,
+            carc=deciding.carc,
+            group_code=str(deciding.group_code),
+            all_carcs=carcs,
+            rarcs=list(dict.fromkeys(all_rarcs)),
+            reasons=list(dict.fromkeys(routing.reason(str(a.group_code), a.carc) for a in adjustments)),
+            amount_at_risk=amount_at_risk(remit, routing),
+            billed_amount=remit.billed_amount,
+            suggested_action=category.suggested_action,
+            recoverable=category.recoverable,
+            date_of_service=remit.date_of_service,
+            created_at=now,
+        )
+    yield Emit(
+        "claim-status",
+        remit.claim_id,
+        ClaimStatus(
+            claim_id=remit.claim_id,
+            encounter_id=remit.encounter_id,
+            payer_id=remit.payer_id,
+            status=state,
+            billed_amount=remit.billed_amount,
+            paid_amount=remit.paid_amount,
+            denial_queue=queue,
+            remittance_id=remit.remittance_id,
+            updated_at=now,
+        ),
+    )
+    if item is not None and queue is not None:
+        yield Emit(queue, remit.claim_id, item)

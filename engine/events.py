@@ -1,0 +1,294 @@
+"""The events that flow between the stages, as typed dataclasses.
+
+Each top-level event mirrors one Avro schema in ``schemas/`` field for field (a test
+checks that); ``engine.codec`` turns them into Confluent-framed Avro and back.
+Money is ``Decimal``; dates are ``date``; instants are timezone-aware ``datetime``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import ClassVar
+
+NAMESPACE = "org.claimflow.events"
+
+
+class Sex(StrEnum):
+    F = "F"
+    M = "M"
+    U = "U"
+
+
+class Severity(StrEnum):
+    ERROR = "ERROR"
+    WARNING = "WARNING"
+
+
+class GroupCode(StrEnum):
+    """CAS01 claim adjustment group code (CR is not used in 5010)."""
+
+    CO = "CO"  # contractual obligation: the provider writes it off
+    PR = "PR"  # patient responsibility
+    OA = "OA"  # other adjustment
+    PI = "PI"  # payer-initiated reduction
+
+
+class RemittanceOutcome(StrEnum):
+    PAID = "PAID"
+    PARTIALLY_PAID = "PARTIALLY_PAID"
+    DENIED = "DENIED"
+
+
+class ClaimState(StrEnum):
+    SUBMITTED = "SUBMITTED"
+    PAID = "PAID"
+    PARTIALLY_PAID = "PARTIALLY_PAID"
+    DENIED = "DENIED"
+
+
+# --- nested records ----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Patient:
+    patient_id: str
+    first_name: str
+    last_name: str
+    birth_date: date
+    sex: Sex
+
+
+@dataclass(slots=True)
+class Procedure:
+    code: str
+    modifiers: list[str]
+    units: int
+    dx_pointers: list[int]
+
+
+@dataclass(slots=True)
+class Finding:
+    rule_id: str
+    severity: Severity
+    message: str
+    element: str
+
+
+@dataclass(slots=True)
+class CodedLine:
+    line_number: int
+    procedure_code: str
+    modifiers: list[str]
+    units: int
+    dx_pointers: list[int]
+
+
+@dataclass(slots=True)
+class ClaimLine:
+    line_number: int
+    procedure_code: str
+    modifiers: list[str]
+    units: int
+    charge: Decimal
+    dx_pointers: list[int]
+    date_of_service: date
+
+
+@dataclass(slots=True)
+class Adjustment:
+    group_code: GroupCode
+    carc: str
+    amount: Decimal
+    quantity: int | None = None
+
+
+@dataclass(slots=True)
+class RemittanceLine:
+    line_number: int
+    procedure_code: str
+    billed_amount: Decimal
+    allowed_amount: Decimal
+    paid_amount: Decimal
+    adjustments: list[Adjustment]
+    rarcs: list[str] = field(default_factory=list)
+
+
+# --- events (one Avro schema each) ------------------------------------------
+
+
+@dataclass(slots=True)
+class Encounter:
+    SCHEMA: ClassVar[str] = f"{NAMESPACE}.Encounter"
+    encounter_id: str
+    source_system: str
+    occurred_at: datetime
+    patient: Patient
+    payer_id: str
+    member_id: str
+    billing_npi: str
+    rendering_npi: str
+    date_of_service: date
+    place_of_service: str
+    diagnoses: list[str]
+    procedures: list[Procedure]
+    clinical_note: str | None = None
+
+
+@dataclass(slots=True)
+class CodedEncounter:
+    SCHEMA: ClassVar[str] = f"{NAMESPACE}.CodedEncounter"
+    encounter_id: str
+    encounter_occurred_at: datetime
+    patient_id: str
+    patient_birth_date: date
+    patient_sex: str
+    payer_id: str
+    member_id: str
+    billing_npi: str
+    rendering_npi: str
+    date_of_service: date
+    place_of_service: str
+    diagnoses: list[str]
+    lines: list[CodedLine]
+    findings: list[Finding]
+    coded_at: datetime
+
+
+@dataclass(slots=True)
+class CodingReviewItem:
+    SCHEMA: ClassVar[str] = f"{NAMESPACE}.CodingReviewItem"
+    work_item_id: str
+    encounter_id: str
+    findings: list[Finding]
+    is_audit: bool
+    encounter: bytes
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class ClaimSubmitted:
+    SCHEMA: ClassVar[str] = f"{NAMESPACE}.ClaimSubmitted"
+    claim_id: str
+    encounter_id: str
+    encounter_occurred_at: datetime
+    patient_control_number: str
+    frequency_code: str
+    original_claim_id: str | None
+    payer_id: str
+    member_id: str
+    patient_id: str
+    billing_npi: str
+    rendering_npi: str
+    date_of_service: date
+    place_of_service: str
+    diagnoses: list[str]
+    lines: list[ClaimLine]
+    total_charge: Decimal
+    submitted_at: datetime
+
+
+@dataclass(slots=True)
+class Remittance:
+    SCHEMA: ClassVar[str] = f"{NAMESPACE}.Remittance"
+    remittance_id: str
+    claim_id: str
+    encounter_id: str
+    encounter_occurred_at: datetime
+    patient_control_number: str
+    payer_id: str
+    payer_claim_control_number: str
+    date_of_service: date
+    claim_status_code: str
+    outcome: RemittanceOutcome
+    billed_amount: Decimal
+    allowed_amount: Decimal
+    paid_amount: Decimal
+    patient_responsibility: Decimal
+    adjustments: list[Adjustment]
+    rarcs: list[str]
+    lines: list[RemittanceLine]
+    payment_date: date
+    trace_number: str
+    adjudicated_at: datetime
+
+    def all_adjustments(self) -> list[Adjustment]:
+        """Claim-level CAS followed by every line's CAS."""
+        return [*self.adjustments, *(adj for line in self.lines for adj in line.adjustments)]
+
+
+@dataclass(slots=True)
+class DenialWorkItem:
+    SCHEMA: ClassVar[str] = f"{NAMESPACE}.DenialWorkItem"
+    work_item_id: str
+    claim_id: str
+    remittance_id: str
+    encounter_id: str
+    payer_id: str
+    category: str
+    queue: str
+    carc: str
+    group_code: str
+    all_carcs: list[str]
+    rarcs: list[str]
+    reasons: list[str]
+    amount_at_risk: Decimal
+    billed_amount: Decimal
+    suggested_action: str
+    recoverable: bool
+    date_of_service: date
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class ClaimStatus:
+    SCHEMA: ClassVar[str] = f"{NAMESPACE}.ClaimStatus"
+    claim_id: str
+    encounter_id: str
+    payer_id: str
+    status: ClaimState
+    billed_amount: Decimal
+    paid_amount: Decimal | None
+    denial_queue: str | None
+    remittance_id: str | None
+    updated_at: datetime
+
+
+@dataclass(slots=True)
+class DuplicateDropped:
+    SCHEMA: ClassVar[str] = f"{NAMESPACE}.DuplicateDropped"
+    claim_id: str
+    encounter_id: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    dropped_at: datetime
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    SCHEMA: ClassVar[str] = f"{NAMESPACE}.DeadLetter"
+    stage: str
+    error_type: str
+    reason: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    source_key: bytes | None
+    original_value: bytes
+    failed_at: datetime
+
+
+EVENT_TYPES: tuple[type, ...] = (
+    Encounter,
+    CodedEncounter,
+    CodingReviewItem,
+    ClaimSubmitted,
+    Remittance,
+    DenialWorkItem,
+    ClaimStatus,
+    DuplicateDropped,
+    DeadLetter,
+)

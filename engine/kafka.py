@@ -1,0 +1,89 @@
+"""aiokafka plumbing shared by the simulators, the read-back monitor and the CLI:
+producer/consumer factories tuned for Tansu, and producing a stage's emits."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable, Iterable, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from engine.codec import Codec
+from engine.pipeline import Emit, SourceMessage
+from engine.settings import Settings
+
+
+def make_producer(settings: Settings, bootstrap_servers: str) -> AIOKafkaProducer:
+    # acks=all and no idempotence: Tansu answers aiokafka's InitProducerId v0 with an
+    # error (BROKER.md), so delivery is at-least-once and every stage is idempotent.
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap_servers,
+        acks="all",
+        linger_ms=settings.producer_linger_ms,
+        max_batch_size=settings.producer_max_batch_bytes,
+        enable_idempotence=False,
+    )
+
+
+def make_group_consumer(
+    settings: Settings, bootstrap_servers: str, group_id: str, *topics: str
+) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=int(settings.session_timeout_s * 1000),
+        heartbeat_interval_ms=int(settings.heartbeat_interval_s * 1000),
+        max_poll_records=settings.batch_max,
+    )
+
+
+def encode_emit(settings: Settings, codec: Codec, emit: Emit) -> tuple[str, bytes, bytes]:
+    """(real topic name, key bytes, framed Avro value) of a stage's emit."""
+    return settings.topic(emit.topic), emit.key.encode(), codec.encode(emit.event)
+
+
+async def produce_emits(
+    producer: AIOKafkaProducer, settings: Settings, codec: Codec, emits: Iterable[Emit]
+) -> None:
+    """Send every emit and wait until the broker has them all (before committing)."""
+    futures: list[Awaitable[object]] = []
+    for emit in emits:
+        topic, key, value = encode_emit(settings, codec, emit)
+        futures.append(await producer.send(topic, value=value, key=key))
+    if futures:
+        await asyncio.gather(*futures)
+
+
+def source_message(record: ConsumerRecord[bytes, bytes]) -> SourceMessage:
+    return SourceMessage(record.topic, record.partition, record.offset, record.key, record.value)
+
+
+async def consume_batches(
+    consumer: AIOKafkaConsumer,
+    handle: Callable[[Sequence[SourceMessage]], Awaitable[None]],
+    stop: asyncio.Event,
+    timeout_ms: int = 200,
+) -> None:
+    """getmany → handle → commit, until ``stop`` is set. At-least-once: the commit
+    happens only after ``handle`` returned (its output acknowledged by the broker)."""
+    while not stop.is_set():
+        batches = await consumer.getmany(timeout_ms=timeout_ms)
+        if not batches:
+            continue
+        messages = [source_message(r) for records in batches.values() for r in records]
+        await handle(messages)
+        await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+
+
+async def assign_all(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[TopicPartition]:
+    """Assign every partition of ``topics`` (no group) and seek to the beginning."""
+    partitions = [
+        TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or ())
+    ]
+    consumer.assign(partitions)
+    await consumer.seek_to_beginning(*partitions)
+    return partitions

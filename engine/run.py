@@ -1,0 +1,225 @@
+"""``claims run``: the whole closed loop in one command — embedded broker (unless a
+cluster is configured), topics, the engine's worker, both simulators, live progress,
+and the summary read back from the topics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from engine.accounting import ReadBack, Tally, all_settled, summarize
+from engine.broker import EmbeddedBroker, _die_with_parent
+from engine.codec import default_codec
+from engine.denials import DenialRouting
+from engine.settings import Settings
+from engine.topics import apply_topics, load_topics
+from simulators.ehr import endless_plan, plan_encounters, send_planned
+from simulators.payer import PayerBook, PayerSimulator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    encounters: int | None  # None: open-ended, until Ctrl-C
+    rate: float | None  # encounters per second; None: as fast as possible
+    seed: int
+    bad_rate: float
+    resend_rate: float
+    summary_path: Path | None
+    timeout_s: float
+    live: bool = True
+
+
+class RunFailed(RuntimeError):
+    pass
+
+
+@contextlib.asynccontextmanager
+async def broker_for(settings: Settings) -> AsyncIterator[str]:
+    """The configured cluster, or an embedded Tansu broker for the duration."""
+    if settings.bootstrap_servers:
+        yield settings.bootstrap_servers
+        return
+    broker = EmbeddedBroker(state_file=settings.broker_state_file)
+    await broker.start_and_wait()
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+def start_worker(settings: Settings, bootstrap_servers: str) -> subprocess.Popen[bytes]:
+    """The engine's agents in their own process (as in production: `claims worker`).
+    Its log goes to ``worker.log`` in the state directory, off the live screen."""
+    env = {**os.environ, "CLAIMS_KAFKA_BOOTSTRAP": bootstrap_servers, "CLAIMS_TOPIC_PREFIX": settings.topic_prefix,
+           "CLAIMS_APP_ID": settings.app_id, "CLAIMS_SEED": str(settings.seed)}
+    settings.worker_log_file.parent.mkdir(parents=True, exist_ok=True)
+    with settings.worker_log_file.open("ab") as log_file:
+        return subprocess.Popen(
+            [sys.executable, "-m", "engine", "worker"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def progress_table(tally: Tally, summary: dict[str, Any], rate: float, elapsed: float, sent: int) -> Table:
+    table = Table(title=f"Claimflow — closed loop  ({elapsed:5.1f} s, {rate:,.0f} events/s)", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("count", justify="right")
+    rows = [
+        ("encounters sent by the EHR", sent),
+        ("encounters on the topic", summary["encounters"]),
+        ("coded", summary["coded"]),
+        ("in coding review", summary["coding_review"]),
+        ("dead-lettered", summary["dead_lettered"]),
+        ("claims submitted", summary["claims_submitted"]),
+        ("duplicates dropped", summary["duplicates_dropped"]),
+        ("remittances", summary["remittances"]),
+        ("paid", summary["paid"]),
+        ("partially paid", summary["partially_paid"]),
+        ("denied", summary["denied"]),
+    ]
+    for name, value in rows:
+        table.add_row(name, f"{value:,}")
+    for queue, n in summary["denials_by_queue"].items():
+        table.add_row(f"  denial queue {queue}", f"{n:,}")
+    table.add_row("billed / paid $", f"{summary['billed_amount']} / {summary['paid_amount']}")
+    return table
+
+
+async def run_closed_loop(settings: Settings, options: RunOptions, console: Console) -> dict[str, Any]:
+    settings = _with_run_options(settings, options)
+    codec = default_codec(settings.schemas_dir)
+    book = PayerBook.load(settings.payer_profiles_file)
+    routing = DenialRouting.load(settings.denial_routing_file)
+    t0 = time.monotonic()
+    async with broker_for(settings) as bootstrap:
+        console.print(f"broker: {bootstrap}{'' if settings.bootstrap_servers else ' (embedded Tansu, in memory)'}")
+        report = await apply_topics(bootstrap, load_topics(settings))
+        console.print(f"topics: {report.lines()[-1]}")
+        worker = start_worker(settings, bootstrap)
+        console.print(f"worker: pid {worker.pid}, log {settings.worker_log_file}")
+        readback = ReadBack(settings, bootstrap, codec, routing.queues())
+        payer = PayerSimulator(settings, bootstrap, codec)
+        stop_ehr = asyncio.Event()
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            await readback.start()
+            await readback.mark_baseline()
+            tasks.append(asyncio.create_task(payer.run(), name="payer-simulator"))
+            sent = [0]
+            if options.encounters is not None:
+                planned = plan_encounters(options.encounters, options.seed, options.bad_rate, options.resend_rate,
+                                          codec, book)
+                expected = len(planned)
+                tasks.append(asyncio.create_task(
+                    send_planned(settings, bootstrap, planned, options.rate, _setter(sent), stop_ehr), name="ehr"))
+            else:
+                expected = -1
+                tasks.append(asyncio.create_task(
+                    _send_endless(settings, bootstrap, codec, book, options, sent, stop_ehr), name="ehr"))
+            started = time.monotonic()
+            elapsed, interrupted = await _watch(settings, readback, worker, tasks, expected, options, console,
+                                                started, sent)
+        finally:
+            stop_ehr.set()
+            payer.stop.set()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, 10)
+            await readback.stop()
+            stop_process(worker)
+    summary = summarize(readback.tally, settings, elapsed)
+    summary["seed"] = options.seed
+    summary["startup_s"] = round(started - t0, 2)
+    summary["interrupted"] = interrupted
+    summary["settled"] = not interrupted and all(i["holds"] for i in summary["identities"].values())
+    if options.summary_path is not None:
+        options.summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _setter(box: list[int]) -> Any:
+    def set_value(n: int) -> None:
+        box[0] = n
+
+    return set_value
+
+
+async def _send_endless(settings: Settings, bootstrap: str, codec: Any, book: PayerBook, options: RunOptions,
+                        sent: list[int], stop: asyncio.Event) -> None:
+    base = 0
+    for block in endless_plan(options.seed, options.bad_rate, options.resend_rate, codec, book):
+        if stop.is_set():
+            return
+        n = await send_planned(settings, bootstrap, block, options.rate,
+                               lambda k: sent.__setitem__(0, base + k), stop)
+        base += n
+
+
+async def _watch(settings: Settings, readback: ReadBack, worker: subprocess.Popen[bytes],
+                 tasks: list[asyncio.Task[Any]], expected: int, options: RunOptions, console: Console,
+                 started: float, sent: list[int]) -> tuple[float, bool]:
+    """Poll the topics until the run settles (or Ctrl-C); keep the screen live."""
+    last_total, last_t, rate = 0, time.monotonic(), 0.0
+    live = Live(console=console, refresh_per_second=4, transient=False) if options.live else None
+    try:
+        with live if live is not None else contextlib.nullcontext():
+            while True:
+                await readback.poll(timeout_ms=200)
+                now = time.monotonic()
+                summary = summarize(readback.tally, settings, now - started)
+                total = sum(readback.tally.records.values()) + sum(readback.tally.denials_by_queue.values())
+                if now - last_t >= 1.0:
+                    rate, last_total, last_t = (total - last_total) / (now - last_t), total, now
+                if live is not None:
+                    live.update(progress_table(readback.tally, summary, rate, now - started, sent[0]))
+                if expected >= 0 and all_settled(readback.tally, expected, settings):
+                    return now - started, False
+                if worker.poll() is not None:
+                    raise RunFailed(f"the engine worker exited with code {worker.returncode} "
+                                    f"(see {settings.worker_log_file})")
+                for task in tasks:
+                    if task.done() and task.exception() is not None:
+                        raise RunFailed(f"{task.get_name()} failed: {task.exception()!r}")
+                if now - started > options.timeout_s:
+                    raise RunFailed(f"not settled after {options.timeout_s:.0f} s")
+    except asyncio.CancelledError:  # Ctrl-C: stop cleanly and report what happened
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
+        return time.monotonic() - started, True
+
+
+def _with_run_options(settings: Settings, options: RunOptions) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, seed=options.seed)

@@ -1,0 +1,104 @@
+"""All configuration in one place, read from the environment with sane defaults.
+
+Every knob an operator may turn is a field here; agents and simulators take a
+``Settings`` instead of reading the environment themselves.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- Kafka -------------------------------------------------------------
+    #: Empty means: start (or reuse) the embedded Tansu broker on loopback.
+    bootstrap_servers: str = field(default_factory=lambda: _env("CLAIMS_KAFKA_BOOTSTRAP", ""))
+    #: Prefix of every topic name, so several environments can share a cluster.
+    topic_prefix: str = field(default_factory=lambda: _env("CLAIMS_TOPIC_PREFIX", "claims."))
+    topics_file: Path = field(
+        default_factory=lambda: Path(_env("CLAIMS_TOPICS_FILE", str(PROJECT_ROOT / "topics.yaml")))
+    )
+    schemas_dir: Path = field(
+        default_factory=lambda: Path(_env("CLAIMS_SCHEMAS_DIR", str(PROJECT_ROOT / "schemas")))
+    )
+    #: faust application id: consumer group and prefix of its internal topics.
+    app_id: str = field(default_factory=lambda: _env("CLAIMS_APP_ID", "claimflow"))
+    #: Tansu's first group join waits about half the session timeout (BROKER.md):
+    #: 10 s keeps the first event a few seconds away instead of ~30 s.
+    session_timeout_s: float = field(default_factory=lambda: _env_float("CLAIMS_SESSION_TIMEOUT_S", 10.0))
+    heartbeat_interval_s: float = field(default_factory=lambda: _env_float("CLAIMS_HEARTBEAT_S", 1.0))
+    producer_linger_ms: int = field(default_factory=lambda: _env_int("CLAIMS_PRODUCER_LINGER_MS", 5))
+    producer_max_batch_bytes: int = field(
+        default_factory=lambda: _env_int("CLAIMS_PRODUCER_MAX_BATCH_BYTES", 256 * 1024)
+    )
+
+    # --- Stages ------------------------------------------------------------
+    #: Events an agent takes per batch, and how long it waits to fill one.
+    batch_max: int = field(default_factory=lambda: _env_int("CLAIMS_BATCH_MAX", 1000))
+    batch_within_s: float = field(default_factory=lambda: _env_float("CLAIMS_BATCH_WITHIN_S", 0.05))
+    fee_schedule_file: Path = field(
+        default_factory=lambda: Path(
+            _env("CLAIMS_FEE_SCHEDULE", str(PROJECT_ROOT / "engine" / "data" / "fee_schedule.csv"))
+        )
+    )
+    denial_routing_file: Path = field(
+        default_factory=lambda: Path(
+            _env("CLAIMS_DENIAL_ROUTING", str(PROJECT_ROOT / "engine" / "data" / "denial_routing.yaml"))
+        )
+    )
+
+    # --- Simulators --------------------------------------------------------
+    payer_profiles_file: Path = field(
+        default_factory=lambda: Path(
+            _env("CLAIMS_PAYER_PROFILES", str(PROJECT_ROOT / "simulators" / "payer_profiles.yaml"))
+        )
+    )
+    seed: int = field(default_factory=lambda: _env_int("CLAIMS_SEED", 1))
+    #: Encounters per second the EHR simulator emits in an open-ended run. At the
+    #: default each encounter leaves ~3 KB across all topics in the embedded
+    #: broker's RAM: ~0.5 GB an hour (see README, "Memory").
+    rate: float = field(default_factory=lambda: _env_float("CLAIMS_RATE", 50.0))
+    bad_rate: float = field(default_factory=lambda: _env_float("CLAIMS_BAD_RATE", 0.02))
+    #: Share of encounters the EHR sends twice (interface retries happen): exercises dedupe.
+    resend_rate: float = field(default_factory=lambda: _env_float("CLAIMS_RESEND_RATE", 0.01))
+
+    # --- Local state -------------------------------------------------------
+    #: Where a running embedded broker records its address for other commands.
+    state_dir: Path = field(
+        default_factory=lambda: Path(_env("CLAIMS_STATE_DIR", str(Path.home() / ".claimflow")))
+    )
+    log_level: str = field(default_factory=lambda: _env("CLAIMS_LOG_LEVEL", "WARNING"))
+
+    @property
+    def broker_state_file(self) -> Path:
+        return self.state_dir / "broker.json"
+
+    @property
+    def worker_log_file(self) -> Path:
+        return self.state_dir / "worker.log"
+
+    def topic(self, logical_name: str) -> str:
+        """Full topic name of a logical topic (``encounters`` → ``claims.encounters``)."""
+        return f"{self.topic_prefix}{logical_name}"
+
+    def with_bootstrap(self, bootstrap_servers: str) -> "Settings":
+        return replace(self, bootstrap_servers=bootstrap_servers)

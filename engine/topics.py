@@ -1,0 +1,149 @@
+"""``topics.yaml``: the declaration of every topic, and ``apply`` which makes a cluster
+match it without destroying data (creates what is missing, reports drift)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from engine.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_DURATION = re.compile(r"^(\d+)\s*(ms|s|m|h|d)$")
+_UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def retention_ms(value: str | int) -> int:
+    """``7d`` → 604800000; ``forever`` → -1 (Kafka's "keep everything")."""
+    if isinstance(value, int):
+        return value
+    if value == "forever":
+        return -1
+    match = _DURATION.match(value.strip())
+    if not match:
+        raise ValueError(f"retention {value!r}: expected e.g. 7d, 12h, 500ms or forever")
+    return int(match.group(1)) * _UNIT_MS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    logical_name: str
+    name: str
+    schema: str
+    partitions: int
+    replication_factor: int
+    retention_ms: int
+    cleanup_policy: str
+
+    @property
+    def configs(self) -> dict[str, str]:
+        return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+
+
+def load_topics(settings: Settings, path: Path | None = None) -> dict[str, TopicSpec]:
+    """Topic specs by logical name, with prefixes and defaults applied."""
+    doc = yaml.safe_load((path or settings.topics_file).read_text())
+    defaults = doc.get("defaults", {})
+    replication = int(os.environ.get("CLAIMS_REPLICATION_FACTOR", defaults.get("replication_factor", 1)))
+    specs: dict[str, TopicSpec] = {}
+    for entry in doc["topics"]:
+        merged = {**defaults, **entry}
+        logical = str(entry["name"]).format(app_id=settings.app_id)
+        name = logical if entry.get("absolute") else settings.topic(logical)
+        cleanup = str(merged["cleanup"])
+        if cleanup not in ("delete", "compact"):
+            raise ValueError(f"topic {logical}: cleanup must be delete or compact, not {cleanup!r}")
+        specs[logical] = TopicSpec(
+            logical_name=logical,
+            name=name,
+            schema=str(merged["schema"]),
+            partitions=int(merged["partitions"]),
+            replication_factor=replication,
+            retention_ms=retention_ms(merged["retention"]),
+            cleanup_policy=cleanup,
+        )
+    return specs
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    created: list[str]
+    unchanged: list[str]
+    drift: list[str]
+
+    def lines(self) -> list[str]:
+        out = [f"created  {name}" for name in self.created]
+        out += [f"drift    {line}" for line in self.drift]
+        out.append(f"{len(self.created)} created, {len(self.unchanged)} unchanged, {len(self.drift)} drift")
+        return out
+
+
+async def apply_topics(bootstrap_servers: str, specs: dict[str, TopicSpec]) -> ApplyReport:
+    """Create missing topics; compare existing ones with the declaration.
+
+    Never deletes or repartitions: drift is reported for a human to decide.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs.values() if spec.name not in existing]
+        created: list[str] = []
+        if missing:
+            new_topics = [
+                NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=s.configs) for s in missing
+            ]
+            try:
+                await admin.create_topics(new_topics)
+            except TopicAlreadyExistsError:  # a concurrent apply won the race: fine
+                pass
+            created = [s.name for s in missing]
+        present = [spec for spec in specs.values() if spec.name in existing]
+        drift = await _drift(admin, present) if present else []
+        drifted = {line.split(":", 1)[0] for line in drift}
+        unchanged = [s.name for s in present if s.name not in drifted]
+        return ApplyReport(created=created, unchanged=unchanged, drift=drift)
+    finally:
+        await admin.close()
+
+
+async def _drift(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[str]:
+    drift: list[str] = []
+    described = await admin.describe_topics([s.name for s in specs])
+    partitions = {t["topic"]: len(t["partitions"]) for t in described}
+    for spec in specs:
+        actual = partitions.get(spec.name)
+        if actual is not None and actual != spec.partitions:
+            drift.append(f"{spec.name}: {actual} partitions, declared {spec.partitions}")
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in specs]
+        )
+    except KafkaError as exc:  # some Kafka-compatible brokers do not answer DescribeConfigs
+        log.warning("could not describe topic configs (%s); partition counts checked only", exc)
+        return drift
+    actual_configs: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for resource in response.resources:
+            # (error_code, error_message, resource_type, resource_name, config_entries)
+            name, entries = resource[3], resource[4]
+            actual_configs[name] = {entry[0]: entry[1] for entry in entries}
+    for spec in specs:
+        have = actual_configs.get(spec.name)
+        if have is None:
+            continue
+        for key, want in spec.configs.items():
+            if key not in have:
+                drift.append(f"{spec.name}: {key} missing, declared {want}")
+            elif have[key] != want:
+                drift.append(f"{spec.name}: {key}={have[key]}, declared {want}")
+    return drift

@@ -1,0 +1,1 @@
+"""Simulators that close the loop: the EHR (encounters) and the payer (remittances)."""
