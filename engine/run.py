@@ -22,7 +22,7 @@ from rich.live import Live
 from rich.table import Table
 
 from engine.accounting import ReadBack, Tally, all_settled, summarize
-from engine.broker import EmbeddedBroker, _die_with_parent
+from engine.broker import EmbeddedBroker, _die_with_parent, running_broker_address
 from engine.codec import default_codec
 from engine.denials import DenialRouting
 from engine.settings import Settings
@@ -51,9 +51,11 @@ class RunFailed(RuntimeError):
 
 @contextlib.asynccontextmanager
 async def broker_for(settings: Settings) -> AsyncIterator[str]:
-    """The configured cluster, or an embedded Tansu broker for the duration."""
-    if settings.bootstrap_servers:
-        yield settings.bootstrap_servers
+    """The configured cluster, else a `claims broker` running on this machine, else an
+    embedded Tansu broker for the duration of the run."""
+    existing = settings.bootstrap_servers or running_broker_address(settings)
+    if existing:
+        yield existing
         return
     broker = EmbeddedBroker(state_file=settings.broker_state_file)
     await broker.start_and_wait()
@@ -122,7 +124,7 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
     routing = DenialRouting.load(settings.denial_routing_file)
     t0 = time.monotonic()
     async with broker_for(settings) as bootstrap:
-        console.print(f"broker: {bootstrap}{'' if settings.bootstrap_servers else ' (embedded Tansu, in memory)'}")
+        console.print(f"broker: {bootstrap}")
         report = await apply_topics(bootstrap, load_topics(settings))
         console.print(f"topics: {report.lines()[-1]}")
         worker = start_worker(settings, bootstrap)

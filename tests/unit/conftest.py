@@ -1,0 +1,276 @@
+"""Shared fixtures for the unit suite: the real data files, loaded once per session."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date, datetime, timezone
+from typing import Any, Callable
+
+import pytest
+
+from engine.claims import FeeSchedule
+from engine.codec import Codec
+from engine.denials import DenialRouting
+from engine.events import Encounter, Patient, Procedure, Sex
+from engine.pipeline import SourceMessage
+from engine.settings import Settings
+from simulators.payer import PayerBook
+
+# A fixed instant with whole milliseconds: timestamp-millis keeps exactly this.
+NOW = datetime(2026, 3, 2, 14, 30, 15, 250_000, tzinfo=timezone.utc)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def codec(settings: Settings) -> Codec:
+    return Codec.from_dir(settings.schemas_dir)
+
+
+@pytest.fixture(scope="session")
+def fees(settings: Settings) -> FeeSchedule:
+    return FeeSchedule.load(settings.fee_schedule_file)
+
+
+@pytest.fixture(scope="session")
+def routing(settings: Settings) -> DenialRouting:
+    return DenialRouting.load(settings.denial_routing_file)
+
+
+@pytest.fixture(scope="session")
+def book(settings: Settings) -> PayerBook:
+    return PayerBook.load(settings.payer_profiles_file)
+
+
+@pytest.fixture
+def now() -> datetime:
+    return NOW
+
+
+def base_encounter() -> Encounter:
+    """A valid office visit: billable diagnoses, fee-schedule procedures, valid NPIs."""
+    return Encounter(
+        encounter_id="ENC-UNIT-0000001",
+        source_system="ehr-test",
+        occurred_at=datetime(2026, 3, 1, 9, 15, 0, 123_000, tzinfo=timezone.utc),
+        patient=Patient(
+            patient_id="MRN000042",
+            first_name="Ana",
+            last_name="Chen",
+            birth_date=date(1958, 7, 14),
+            sex=Sex.F,
+        ),
+        payer_id="MCR01",
+        member_id="MCR123456789",
+        billing_npi="1912301953",
+        rendering_npi="1234567893",
+        date_of_service=date(2026, 2, 27),
+        place_of_service="11",
+        diagnoses=["E11.9", "I10"],
+        procedures=[
+            Procedure(code="99214", modifiers=["25"], units=1, dx_pointers=[1, 2]),
+            Procedure(code="83036", modifiers=[], units=1, dx_pointers=[1]),
+            Procedure(code="J3301", modifiers=[], units=4, dx_pointers=[1]),
+        ],
+        clinical_note="Follow-up for type 2 diabetes and hypertension.",
+    )
+
+
+@pytest.fixture
+def make_encounter() -> Callable[..., Encounter]:
+    """``make_encounter(**overrides)``: a valid Encounter with the given fields replaced.
+
+    ``patient`` may be given as a dict of Patient field overrides.
+    """
+
+    def make(**overrides: Any) -> Encounter:
+        enc = base_encounter()
+        patient = overrides.pop("patient", None)
+        if isinstance(patient, dict):
+            overrides["patient"] = dataclasses.replace(enc.patient, **patient)
+        elif patient is not None:
+            overrides["patient"] = patient
+        return dataclasses.replace(enc, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def make_message() -> Callable[..., SourceMessage]:
+    def make(value: bytes | None, *, topic: str = "claims.encounters", partition: int = 3, offset: int = 100,
+             key: bytes | None = b"ENC-UNIT-0000001") -> SourceMessage:
+        return SourceMessage(topic=topic, partition=partition, offset=offset, key=key, value=value)
+
+    return make
+
+
+def sample_events() -> dict[type, Any]:
+    """One realistic instance of every event type (whole-millisecond timestamps)."""
+    from decimal import Decimal
+
+    from engine.events import (
+        Adjustment,
+        ClaimLine,
+        ClaimState,
+        ClaimStatus,
+        ClaimSubmitted,
+        CodedEncounter,
+        CodedLine,
+        CodingReviewItem,
+        DeadLetter,
+        DenialWorkItem,
+        DuplicateDropped,
+        Finding,
+        GroupCode,
+        Remittance,
+        RemittanceLine,
+        RemittanceOutcome,
+        Severity,
+    )
+
+    enc = base_encounter()
+    findings = [
+        Finding("ICD10_NOT_BILLABLE", Severity.ERROR, "M54.5 is a header code", "diagnoses[0]=M54.5"),
+        Finding("CUSTOM_NOTE", Severity.WARNING, "unusual modifier pairing", "procedures[0].modifiers"),
+    ]
+    occurred = enc.occurred_at
+    claim = ClaimSubmitted(
+        claim_id="C0123456789ABCDEF",
+        encounter_id=enc.encounter_id,
+        encounter_occurred_at=occurred,
+        patient_control_number="C0123456789ABCDEF",
+        frequency_code="1",
+        original_claim_id=None,
+        payer_id="PPO01",
+        member_id="PPO123456789",
+        patient_id="MRN000042",
+        billing_npi="1912301953",
+        rendering_npi="1234567893",
+        date_of_service=date(2026, 2, 27),
+        place_of_service="11",
+        diagnoses=["E11.9", "I10"],
+        lines=[
+            ClaimLine(1, "99214", ["25"], 1, Decimal("210.00"), [1, 2], date(2026, 2, 27)),
+            ClaimLine(2, "J3301", [], 4, Decimal("88.00"), [1], date(2026, 2, 27)),
+        ],
+        total_charge=Decimal("298.00"),
+        submitted_at=NOW,
+    )
+    remit = Remittance(
+        remittance_id="RABCDEF012345-1",
+        claim_id=claim.claim_id,
+        encounter_id=enc.encounter_id,
+        encounter_occurred_at=occurred,
+        patient_control_number=claim.claim_id,
+        payer_id="PPO01",
+        payer_claim_control_number="PPO01ABCDEF012345",
+        date_of_service=date(2026, 2, 27),
+        claim_status_code="1",
+        outcome=RemittanceOutcome.PARTIALLY_PAID,
+        billed_amount=Decimal("298.00"),
+        allowed_amount=Decimal("136.50"),
+        paid_amount=Decimal("83.50"),
+        patient_responsibility=Decimal("51.30"),
+        adjustments=[Adjustment(GroupCode.CO, "253", Decimal("1.70"))],  # sequestration
+        rarcs=["N130"],
+        lines=[
+            RemittanceLine(1, "99214", Decimal("210.00"), Decimal("136.50"), Decimal("85.20"), [
+                Adjustment(GroupCode.CO, "45", Decimal("73.50")),
+                Adjustment(GroupCode.PR, "3", Decimal("30.00")),
+                Adjustment(GroupCode.PR, "2", Decimal("21.30")),
+            ]),
+            RemittanceLine(2, "J3301", Decimal("88.00"), Decimal("0.00"), Decimal("0.00"),
+                           [Adjustment(GroupCode.CO, "97", Decimal("88.00"), 4)], ["M15"]),
+        ],
+        payment_date=date(2026, 3, 20),
+        trace_number="EFT20260320PPO01",
+        adjudicated_at=NOW,
+    )
+    return {
+        type(enc): enc,
+        CodedEncounter: CodedEncounter(
+            encounter_id=enc.encounter_id,
+            encounter_occurred_at=occurred,
+            patient_id="MRN000042",
+            patient_birth_date=date(1958, 7, 14),
+            patient_sex="F",
+            payer_id="MCR01",
+            member_id="MCR123456789",
+            billing_npi="1912301953",
+            rendering_npi="1234567893",
+            date_of_service=date(2026, 2, 27),
+            place_of_service="11",
+            diagnoses=["E11.9", "I10"],
+            lines=[CodedLine(1, "99214", ["25"], 1, [1, 2]), CodedLine(2, "J3301", [], 4, [1])],
+            findings=findings[1:],
+            coded_at=NOW,
+        ),
+        CodingReviewItem: CodingReviewItem(
+            work_item_id="CR-0011223344556677",
+            encounter_id=enc.encounter_id,
+            findings=findings,
+            is_audit=False,
+            encounter=b"\x00\x00\x00\x00\x01\x02\xff\x00raw",
+            created_at=NOW,
+        ),
+        ClaimSubmitted: claim,
+        Remittance: remit,
+        DenialWorkItem: DenialWorkItem(
+            work_item_id="DN-8899AABBCCDDEEFF",
+            claim_id=claim.claim_id,
+            remittance_id=remit.remittance_id,
+            encounter_id=enc.encounter_id,
+            payer_id="MCA01",
+            category="missing-information",
+            queue="denials.missing-information",
+            carc="16",
+            group_code="CO",
+            all_carcs=["16"],
+            rarcs=["MA130"],
+            reasons=["CO-16: claim lacks information or has a billing error"],
+            amount_at_risk=Decimal("298.00"),
+            billed_amount=Decimal("298.00"),
+            suggested_action="Supply the missing data named by the remark codes and resubmit.",
+            recoverable=True,
+            date_of_service=date(2026, 2, 27),
+            created_at=NOW,
+        ),
+        ClaimStatus: ClaimStatus(
+            claim_id=claim.claim_id,
+            encounter_id=enc.encounter_id,
+            payer_id="MCA01",
+            status=ClaimState.DENIED,
+            billed_amount=Decimal("298.00"),
+            paid_amount=Decimal("0.00"),
+            denial_queue="denials.missing-information",
+            remittance_id=remit.remittance_id,
+            updated_at=NOW,
+        ),
+        DuplicateDropped: DuplicateDropped(
+            claim_id=claim.claim_id,
+            encounter_id=enc.encounter_id,
+            source_topic="claims.coded",
+            source_partition=5,
+            source_offset=2**40 + 7,  # a long, beyond int32
+            dropped_at=NOW,
+        ),
+        DeadLetter: DeadLetter(
+            stage="coding",
+            error_type="UndecodableEvent",
+            reason="magic byte 72, expected 0: not Confluent-framed Avro",
+            source_topic="claims.encounters",
+            source_partition=1,
+            source_offset=12345,
+            source_key=b"ENC-1-0000007",
+            original_value=b"HL7|not-avro|\x00\x01\xfe",
+            failed_at=NOW,
+        ),
+    }
+
+
+@pytest.fixture(scope="session")
+def samples() -> dict[type, Any]:
+    return sample_events()

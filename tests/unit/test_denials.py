@@ -1,0 +1,298 @@
+"""engine.denials: CARC routing, amount at risk, and the denial-routing stage."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from datetime import date, datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import yaml
+
+from engine.denials import DenialRouting, amount_at_risk, route_remittance, work_item_id
+from engine.events import (
+    Adjustment,
+    ClaimState,
+    ClaimStatus,
+    DenialWorkItem,
+    GroupCode,
+    Remittance,
+    RemittanceLine,
+    RemittanceOutcome,
+)
+from engine.pipeline import ProcessingError, SourceMessage
+
+MSG = SourceMessage("claims.remittances", 1, 99, b"C1", b"")
+CO, PR, OA, PI = GroupCode.CO, GroupCode.PR, GroupCode.OA, GroupCode.PI
+
+
+@pytest.fixture(scope="module")
+def routing_doc(settings) -> dict[str, Any]:
+    return yaml.safe_load(settings.denial_routing_file.read_text())
+
+
+def adj(group: GroupCode, carc: str, amount: str, quantity: int | None = None) -> Adjustment:
+    return Adjustment(group, carc, Decimal(amount), quantity)
+
+
+def line(number: int, billed: str, adjustments: list[Adjustment], rarcs: list[str] | None = None) -> RemittanceLine:
+    """A balanced line: paid = billed − Σ adjustments; allowed = billed − Σ CO/OA/PI."""
+    billed_d = Decimal(billed)
+    paid = billed_d - sum((a.amount for a in adjustments), Decimal("0.00"))
+    allowed = billed_d - sum((a.amount for a in adjustments if a.group_code != PR), Decimal("0.00"))
+    return RemittanceLine(number, "99213", billed_d, allowed, paid, adjustments, rarcs or [])
+
+
+def remit(lines: list[RemittanceLine], outcome: RemittanceOutcome, *, claim_adjustments: list[Adjustment] = (),
+          rarcs: list[str] = (), remittance_id: str = "RAAAAAAAAAAAA-1") -> Remittance:
+    claim_adjustments = list(claim_adjustments)
+    billed = sum((ln.billed_amount for ln in lines), Decimal("0.00"))
+    paid = sum((ln.paid_amount for ln in lines), Decimal("0.00")) - sum(
+        (a.amount for a in claim_adjustments), Decimal("0.00"))
+    everything = [*claim_adjustments, *(a for ln in lines for a in ln.adjustments)]
+    return Remittance(
+        remittance_id=remittance_id,
+        claim_id="C0000000000000001",
+        encounter_id="ENC-1",
+        encounter_occurred_at=datetime(2026, 3, 1, tzinfo=timezone.utc),
+        patient_control_number="C0000000000000001",
+        payer_id="MCA01",
+        payer_claim_control_number="MCA01AAAAAAAAAAAA",
+        date_of_service=date(2026, 2, 27),
+        claim_status_code="4" if outcome == RemittanceOutcome.DENIED else "1",
+        outcome=outcome,
+        billed_amount=billed,
+        allowed_amount=sum((ln.allowed_amount for ln in lines), Decimal("0.00")),
+        paid_amount=paid,
+        patient_responsibility=sum((a.amount for a in everything if a.group_code == PR), Decimal("0.00")),
+        adjustments=claim_adjustments,
+        rarcs=list(rarcs),
+        lines=lines,
+        payment_date=date(2026, 3, 22),
+        trace_number="EFT20260322MCA01",
+        adjudicated_at=datetime(2026, 3, 1, 12, tzinfo=timezone.utc),
+    )
+
+
+def paid_remit() -> Remittance:
+    return remit([line(1, "140.00", [adj(CO, "45", "77.00"), adj(PR, "3", "20.00"), adj(PR, "2", "8.60")]),
+                  line(2, "18.00", [adj(CO, "45", "9.90")])], RemittanceOutcome.PAID)
+
+
+def denied_remit(carc: str = "197", group: GroupCode = CO, rarcs: list[str] = (), **kw: Any) -> Remittance:
+    return remit([line(1, "140.00", [adj(group, carc, "140.00", 1)], list(rarcs)),
+                  line(2, "18.00", [adj(group, carc, "18.00", 1)], list(rarcs))],
+                 RemittanceOutcome.DENIED, rarcs=list(rarcs), **kw)
+
+
+# --- the routing table ----------------------------------------------------------------
+
+
+def test_every_carc_in_the_file_routes_to_its_category(routing, routing_doc):
+    pairs = [(str(c), name) for name, spec in routing_doc["categories"].items() for c in spec.get("carcs", [])]
+    assert len(pairs) > 30
+    for carc, name in pairs:
+        for group in (CO, OA, PI):
+            category = routing.category_for(adj(group, carc, "10.00"), [])
+            assert category.name == name, carc
+            spec = routing_doc["categories"][name]
+            assert (category.queue, category.suggested_action, category.recoverable) == (
+                spec["queue"], spec["suggested_action"], spec["recoverable"])
+
+
+@pytest.mark.parametrize("rarc", ["M51", "M76", "M20"])
+def test_override_16_with_coding_remark_routes_to_coding(routing, rarc):
+    assert routing.category_for(adj(CO, "16", "1.00"), [rarc]).name == "coding"
+    assert routing.category_for(adj(CO, "16", "1.00"), ["N130", rarc]).name == "coding"
+
+
+@pytest.mark.parametrize("rarcs", [[], ["MA130"], ["N130", "M15"]])
+def test_16_without_coding_remark_is_missing_information(routing, rarcs):
+    assert routing.category_for(adj(CO, "16", "1.00"), rarcs).name == "missing-information"
+
+
+def test_a_coding_remark_does_not_reroute_other_carcs(routing):
+    assert routing.category_for(adj(CO, "197", "1.00"), ["M51"]).name == "authorization"
+
+
+@pytest.mark.parametrize("carc", ["999", "A1", "", "253"])
+def test_unknown_carc_routes_to_the_default_category(routing, routing_doc, carc):
+    assert routing_doc["default_category"] == "other"
+    assert routing.category_for(adj(CO, carc, "1.00"), []).name == "other"
+
+
+def test_queues_are_declared_topics_carrying_denial_work_items(routing, routing_doc, settings):
+    topics = {t["name"]: t for t in yaml.safe_load(settings.topics_file.read_text())["topics"]}
+    assert routing.queues() == [spec["queue"] for spec in routing_doc["categories"].values()]
+    assert len(set(routing.queues())) == len(routing.queues())
+    for queue in routing.queues():
+        assert topics[queue]["schema"] == DenialWorkItem.SCHEMA
+
+
+def test_every_carc_the_payer_simulator_denies_with_has_a_named_category(routing, book):
+    for reason in [*book.denial_mix, *book.partial_denial_mix]:
+        assert reason.carc not in routing.not_denials
+        assert reason.carc in routing.category_by_carc, reason
+
+
+def test_from_dict_rejects_a_carc_in_two_categories(routing_doc):
+    doc = copy.deepcopy(routing_doc)
+    doc["categories"]["bundling"]["carcs"].append("16")
+    with pytest.raises(ValueError, match="CARC 16 is in both"):
+        DenialRouting.from_dict(doc)
+
+
+def test_from_dict_rejects_an_unknown_override_category(routing_doc):
+    doc = copy.deepcopy(routing_doc)
+    doc["overrides"].append({"carc": "97", "rarc": "M80", "category": "no-such-category"})
+    with pytest.raises(ValueError, match="no-such-category"):
+        DenialRouting.from_dict(doc)
+
+
+def test_from_dict_rejects_an_unknown_default_category(routing_doc):
+    doc = copy.deepcopy(routing_doc)
+    doc["default_category"] = "misc"
+    with pytest.raises(ValueError, match="misc"):
+        DenialRouting.from_dict(doc)
+
+
+def test_override_on_group_code(routing_doc):
+    doc = copy.deepcopy(routing_doc)
+    doc["overrides"] = [{"carc": "18", "group_code": "OA", "category": "other"}]
+    custom = DenialRouting.from_dict(doc)
+    assert custom.category_for(adj(OA, "18", "1.00"), []).name == "other"
+    assert custom.category_for(adj(CO, "18", "1.00"), []).name == "duplicate"
+
+
+# --- deciding adjustment and amount at risk ---------------------------------------------
+
+
+def test_deciding_adjustment_skips_cost_sharing_and_contractual(routing):
+    r = remit([line(1, "140.00", [adj(CO, "45", "40.00"), adj(PR, "1", "50.00"), adj(PR, "2", "5.00"),
+                                  adj(PR, "3", "20.00")]),
+               line(2, "30.00", [adj(CO, "97", "30.00")]),
+               line(3, "20.00", [adj(CO, "96", "20.00")])],
+              RemittanceOutcome.PARTIALLY_PAID)
+    deciding = routing.deciding_adjustment(r)
+    assert (deciding.group_code, deciding.carc) == (CO, "97")
+
+
+def test_deciding_adjustment_prefers_claim_level(routing):
+    r = remit([line(1, "30.00", [adj(CO, "97", "30.00")])], RemittanceOutcome.DENIED,
+              claim_adjustments=[adj(OA, "18", "0.00")])
+    assert routing.deciding_adjustment(r).carc == "18"
+
+
+def test_no_deciding_adjustment_on_a_clean_payment(routing):
+    assert routing.deciding_adjustment(paid_remit()) is None
+
+
+def expected_at_risk(r: Remittance, not_denials: set[str]) -> Decimal:
+    return sum((a.amount for a in r.all_adjustments() if a.group_code != PR and a.carc not in not_denials),
+               Decimal("0.00"))
+
+
+def test_amount_at_risk_excludes_patient_responsibility_and_contractual(routing, routing_doc):
+    r = remit([line(1, "140.00", [adj(CO, "45", "40.00"), adj(PR, "1", "50.00"), adj(PR, "3", "20.00")]),
+               line(2, "30.00", [adj(CO, "97", "30.00")]),
+               line(3, "25.00", [adj(PR, "204", "25.00")]),
+               line(4, "12.00", [adj(OA, "18", "12.00")])],
+              RemittanceOutcome.PARTIALLY_PAID)
+    at_risk = amount_at_risk(r, routing)
+    assert at_risk == Decimal("42.00")  # CO-97 30 + OA-18 12
+    assert at_risk == expected_at_risk(r, {str(c) for c in routing_doc["not_denials"]})
+
+
+def test_amount_at_risk_of_a_full_denial_is_billed_minus_paid_minus_patient_share(routing):
+    r = denied_remit("50")
+    assert amount_at_risk(r, routing) == r.billed_amount - r.paid_amount - r.patient_responsibility
+
+
+# --- the stage --------------------------------------------------------------------------
+
+
+def test_paid_remittance_emits_only_a_claim_status(routing, now):
+    r = paid_remit()
+    emits = list(route_remittance(r, MSG, routing, now))
+    assert len(emits) == 1
+    (emit,) = emits
+    assert (emit.topic, emit.key) == ("claim-status", r.claim_id)
+    status = emit.event
+    assert isinstance(status, ClaimStatus)
+    assert (status.status, status.billed_amount, status.paid_amount, status.denial_queue, status.remittance_id,
+            status.claim_id, status.encounter_id, status.payer_id, status.updated_at) == (
+        ClaimState.PAID, r.billed_amount, r.paid_amount, None, r.remittance_id, r.claim_id, r.encounter_id,
+        r.payer_id, now)
+
+
+def test_partially_paid_remittance_sets_partially_paid_status(routing, now):
+    r = remit([line(1, "140.00", [adj(CO, "45", "40.00")]), line(2, "30.00", [adj(CO, "97", "30.00")])],
+              RemittanceOutcome.PARTIALLY_PAID)
+    emits = list(route_remittance(r, MSG, routing, now))
+    assert emits[0].topic == "claim-status"
+    assert emits[0].event.status == ClaimState.PARTIALLY_PAID
+    assert emits[0].event.paid_amount == r.paid_amount
+
+
+def test_denied_remittance_emits_status_and_work_item(routing, routing_doc, codec, now):
+    r = denied_remit("197", rarcs=["N54"])
+    emits = list(route_remittance(r, MSG, routing, now))
+    assert [e.topic for e in emits] == ["claim-status", "denials.authorization"]
+    status, item = emits[0].event, emits[1].event
+    assert emits[1].key == r.claim_id
+    assert (status.status, status.denial_queue, status.paid_amount) == (ClaimState.DENIED, "denials.authorization",
+                                                                       Decimal("0.00"))
+    assert isinstance(item, DenialWorkItem)
+    spec = routing_doc["categories"]["authorization"]
+    assert (item.category, item.queue, item.carc, item.group_code) == ("authorization", spec["queue"], "197", "CO")
+    assert (item.suggested_action, item.recoverable) == (spec["suggested_action"], spec["recoverable"])
+    assert (item.claim_id, item.remittance_id, item.encounter_id, item.payer_id, item.date_of_service) == (
+        r.claim_id, r.remittance_id, r.encounter_id, r.payer_id, r.date_of_service)
+    assert item.all_carcs == ["197"]
+    assert item.rarcs == ["N54"]  # claim and line remarks, de-duplicated
+    assert item.reasons == [f"CO-197: {routing_doc['reasons']['197']}"]
+    assert item.billed_amount == r.billed_amount
+    assert item.amount_at_risk == r.billed_amount - r.paid_amount - r.patient_responsibility
+    assert item.created_at == now
+    assert item.work_item_id == work_item_id(r.remittance_id)
+    assert codec.decode(codec.encode(item), DenialWorkItem) == item
+    assert codec.decode(codec.encode(status), ClaimStatus) == status
+
+
+def test_line_level_coding_remark_reroutes_carc_16(routing, now):
+    r = remit([line(1, "140.00", [adj(CO, "16", "140.00")], ["M51"])], RemittanceOutcome.DENIED)
+    assert r.rarcs == []
+    emits = list(route_remittance(r, MSG, routing, now))
+    assert emits[1].topic == "denials.coding"
+    assert emits[1].event.rarcs == ["M51"]
+
+
+def test_all_carcs_and_reasons_in_order_without_repeats(routing, now):
+    r = remit([line(1, "140.00", [adj(OA, "18", "140.00")]), line(2, "18.00", [adj(CO, "29", "18.00")]),
+               line(3, "18.00", [adj(OA, "18", "18.00")])], RemittanceOutcome.DENIED)
+    item = list(route_remittance(r, MSG, routing, now))[1].event
+    assert (item.carc, item.group_code, item.category) == ("18", "OA", "duplicate")
+    assert item.all_carcs == ["18", "29"]
+    assert [reason.split(":")[0] for reason in item.reasons] == ["OA-18", "CO-29"]
+
+
+def test_unknown_reason_text_falls_back(routing):
+    assert routing.reason("CO", "999") == "CO-999: see the X12 CARC list"
+
+
+def test_work_item_id_is_deterministic_from_the_remittance_id(routing, now):
+    first = list(route_remittance(denied_remit(), MSG, routing, now))[1].event
+    later = datetime(2027, 1, 1, tzinfo=timezone.utc)
+    again = list(route_remittance(denied_remit(), MSG, routing, later))[1].event
+    other = list(route_remittance(denied_remit(remittance_id="RBBBBBBBBBBBB-1"), MSG, routing, now))[1].event
+    assert first.work_item_id == again.work_item_id == work_item_id("RAAAAAAAAAAAA-1")
+    assert first.work_item_id != other.work_item_id
+    assert first.work_item_id.startswith("DN-")
+
+
+def test_denied_without_a_denial_carc_is_a_processing_error(routing, now):
+    r = dataclasses.replace(paid_remit(), outcome=RemittanceOutcome.DENIED)
+    with pytest.raises(ProcessingError, match="no denial CARC"):
+        list(route_remittance(r, MSG, routing, now))
