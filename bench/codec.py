@@ -32,7 +32,7 @@ from engine.avro_reference import ReferenceCodec
 from engine.claims import FeeSchedule, build_claim
 from engine.codec import Codec, to_record
 from engine.coding import code_encounter
-from engine.events import ClaimSubmitted, CodedEncounter, Encounter, Remittance
+from engine.events import CodedEncounter, Encounter
 from engine.pipeline import SourceMessage
 from engine.settings import Settings
 from simulators.ehr import Kind, plan_encounters

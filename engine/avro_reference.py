@@ -45,7 +45,11 @@ class ReferenceCodec:
 
 def _to_underlying(logical: str, schema: dict[str, Any], value: Any) -> Any:
     if logical == "decimal":
-        unscaled = int(Decimal(value).scaleb(int(schema.get("scale", 0))).to_integral_exact())
+        scale, precision = int(schema.get("scale", 0)), int(schema["precision"])
+        scaled = Decimal(value).scaleb(scale)
+        if scaled != scaled.to_integral_value() or len(scaled.to_integral_value().as_tuple().digits) > precision:
+            raise ValueError(f"{value} does not fit decimal({precision},{scale})")  # as fastavro refuses it
+        unscaled = int(scaled)
         length = max(1, (unscaled.bit_length() + 8) // 8)
         return unscaled.to_bytes(length, "big", signed=True)
     if logical == "date":

@@ -90,4 +90,4 @@ def npi_check_digit(first_nine: str) -> int:
 
 def npi_is_valid(npi: str) -> bool:
     """10 digits, first 1 or 2, last the Luhn check digit (1234567893 valid, 1234567890 not)."""
-    return len(npi) == 10 and npi.isdigit() and npi[0] in "12" and npi_check_digit(npi[:9]) == int(npi[9])
+    return len(npi) == 10 and npi.isascii() and npi.isdigit() and npi[0] in "12" and npi_check_digit(npi[:9]) == int(npi[9])

@@ -117,3 +117,23 @@ def test_named_type_reference_inside_an_array_is_converted(codec, reference, sam
     assert reference[Remittance].encode(to_record(remit)) == fast
     line_adj = reference[Remittance].decode(fast)["lines"][0]["adjustments"][0]
     assert line_adj == {"group_code": "OA", "carc": "23", "amount": Decimal("-12.34"), "quantity": 2}
+
+
+@pytest.mark.parametrize("amount", ["1.00", "9999999999.99"])
+def test_both_accept_amounts_that_fit_decimal_12_2(codec, reference, samples, amount):
+    status = dataclasses.replace(samples[ClaimStatus], billed_amount=Decimal(amount))
+    assert reference[ClaimStatus].encode(to_record(status)) == body(codec, status)
+
+
+@pytest.mark.parametrize("amount", ["1.005", "12.3456", "123456789012.34"], ids=["half-cent", "4-places", "14-digits"])
+def test_fastavro_rejects_amounts_that_do_not_fit_decimal_12_2(codec, samples, amount):
+    status = dataclasses.replace(samples[ClaimStatus], billed_amount=Decimal(amount))
+    with pytest.raises(ValueError):
+        codec.encode(status)
+
+
+@pytest.mark.parametrize("amount", ["1.005", "12.3456", "123456789012.34"], ids=["half-cent", "4-places", "14-digits"])
+def test_reference_rejects_amounts_that_do_not_fit_decimal_12_2(reference, samples, amount):
+    status = dataclasses.replace(samples[ClaimStatus], billed_amount=Decimal(amount))
+    with pytest.raises(ValueError):
+        reference[ClaimStatus].encode(to_record(status))

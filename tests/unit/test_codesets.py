@@ -67,11 +67,6 @@ def test_invalid_npis(npi):
     assert not npi_is_valid(npi)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: npi_is_valid uses str.isdigit(), which accepts non-ASCII digits: '1²34567893' raises "
-    "ValueError from int('²') and '123456789\\u0663' (Arabic-Indic 3) is accepted (engine/codesets.py:93)",
-)
 @pytest.mark.parametrize("npi", ["1\u00b234567893", "123456789\u0663"], ids=["superscript-two", "arabic-indic-three"])
 def test_non_ascii_digits_are_not_a_valid_npi(npi):
     assert npi_is_valid(npi) is False

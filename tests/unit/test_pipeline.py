@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 import pytest
 
 from engine.claims import bill_coded
-from engine.codec import UndecodableEvent
 from engine.coding import code_encounter
 from engine.denials import route_remittance
 from engine.events import ClaimSubmitted, CodedEncounter, DeadLetter, Encounter, Remittance, RemittanceOutcome
@@ -132,8 +131,8 @@ def test_keyboard_interrupt_is_not_swallowed(codec, make_encounter):
 
 def test_default_clock_is_aware_utc(codec):
     (letter,) = run_stage("t", [msg(b"", 0)], codec, Encounter, echo_handler).dead_letters
+    assert letter.failed_at.tzinfo is not None
     assert letter.failed_at.utcoffset().total_seconds() == 0
-    assert isinstance(UndecodableEvent("x"), ValueError)
 
 
 def test_stages_chain_end_to_end(codec, make_encounter, fees, routing, book, now):
@@ -159,5 +158,6 @@ def test_stages_chain_end_to_end(codec, make_encounter, fees, routing, book, now
     routed = run_stage("denials", remit_msgs, codec, Remittance, lambda r, m: route_remittance(r, m, routing, now))
     assert routed.dead_letters == []
     denied = sum(e.event.outcome == RemittanceOutcome.DENIED for e in remits.emits)
+    assert denied > 0
     assert sum(e.topic.startswith("denials.") for e in routed.emits) == denied
     assert sum(e.topic == "claim-status" for e in routed.emits) == len(encounters)

@@ -1,0 +1,90 @@
+"""The closed loop against its baseline, on one broker in one run.
+
+Starts one embedded Tansu broker (or uses CLAIMS_KAFKA_BOOTSTRAP), measures the raw
+aiokafka consume→transform→produce hop there (bench/raw_hop.py), then runs
+``claims run --encounters N --rate 0`` on the same broker and prints encounters/s, the
+records the engine and payer wrote per second, and both as ratios of the raw hop.
+Machines are noisy: compare the ratios, not the absolute figures across runs.
+
+    python bench/loop.py [--encounters 20000] [--hop-messages 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engine.broker import EmbeddedBroker  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+HOP_LINE = re.compile(r"hop: bytes passthrough\s+([\d,]+) msg/s")
+
+
+def hop_ceiling(bootstrap: str, messages: int) -> float:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "raw_hop.py"), "--messages", str(messages)],
+        env={**os.environ, "CLAIMS_KAFKA_BOOTSTRAP": bootstrap}, capture_output=True, text=True, timeout=600,
+        check=True,
+    ).stdout
+    print(out.strip())
+    match = HOP_LINE.search(out)
+    if match is None:
+        raise SystemExit("raw_hop.py printed no passthrough figure")
+    return float(match.group(1).replace(",", ""))
+
+
+def closed_loop(bootstrap: str, encounters: int) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        summary_file = Path(tmp) / "summary.json"
+        subprocess.run(
+            [sys.executable, "-m", "engine", "run", "--encounters", str(encounters), "--rate", "0", "--seed", "20000",
+             "--no-live", "--summary", str(summary_file)],
+            env={**os.environ, "CLAIMS_KAFKA_BOOTSTRAP": bootstrap, "CLAIMS_STATE_DIR": tmp},
+            cwd=ROOT, capture_output=True, timeout=900, check=True,
+        )
+        return json.loads(summary_file.read_text())  # type: ignore[no-any-return]
+
+
+async def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--encounters", type=int, default=20_000)
+    parser.add_argument("--hop-messages", type=int, default=50_000)
+    args = parser.parse_args()
+    given = os.environ.get("CLAIMS_KAFKA_BOOTSTRAP")
+    broker = None if given else EmbeddedBroker()
+    if broker is not None:
+        await broker.start_and_wait()
+    bootstrap = given or broker.bootstrap_servers  # type: ignore[union-attr]
+    try:
+        ceiling = hop_ceiling(bootstrap, args.hop_messages)
+        summary = closed_loop(bootstrap, args.encounters)
+    finally:
+        if broker is not None:
+            broker.stop()
+    # Every record the engine's three stages and the payer wrote (claim-status twice per claim).
+    written = (summary["coded"] + summary["coding_review"] + summary["dead_lettered"]  # type: ignore[operator]
+               + summary["claims_submitted"] * 2 + summary["duplicates_dropped"]
+               + summary["remittances"] * 2 + summary["denied"])
+    elapsed = float(summary["elapsed_s"])  # type: ignore[arg-type]
+    per_s = float(summary["encounters_per_s"])  # type: ignore[arg-type]
+    print()
+    print(f"closed loop: {summary['encounters']} encounters in {elapsed:.1f} s (+{summary['startup_s']} s start-up), "
+          f"settled={summary['settled']}")
+    print(f"{'encounters/s (end to end, 4 hops)':<44} {per_s:>9,.0f}   = {per_s / ceiling:.3%} of the raw hop")
+    print(f"{'records written by stages + payer /s':<44} {written / elapsed:>9,.0f}   = "
+          f"{written / elapsed / ceiling:.2%} of the raw hop")
+    print(f"{'raw aiokafka hop (same broker, same run)':<44} {ceiling:>9,.0f}")
+    return 0 if summary["settled"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
