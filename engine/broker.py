@@ -39,16 +39,13 @@ class BrokerError(RuntimeError):
 
 
 def _die_with_parent() -> None:
-    """Ask Linux to SIGTERM the broker when the process that started it dies,
-    so not even a SIGKILL of ``claims run`` leaves an orphan broker behind."""
+    """Ask Linux to SIGTERM a child (broker, worker) when the process that started it
+    dies, so not even a SIGKILL of ``claims run`` leaves an orphan behind."""
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:  # not Linux: the context manager and signal handlers still stop it
         pass
-    # Ctrl-C in the terminal goes to the whole foreground group; the parent stops
-    # the broker last, after the workers have flushed, so the broker ignores SIGINT.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def free_loopback_port() -> int:
@@ -114,6 +111,9 @@ class EmbeddedBroker:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
+            # Its own session: Ctrl-C in the terminal reaches only us, and we stop the
+            # broker last, after the workers have flushed (Tansu exits on SIGINT).
+            start_new_session=True,
             preexec_fn=_die_with_parent,
         )
         log.info("embedded broker starting on %s (pid %s)", self.bootstrap_servers, self.process.pid)

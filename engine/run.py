@@ -78,6 +78,7 @@ def start_worker(settings: Settings, bootstrap_servers: str) -> subprocess.Popen
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # stopped by us, in order, not by the terminal's Ctrl-C
             preexec_fn=_die_with_parent,
         )
 
