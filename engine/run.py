@@ -94,7 +94,8 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> N
 
 
 def progress_table(tally: Tally, summary: dict[str, Any], rate: float, elapsed: float, sent: int) -> Table:
-    table = Table(title=f"Claimflow — closed loop  ({elapsed:5.1f} s, {rate:,.0f} events/s)", show_header=False)
+    table = Table(title=f"Claimflow — closed loop  ({elapsed:5.1f} s, {rate:,.0f} events/s)", show_header=False,
+                  min_width=64)
     table.add_column("what", style="bold")
     table.add_column("count", justify="right")
     rows = [
