@@ -4,7 +4,6 @@ summary ``claims run`` prints and writes."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -189,16 +188,6 @@ class ReadBack:
                 self.tally.add(logical, record.key, record.value, self.codec)
             n += len(records)
         return n
-
-    async def wait_until(self, predicate: Any, timeout_s: float) -> bool:
-        """Poll until ``predicate(tally)`` holds or the bound passes."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            await self.poll()
-            if predicate(self.tally):
-                return True
-            await asyncio.sleep(0)
-        return bool(predicate(self.tally))
 
 
 def all_settled(tally: Tally, expected_encounters: int, settings: Settings) -> bool:

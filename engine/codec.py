@@ -31,7 +31,6 @@ from typing import Any, Callable, TypeVar
 
 import fastavro
 
-from engine.events import EVENT_TYPES
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
@@ -183,6 +182,3 @@ def _converter(hint: Any) -> Callable[[Any], Any] | None:
         return hint
     return None
 
-
-def schema_names() -> list[str]:
-    return [event_type.SCHEMA for event_type in EVENT_TYPES]  # type: ignore[attr-defined]

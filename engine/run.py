@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -120,7 +120,7 @@ def progress_table(tally: Tally, summary: dict[str, Any], rate: float, elapsed: 
 
 
 async def run_closed_loop(settings: Settings, options: RunOptions, console: Console) -> dict[str, Any]:
-    settings = _with_run_options(settings, options)
+    settings = replace(settings, seed=options.seed)
     codec = default_codec(settings.schemas_dir)
     book = PayerBook.load(settings.payer_profiles_file)
     routing = DenialRouting.load(settings.denial_routing_file)
@@ -222,8 +222,3 @@ async def _watch(settings: Settings, readback: ReadBack, worker: subprocess.Pope
             current.uncancel()
         return time.monotonic() - started, True
 
-
-def _with_run_options(settings: Settings, options: RunOptions) -> Settings:
-    from dataclasses import replace
-
-    return replace(settings, seed=options.seed)
