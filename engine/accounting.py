@@ -4,7 +4,6 @@ summary ``claims run`` prints and writes."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -13,7 +12,7 @@ from typing import Any, Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine.codec import Codec, UndecodableEvent
-from engine.kafka import assign_all
+from engine.kafka import assign_all, read_to_highwater
 from engine.settings import Settings
 
 COUNTED_TOPICS = (
@@ -168,16 +167,7 @@ class ReadBack:
 
     async def mark_baseline(self, timeout_s: float = 60.0) -> None:
         """Skip what was on the topics before this run (a persistent broker)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            await self.consumer.getmany(timeout_ms=100, max_records=10_000)
-            if all([await self._caught_up(tp) for tp in self.partitions]):
-                return
-        raise TimeoutError("could not read the topics up to their high watermarks")
-
-    async def _caught_up(self, tp: TopicPartition) -> bool:
-        highwater = self.consumer.highwater(tp)
-        return highwater is not None and await self.consumer.position(tp) >= highwater
+        await read_to_highwater(self.consumer, self.partitions, timeout_s)
 
     async def poll(self, timeout_ms: int = 100) -> int:
         batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=20_000)

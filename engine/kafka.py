@@ -4,6 +4,7 @@ producer/consumer factories tuned for Tansu, and producing a stage's emits."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Awaitable, Callable, Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -46,16 +47,27 @@ def encode_emit(settings: Settings, codec: Codec, emit: Emit) -> tuple[str, byte
     return settings.topic(emit.topic), emit.key.encode(), codec.encode(emit.event)
 
 
-async def produce_emits(
-    producer: AIOKafkaProducer, settings: Settings, codec: Codec, emits: Iterable[Emit]
-) -> None:
-    """Send every emit and wait until the broker has them all (before committing)."""
+SendFn = Callable[[str, bytes, bytes], Awaitable[Awaitable[object]]]
+
+
+async def produce_emits(send: SendFn, settings: Settings, codec: Codec, emits: Iterable[Emit]) -> None:
+    """Send every emit and wait until the broker has them all (before committing).
+
+    ``send(topic, key, value)`` enqueues one record and returns its delivery future:
+    aiokafka's producer in the simulators, faust's in the worker.
+    """
     futures: list[Awaitable[object]] = []
     for emit in emits:
-        topic, key, value = encode_emit(settings, codec, emit)
-        futures.append(await producer.send(topic, value=value, key=key))
+        futures.append(await send(*encode_emit(settings, codec, emit)))
     if futures:
         await asyncio.gather(*futures)
+
+
+def aiokafka_send(producer: AIOKafkaProducer) -> SendFn:
+    async def send(topic: str, key: bytes, value: bytes) -> Awaitable[object]:
+        return await producer.send(topic, value=value, key=key)
+
+    return send
 
 
 def source_message(record: ConsumerRecord[bytes, bytes]) -> SourceMessage:
@@ -87,3 +99,28 @@ async def assign_all(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[
     consumer.assign(partitions)
     await consumer.seek_to_beginning(*partitions)
     return partitions
+
+
+async def read_to_highwater(
+    consumer: AIOKafkaConsumer,
+    partitions: Sequence[TopicPartition],
+    timeout_s: float,
+    on_records: Callable[[list[ConsumerRecord[bytes, bytes]]], None] = lambda records: None,
+) -> None:
+    """Consume until every partition's position reaches its fetch high watermark.
+
+    Not ListOffsets: Tansu answers it wrongly for the latest offset (BROKER.md); the
+    high watermark comes with every fetch and is right on Tansu and Kafka alike.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for records in (await consumer.getmany(timeout_ms=100, max_records=10_000)).values():
+            on_records(records)
+        if all([await _caught_up(consumer, tp) for tp in partitions]):
+            return
+    raise TimeoutError(f"not read to the high watermark of {len(partitions)} partitions in {timeout_s}s")
+
+
+async def _caught_up(consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
+    highwater = consumer.highwater(tp)
+    return highwater is not None and await consumer.position(tp) >= highwater

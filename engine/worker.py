@@ -9,9 +9,8 @@ are acknowledged: at-least-once, and every stage is idempotent downstream.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any, Callable, MutableMapping, Sequence
+from typing import Any, Awaitable, Callable, MutableMapping, Sequence
 
 import faust
 from faust.types import EventT
@@ -22,8 +21,8 @@ from engine.codesets import warm_up
 from engine.coding import code_encounter
 from engine.denials import DenialRouting, route_remittance
 from engine.events import CodedEncounter, Encounter, Remittance
-from engine.kafka import encode_emit
-from engine.pipeline import Emit, SourceMessage, StageResult, run_stage, utcnow
+from engine.kafka import SendFn, produce_emits
+from engine.pipeline import SourceMessage, StageResult, run_stage, utcnow
 from engine.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -89,10 +88,12 @@ def make_app(settings: Settings, bootstrap_servers: str) -> faust.App:
         BILLED_TABLE, default=None, key_type=str, value_type=str, partitions=8, use_partitioner=True
     )
 
+    send = _faust_send(app)
+
     def agent_for(source: str, stage: Callable[[Sequence[SourceMessage]], StageResult]) -> None:
         async def process(stream: faust.StreamT[bytes]) -> None:
             async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
-                await _produce(app, settings, codec, stage(_messages(events)).emits)
+                await produce_emits(send, settings, codec, stage(_messages(events)).emits)
 
         process.__name__ = f"{source.replace('-', '_')}_agent"
         app.agent(raw_topic(source), name=f"{settings.app_id}.{process.__name__}")(process)
@@ -116,16 +117,12 @@ def _messages(events: Sequence[EventT]) -> list[SourceMessage]:
     ]
 
 
-async def _produce(app: faust.App, settings: Settings, codec: Codec, emits: list[Emit]) -> None:
-    """Send a batch's emits; return once the broker acknowledged all of them."""
-    futures = []
-    for emit in emits:
-        topic, key, value = encode_emit(settings, codec, emit)
-        futures.append(
-            await app.producer.send(topic=topic, key=key, value=value, partition=None, timestamp=None, headers=None)
-        )
-    if futures:
-        await asyncio.gather(*futures)
+def _faust_send(app: faust.App) -> SendFn:
+    async def send(topic: str, key: bytes, value: bytes) -> Awaitable[object]:
+        return await app.producer.send(topic=topic, key=key, value=value, partition=None, timestamp=None,
+                                       headers=None)
+
+    return send
 
 
 def run_worker(settings: Settings, bootstrap_servers: str) -> None:

@@ -24,7 +24,7 @@ import yaml
 
 from engine.codec import Codec
 from engine.events import Adjustment, ClaimLine, ClaimSubmitted, GroupCode, Remittance, RemittanceLine, RemittanceOutcome
-from engine.kafka import consume_batches, make_group_consumer, make_producer, produce_emits
+from engine.kafka import aiokafka_send, consume_batches, make_group_consumer, make_producer, produce_emits
 from engine.pipeline import Emit, ProcessingError, SourceMessage, run_stage, utcnow
 from engine.settings import Settings
 
@@ -232,10 +232,11 @@ class PayerSimulator:
         producer = make_producer(self.settings, self.bootstrap_servers)
         await producer.start()
         await consumer.start()
+        send = aiokafka_send(producer)
         try:
 
             async def handle(messages: Sequence[SourceMessage]) -> None:
-                await produce_emits(producer, self.settings, self.codec, self.process(messages))
+                await produce_emits(send, self.settings, self.codec, self.process(messages))
 
             await consume_batches(consumer, handle, self.stop)
         finally:
