@@ -31,9 +31,8 @@ import fastavro
 from engine.avro_reference import ReferenceCodec
 from engine.claims import FeeSchedule, build_claim
 from engine.codec import Codec, to_record
-from engine.coding import code_encounter
+from engine.coding import CodingReference, code_encounter
 from engine.events import CodedEncounter, Encounter
-from engine.pipeline import SourceMessage
 from engine.settings import Settings
 from simulators.ehr import Kind, plan_encounters
 from simulators.payer import PayerBook, adjudicate
@@ -52,6 +51,7 @@ def real_events(settings: Settings, codec: Codec) -> list[Any]:
     """
     book = PayerBook.load(settings.payer_profiles_file)
     fees = FeeSchedule.load(settings.fee_schedule_file)
+    coding_ref = CodingReference.load(settings)
     planned = plan_encounters(200, SEED, 0.0, 0.0, codec, book, today=TODAY)
     now = datetime.now(timezone.utc)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # Avro timestamp-millis
@@ -61,8 +61,7 @@ def real_events(settings: Settings, codec: Codec) -> list[Any]:
         encounter = codec.decode(record.value, Encounter)
         if len(encounter.procedures) < 3:
             continue
-        message = SourceMessage(settings.topic("encounters"), 0, offset, record.encounter_id.encode(), record.value)
-        emit = code_encounter(encounter, message, now)
+        emit = code_encounter(encounter, record.value, coding_ref, now)[0]
         if not isinstance(emit.event, CodedEncounter):
             continue
         claim = build_claim(emit.event, fees, now)

@@ -46,9 +46,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from engine.broker import EmbeddedBroker
 from engine.claims import FeeSchedule, build_claim
 from engine.codec import Codec
-from engine.coding import code_encounter
+from engine.coding import CodingReference, code_encounter
 from engine.events import ClaimSubmitted, CodedEncounter, Encounter
-from engine.pipeline import SourceMessage
 from engine.settings import Settings
 from simulators.ehr import Kind, plan_encounters
 from simulators.payer import PayerBook
@@ -68,6 +67,7 @@ def claim_values(settings: Settings, codec: Codec) -> list[bytes]:
     """POOL framed ClaimSubmitted events of >= TARGET_VALUE_BYTES from the real code path."""
     book = PayerBook.load(settings.payer_profiles_file)
     fees = FeeSchedule.load(settings.fee_schedule_file)
+    coding_ref = CodingReference.load(settings)
     now = datetime.now(timezone.utc)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)
     planned = plan_encounters(POOL * 2, 1, 0.0, 0.0, codec, book, today=date(2026, 11, 25))
@@ -76,8 +76,7 @@ def claim_values(settings: Settings, codec: Codec) -> list[bytes]:
         if record.kind != Kind.GOOD or len(values) == POOL:
             continue
         encounter = codec.decode(record.value, Encounter)
-        message = SourceMessage("claims.encounters", 0, offset, record.encounter_id.encode(), record.value)
-        emit = code_encounter(encounter, message, now)
+        emit = code_encounter(encounter, record.value, coding_ref, now)[0]
         if not isinstance(emit.event, CodedEncounter):
             continue
         values.append(codec.encode(_grow(build_claim(emit.event, fees, now), codec)))

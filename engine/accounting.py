@@ -19,6 +19,7 @@ COUNTED_TOPICS = (
     "encounters",
     "coded",
     "coding-review",
+    "coding-actions",
     "claims-submitted",
     "duplicates",
     "remittances",
@@ -36,6 +37,14 @@ class Tally:
     claim_states: Counter[str] = field(default_factory=Counter)
     dead_letters_by_source: Counter[str] = field(default_factory=Counter)
     denials_by_queue: Counter[str] = field(default_factory=Counter)
+    coded_after_review: int = 0
+    review_opened: int = 0  # first revisions of error items
+    review_revisions: int = 0  # later revisions: a correction that still failed
+    audit_sampled: int = 0
+    coding_actions: Counter[str] = field(default_factory=Counter)
+    items_acted_on: set[str] = field(default_factory=set)  # work items with an action on revision 1
+    findings_by_rule: Counter[str] = field(default_factory=Counter)
+    warnings_by_rule: Counter[str] = field(default_factory=Counter)
     claim_ids: set[str] = field(default_factory=set)
     repeated_claim_ids: int = 0
     billed_amount: Decimal = Decimal("0.00")
@@ -61,6 +70,28 @@ class Tally:
                 if record["status"] != "SUBMITTED":
                     self.billed_amount += record["billed_amount"]
                     self.paid_amount += record["paid_amount"] or 0
+        elif logical == "coded":
+            record = self._record(codec, value)
+            if record is not None:
+                self.coded_after_review += record.get("review_work_item_id") is not None
+                self.warnings_by_rule.update({f["rule_id"] for f in record["findings"]})
+        elif logical == "coding-review":
+            record = self._record(codec, value)
+            if record is not None:
+                if record["is_audit"]:
+                    self.audit_sampled += 1
+                elif record["revision"] > 1:
+                    self.review_revisions += 1
+                else:
+                    self.review_opened += 1
+                    # Items per rule: an item with two findings of one rule counts once.
+                    self.findings_by_rule.update({f["rule_id"] for f in record["findings"] if f["severity"] == "ERROR"})
+        elif logical == "coding-actions":
+            record = self._record(codec, value)
+            if record is not None:
+                self.coding_actions[record["action"]] += 1
+                if record["revision"] == 1:
+                    self.items_acted_on.add(record["work_item_id"])
         elif logical == "dead-letter":
             source = self._field(codec, value, "source_topic", "?")
             self.dead_letters_by_source[source] += 1
@@ -96,7 +127,16 @@ def summarize(tally: Tally, settings: Settings, elapsed_s: float) -> dict[str, A
     summary: dict[str, Any] = {
         "encounters": r["encounters"],
         "coded": r["coded"],
-        "coding_review": r["coding-review"],
+        "coded_first_pass": r["coded"] - tally.coded_after_review,
+        "coding_review": tally.review_opened,
+        "coding_findings_by_rule": dict(sorted(tally.findings_by_rule.items())),
+        "coding_warnings_by_rule": dict(sorted(tally.warnings_by_rule.items())),
+        "coding_audit_sampled": tally.audit_sampled,
+        "coding_fixes": tally.coding_actions["FIX"],
+        "coding_queries": tally.coding_actions["QUERY"],
+        "coding_audits_closed": tally.coding_actions["AUDIT_AGREE"] + tally.coding_actions["AUDIT_DISAGREE"],
+        "coding_fixes_still_failing": tally.review_revisions,
+        "coded_after_review": tally.coded_after_review,
         "dead_lettered": r["dead-letter"],
         "dead_lettered_by_source": dict(sorted(dead_by_stage_input.items())),
         "claims_submitted": r["claims-submitted"],
@@ -123,8 +163,10 @@ def identities(s: dict[str, Any]) -> list[Identity]:
     the later stages' (zero in a healthy run) balance their own identity."""
     dl = s["dead_lettered_by_source"]
     return [
-        Identity("encounters = coded + coding_review + dead_lettered", s["encounters"],
-                 s["coded"] + s["coding_review"] + dl.get("encounters", 0)),
+        Identity("encounters = coded_first_pass + coding_review + dead_lettered", s["encounters"],
+                 s["coded_first_pass"] + s["coding_review"] + dl.get("encounters", 0)),
+        Identity("coding_fixes = coded_after_review + coding_fixes_still_failing", s["coding_fixes"],
+                 s["coded_after_review"] + s["coding_fixes_still_failing"] + dl.get("coding-actions", 0)),
         Identity("coded = claims_submitted + duplicates_dropped", s["coded"],
                  s["claims_submitted"] + s["duplicates_dropped"] + dl.get("coded", 0)),
         Identity("claims_submitted = remittances", s["claims_submitted"],
@@ -180,8 +222,11 @@ class ReadBack:
         return n
 
 
-def all_settled(tally: Tally, expected_encounters: int, settings: Settings) -> bool:
-    """Every expected encounter record was read and every stage balances."""
+def all_settled(tally: Tally, expected_encounters: int, settings: Settings, coder_running: bool = False) -> bool:
+    """Every expected encounter record was read and every stage balances (and, with
+    the coder simulator running, it has acted on every new work item)."""
     if tally.records["encounters"] < expected_encounters:
+        return False
+    if coder_running and len(tally.items_acted_on) < tally.review_opened + tally.audit_sampled:
         return False
     return all(i.holds for i in identities(summarize(tally, settings, 1.0)))

@@ -9,12 +9,13 @@ import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, Protocol
 
 import typer
 from rich.console import Console
 
 from engine.broker import BrokerError, EmbeddedBroker, resolve_bootstrap
+from engine.coding_cli import coding_app
 from engine.settings import Settings
 
 app = typer.Typer(help="Claimflow: encounter → coded → claim → remittance → denial queues, on Kafka.",
@@ -23,6 +24,7 @@ topics_app = typer.Typer(help="Topics declared in topics.yaml.", no_args_is_help
 simulate_app = typer.Typer(help="The EHR and payer simulators, standalone.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
 app.add_typer(simulate_app, name="simulate")
+app.add_typer(coding_app, name="coding")
 
 console = Console()
 err = Console(stderr=True)
@@ -52,6 +54,7 @@ def run(
     summary: Annotated[Optional[Path], typer.Option(help="Write the summary JSON here.")] = None,
     timeout: Annotated[float, typer.Option(help="Fail if a bounded run has not settled after this many seconds.")] = 900.0,
     no_live: Annotated[bool, typer.Option("--no-live", help="No live table (logs and CI).")] = False,
+    coder: Annotated[bool, typer.Option("--coder/--no-coder", help="Run the coder simulator on the coding-review queue.")] = True,
 ) -> None:
     """The closed loop: broker, topics, engine worker, EHR and payer simulators, live progress."""
     from engine.run import RunFailed, RunOptions, run_closed_loop
@@ -68,6 +71,7 @@ def run(
         summary_path=summary,
         timeout_s=timeout,
         live=not no_live and console.is_terminal,
+        coder=coder,
     )
     try:
         result = asyncio.run(run_closed_loop(settings, options, console))
@@ -161,7 +165,27 @@ def simulate_payer(seed: Annotated[int, typer.Option()] = 1) -> None:
     from simulators.payer import PayerSimulator
 
     settings = replace(_settings(), seed=seed)
-    simulator = PayerSimulator(settings, _bootstrap(settings), default_codec(settings.schemas_dir))
+    _serve_until_signal(PayerSimulator(settings, _bootstrap(settings), default_codec(settings.schemas_dir)))
+
+
+@simulate_app.command("coder")
+def simulate_coder() -> None:
+    """Run the coder simulator: new coding work items → fixes, queries, audit outcomes, until Ctrl-C."""
+    from engine.codec import default_codec
+    from simulators.coder import CoderSimulator
+
+    settings = _settings()
+    _serve_until_signal(CoderSimulator(settings, _bootstrap(settings), default_codec(settings.schemas_dir)))
+
+
+class _Simulator(Protocol):
+    stop: asyncio.Event
+
+    async def run(self) -> None: ...
+
+
+def _serve_until_signal(simulator: _Simulator) -> None:
+    """Run a simulator until SIGINT/SIGTERM sets its stop event."""
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()

@@ -155,6 +155,7 @@ class CodedEncounter:
     lines: list[CodedLine]
     findings: list[Finding]
     coded_at: datetime
+    review_work_item_id: str | None = None  # set when a coder's correction resolved an item
 
 
 @dataclass(slots=True)
@@ -166,6 +167,30 @@ class CodingReviewItem:
     is_audit: bool
     encounter: bytes
     created_at: datetime
+    revision: int = 1
+
+
+class CodingActionType(StrEnum):
+    FIX = "FIX"  # corrected codes: the coding stage re-checks them
+    QUERY = "QUERY"  # a question to the provider; the item waits for the answer
+    ANSWER = "ANSWER"  # the provider's reply; the item is back with the coder
+    AUDIT_AGREE = "AUDIT_AGREE"
+    AUDIT_DISAGREE = "AUDIT_DISAGREE"
+
+
+@dataclass(slots=True)
+class CodingAction:
+    SCHEMA: ClassVar[str] = f"{NAMESPACE}.CodingAction"
+    action_id: str
+    work_item_id: str
+    encounter_id: str
+    revision: int
+    action: CodingActionType
+    actor: str
+    note: str | None
+    changes: list[str]
+    corrected_encounter: bytes | None
+    occurred_at: datetime
 
 
 @dataclass(slots=True)
@@ -285,6 +310,7 @@ EVENT_TYPES: tuple[type, ...] = (
     Encounter,
     CodedEncounter,
     CodingReviewItem,
+    CodingAction,
     ClaimSubmitted,
     Remittance,
     DenialWorkItem,

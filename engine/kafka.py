@@ -124,3 +124,30 @@ async def read_to_highwater(
 async def _caught_up(consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
     highwater = consumer.highwater(tp)
     return highwater is not None and await consumer.position(tp) >= highwater
+
+
+async def run_consumer_stage(
+    settings: Settings,
+    bootstrap_servers: str,
+    codec: Codec,
+    group_id: str,
+    source: str,
+    process: Callable[[Sequence[SourceMessage]], list[Emit]],
+    stop: asyncio.Event,
+) -> None:
+    """An aiokafka stage outside faust (the simulators): consume ``source`` in a group,
+    produce what ``process`` emits, commit after the acks, until ``stop``."""
+    consumer = make_group_consumer(settings, bootstrap_servers, group_id, settings.topic(source))
+    producer = make_producer(settings, bootstrap_servers)
+    await producer.start()
+    await consumer.start()
+    send = aiokafka_send(producer)
+    try:
+
+        async def handle(messages: Sequence[SourceMessage]) -> None:
+            await produce_emits(send, settings, codec, process(messages))
+
+        await consume_batches(consumer, handle, stop)
+    finally:
+        await consumer.stop()
+        await producer.stop()

@@ -27,6 +27,7 @@ from engine.codec import default_codec
 from engine.denials import DenialRouting
 from engine.settings import Settings
 from engine.topics import apply_topics, load_topics
+from simulators.coder import CoderSimulator
 from simulators.ehr import endless_plan, plan_encounters, send_planned
 from simulators.payer import PayerBook, PayerSimulator
 
@@ -43,6 +44,7 @@ class RunOptions:
     summary_path: Path | None
     timeout_s: float
     live: bool = True
+    coder: bool = True  # the coder simulator works the coding-review queue
 
 
 class RunFailed(RuntimeError):
@@ -101,8 +103,11 @@ def progress_table(tally: Tally, summary: dict[str, Any], rate: float, elapsed: 
     rows = [
         ("encounters sent by the EHR", sent),
         ("encounters on the topic", summary["encounters"]),
-        ("coded", summary["coded"]),
-        ("in coding review", summary["coding_review"]),
+        ("coded (first pass)", summary["coded_first_pass"]),
+        ("to coding review", summary["coding_review"]),
+        ("  fixed by coders → coded", summary["coded_after_review"]),
+        ("  queried (waiting for the provider)", summary["coding_queries"]),
+        ("audit samples (also billed)", summary["coding_audit_sampled"]),
         ("dead-lettered", summary["dead_lettered"]),
         ("claims submitted", summary["claims_submitted"]),
         ("duplicates dropped", summary["duplicates_dropped"]),
@@ -113,6 +118,9 @@ def progress_table(tally: Tally, summary: dict[str, Any], rate: float, elapsed: 
     ]
     for name, value in rows:
         table.add_row(name, f"{value:,}")
+    top_rules = sorted(summary["coding_findings_by_rule"].items(), key=lambda kv: -kv[1])[:5]
+    if top_rules:
+        table.add_row("  top coding rules", ", ".join(f"{rule} {n}" for rule, n in top_rules))
     for queue, n in summary["denials_by_queue"].items():
         table.add_row(f"  denial queue {queue}", f"{n:,}")
     table.add_row("billed / paid $", f"{summary['billed_amount']} / {summary['paid_amount']}")
@@ -133,12 +141,15 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
         console.print(f"worker: pid {worker.pid}, log {settings.worker_log_file}")
         readback = ReadBack(settings, bootstrap, codec, routing.queues())
         payer = PayerSimulator(settings, bootstrap, codec)
+        coder = CoderSimulator(settings, bootstrap, codec) if options.coder else None
         stop_ehr = asyncio.Event()
         tasks: list[asyncio.Task[Any]] = []
         try:
             await readback.start()
             await readback.mark_baseline()
             tasks.append(asyncio.create_task(payer.run(), name="payer-simulator"))
+            if coder is not None:
+                tasks.append(asyncio.create_task(coder.run(), name="coder-simulator"))
             sent = [0]
             if options.encounters is not None:
                 planned = plan_encounters(options.encounters, options.seed, options.bad_rate, options.resend_rate,
@@ -156,6 +167,8 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
         finally:
             stop_ehr.set()
             payer.stop.set()
+            if coder is not None:
+                coder.stop.set()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(task, 10)
@@ -206,7 +219,7 @@ async def _watch(settings: Settings, readback: ReadBack, worker: subprocess.Pope
                     rate, last_total, last_t = (total - last_total) / (now - last_t), total, now
                 if live is not None:
                     live.update(progress_table(readback.tally, summary, rate, now - started, sent[0]))
-                if expected >= 0 and all_settled(readback.tally, expected, settings):
+                if expected >= 0 and all_settled(readback.tally, expected, settings, options.coder):
                     return now - started, False
                 if worker.poll() is not None:
                     raise RunFailed(f"the engine worker exited with code {worker.returncode} "

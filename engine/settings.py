@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_ROOT / "engine" / "data"
 
 
 def _env(name: str, default: str) -> str:
@@ -60,6 +61,25 @@ class Settings:
             _env("CLAIMS_FEE_SCHEDULE", str(PROJECT_ROOT / "engine" / "data" / "fee_schedule.csv"))
         )
     )
+    #: Coding reference data: the shipped samples, or the full CMS quarterly files
+    #: (PTP: a file or a folder of ccipra-…-f1..f4 files; MUE: the practitioner CSV).
+    modifiers_file: Path = field(default_factory=lambda: Path(_env("CLAIMS_MODIFIERS", str(DATA_DIR / "modifiers.csv"))))
+    ncci_ptp_path: Path = field(
+        default_factory=lambda: Path(_env("CLAIMS_NCCI_PTP", str(DATA_DIR / "ncci_ptp_practitioner.txt")))
+    )
+    ncci_mue_path: Path = field(
+        default_factory=lambda: Path(_env("CLAIMS_NCCI_MUE", str(DATA_DIR / "mue_practitioner.csv")))
+    )
+    #: PTP edits deleted more than this many years ago are not loaded (no claim that
+    #: can still be filed is that old; the full files hold three decades).
+    ncci_history_years: int = field(default_factory=lambda: _env_int("CLAIMS_NCCI_HISTORY_YEARS", 3))
+    icd10_demographic_edits_file: Path = field(
+        default_factory=lambda: Path(
+            _env("CLAIMS_ICD10_DEMOGRAPHIC_EDITS", str(DATA_DIR / "icd10_demographic_edits.yaml"))
+        )
+    )
+    #: Share of clean encounters also sent to coders as a quality-control audit sample.
+    coding_audit_rate: float = field(default_factory=lambda: _env_float("CLAIMS_CODING_AUDIT_RATE", 0.02))
     denial_routing_file: Path = field(
         default_factory=lambda: Path(
             _env("CLAIMS_DENIAL_ROUTING", str(PROJECT_ROOT / "engine" / "data" / "denial_routing.yaml"))

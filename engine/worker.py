@@ -18,9 +18,10 @@ from faust.types import EventT
 from engine.claims import FeeSchedule, bill_coded
 from engine.codec import Codec, default_codec
 from engine.codesets import warm_up
-from engine.coding import code_encounter
+from engine.coding import CodingReference, code_encounter
+from engine.coding_review import recode_action
 from engine.denials import DenialRouting, route_remittance
-from engine.events import CodedEncounter, Encounter, Remittance
+from engine.events import CodedEncounter, CodingAction, Encounter, Remittance
 from engine.kafka import SendFn, produce_emits
 from engine.pipeline import SourceMessage, StageResult, run_stage, utcnow
 from engine.settings import Settings
@@ -33,9 +34,19 @@ BILLED_TABLE = "claims_by_encounter"
 # --- the stages as batch functions (no faust here) ---------------------------
 
 
-def coding_stage(messages: Sequence[SourceMessage], codec: Codec) -> StageResult:
+def coding_stage(
+    messages: Sequence[SourceMessage], codec: Codec, ref: CodingReference, audit_rate: float
+) -> StageResult:
     now = utcnow()
-    return run_stage("coding", messages, codec, Encounter, lambda enc, msg: [code_encounter(enc, msg, now)])
+    return run_stage("coding", messages, codec, Encounter,
+                     lambda enc, msg: code_encounter(enc, msg.value or b"", ref, now, audit_rate))
+
+
+def recoding_stage(messages: Sequence[SourceMessage], codec: Codec, ref: CodingReference) -> StageResult:
+    """Coder actions: a correction is checked again like a new encounter."""
+    now = utcnow()
+    return run_stage("recoding", messages, codec, CodingAction,
+                     lambda action, msg: recode_action(action, codec, ref, now))
 
 
 def claims_stage(
@@ -58,6 +69,7 @@ def make_app(settings: Settings, bootstrap_servers: str) -> faust.App:
         settings.app_id,
         broker=f"kafka://{bootstrap_servers}",
         store="memory://",
+        datadir=str(settings.state_dir / "faust"),  # not the working directory
         topic_partitions=8,
         topic_allow_declare=False,  # `claims topics apply` owns topic creation
         broker_session_timeout=settings.session_timeout_s,
@@ -77,6 +89,7 @@ def make_app(settings: Settings, bootstrap_servers: str) -> faust.App:
     codec = default_codec(settings.schemas_dir)
     fees = FeeSchedule.load(settings.fee_schedule_file)
     routing = DenialRouting.load(settings.denial_routing_file)
+    coding_ref = CodingReference.load(settings)
 
     def raw_topic(logical: str) -> Any:
         return app.topic(settings.topic(logical), key_type=bytes, value_type=bytes,
@@ -98,7 +111,8 @@ def make_app(settings: Settings, bootstrap_servers: str) -> faust.App:
         process.__name__ = f"{source.replace('-', '_')}_agent"
         app.agent(raw_topic(source), name=f"{settings.app_id}.{process.__name__}")(process)
 
-    agent_for("encounters", lambda msgs: coding_stage(msgs, codec))
+    agent_for("encounters", lambda msgs: coding_stage(msgs, codec, coding_ref, settings.coding_audit_rate))
+    agent_for("coding-actions", lambda msgs: recoding_stage(msgs, codec, coding_ref))
     agent_for("coded", lambda msgs: claims_stage(msgs, codec, billed, fees))
     agent_for("remittances", lambda msgs: denials_stage(msgs, codec, routing))
 

@@ -1,9 +1,11 @@
 """The EHR simulator: documented visits from a small synthetic practice.
 
 Everything is drawn from one seeded RNG, so the same seed gives the same encounters
-(ids included). A configurable share is bad on purpose — undecodable bytes, truncated
-Avro, invalid codes, missing data — so the error paths run in every demo; another share
-is sent twice, as interface engines do on retry, so deduplication runs too.
+(ids included). Visits follow a specialty mix with plausible diagnosis/procedure
+combinations, each for patients of the right sex and age. A configurable share is bad
+on purpose — undecodable bytes, truncated Avro, and every kind of coding error the
+coding rules catch, in equal turns — so the error paths run in every demo; another
+share is sent twice, as interface engines do on retry, so deduplication runs too.
 """
 
 from __future__ import annotations
@@ -30,47 +32,140 @@ SOURCE_SYSTEM = "ehr-sim"
 
 
 class Kind(StrEnum):
+    """What the simulator makes of one encounter. Each coding error kind is caught by
+    one rule (``EXPECTED_RULE``), so a run exercises every rule in known proportions."""
+
     GOOD = "good"
     UNDECODABLE = "undecodable"  # not Avro at all → dead letter
     TRUNCATED = "truncated"  # framed Avro cut short → dead letter
-    INVALID_CODES = "invalid_codes"  # schema-valid, codes wrong → coding review
-    MISSING_DATA = "missing_data"  # schema-valid, required data empty → coding review
+    MISSING_DATA = "missing_data"  # registration data missing
+    DX_FORMAT = "dx_format"  # not shaped like an ICD-10-CM code
+    DX_UNKNOWN = "dx_unknown"  # shaped right, not in the code set
+    DX_HEADER = "dx_header"  # a category header, not billable
+    DX_SEVENTH_CHAR = "dx_seventh_char"  # injury code without its 7th character
+    DX_PLACEHOLDER = "dx_placeholder"  # 7th character without the placeholder X
+    DX_EXCLUDES1 = "dx_excludes1"  # type 1 and type 2 diabetes together
+    DX_MANIFESTATION_FIRST = "dx_manifestation_first"  # dementia listed before Alzheimer's
+    DX_EXTERNAL_CAUSE_FIRST = "dx_external_cause_first"  # the fall listed before the injury
+    DX_SEX = "dx_sex"  # a sex-specific visit for a patient of the other sex
+    DX_AGE = "dx_age"  # a newborn or pregnancy code at the wrong age
+    DX_DUPLICATE = "dx_duplicate"
+    PROC_FORMAT = "proc_format"
+    MODIFIER_UNKNOWN = "modifier_unknown"
+    NCCI_PTP = "ncci_ptp"  # a bundled column-2 code billed with its column-1 code
+    MUE = "mue"  # more units than the medically unlikely edit allows
+    POINTER_COUNT = "pointer_count"  # a line without dx pointers
+    POINTER_RANGE = "pointer_range"  # a pointer past the last diagnosis
+    PRINCIPAL_UNLINKED = "principal_unlinked"  # no line points at the first diagnosis
     RESEND = "resend"  # an exact resend of an earlier encounter → duplicate dropped
 
 
-BAD_KINDS = (Kind.UNDECODABLE, Kind.TRUNCATED, Kind.INVALID_CODES, Kind.MISSING_DATA)
+#: The rule that must catch each injected coding error (tests hold the simulator to it).
+EXPECTED_RULE: dict[Kind, str] = {
+    Kind.MISSING_DATA: "REQUIRED_FIELD",
+    Kind.DX_FORMAT: "ICD10_FORMAT",
+    Kind.DX_UNKNOWN: "ICD10_UNKNOWN",
+    Kind.DX_HEADER: "ICD10_NOT_BILLABLE",
+    Kind.DX_SEVENTH_CHAR: "ICD10_SEVENTH_CHAR_MISSING",
+    Kind.DX_PLACEHOLDER: "ICD10_PLACEHOLDER_MISSING",
+    Kind.DX_EXCLUDES1: "ICD10_EXCLUDES1",
+    Kind.DX_MANIFESTATION_FIRST: "ICD10_MANIFESTATION_PRINCIPAL",
+    Kind.DX_EXTERNAL_CAUSE_FIRST: "ICD10_EXTERNAL_CAUSE_PRINCIPAL",
+    Kind.DX_SEX: "ICD10_SEX_CONFLICT",
+    Kind.DX_AGE: "ICD10_AGE_CONFLICT",
+    Kind.DX_DUPLICATE: "DX_DUPLICATE",
+    Kind.PROC_FORMAT: "PROC_FORMAT",
+    Kind.MODIFIER_UNKNOWN: "MODIFIER_UNKNOWN",
+    Kind.NCCI_PTP: "NCCI_PTP",
+    Kind.MUE: "MUE_EXCEEDED",
+    Kind.POINTER_COUNT: "DX_POINTER_COUNT",
+    Kind.POINTER_RANGE: "DX_POINTER_RANGE",
+    Kind.PRINCIPAL_UNLINKED: "DX_PRINCIPAL_UNLINKED",
+}
+UNREADABLE_KINDS = (Kind.UNDECODABLE, Kind.TRUNCATED)
+CODING_ERROR_KINDS = tuple(EXPECTED_RULE)
+#: Every bad kind, in the equal turns ``--bad-rate`` deals them out.
+BAD_KINDS = (*UNREADABLE_KINDS, *CODING_ERROR_KINDS)
+
+Line = tuple[str, tuple[str, ...], int, tuple[int, ...]]  # code, modifiers, units, dx pointers
 
 
 @dataclass(frozen=True)
 class VisitTemplate:
-    """A kind of visit: its diagnoses (principal first) and procedures with dx pointers."""
+    """A kind of visit: specialty, who it is for, its diagnoses (principal first) and
+    procedure lines. Real, billable FY2026 ICD-10-CM codes; CPT/HCPCS codes from
+    ``engine/data/fee_schedule.csv``; a test checks every template passes every rule."""
 
+    name: str
+    specialty: str
+    weight: int
     place_of_service: str
     diagnoses: tuple[str, ...]
-    procedures: tuple[tuple[str, tuple[str, ...], int, tuple[int, ...]], ...]  # code, modifiers, units, pointers
+    lines: tuple[Line, ...]
+    sex: Sex | None = None
+    min_age: int = 18
+    max_age: int = 90
 
 
-# Real, billable FY2026 ICD-10-CM codes; CPT/HCPCS codes from engine/data/fee_schedule.csv.
 VISITS: tuple[VisitTemplate, ...] = (
-    VisitTemplate("11", ("E11.9", "I10"), (("99214", (), 1, (1, 2)), ("83036", (), 1, (1,)), ("36415", (), 1, (1,)))),
-    VisitTemplate("11", ("I10", "E78.5"), (("99213", (), 1, (1, 2)), ("80061", (), 1, (2,)), ("36415", (), 1, (2,)))),
-    VisitTemplate("11", ("J06.9",), (("99213", (), 1, (1,)),)),
-    VisitTemplate("11", ("J02.9",), (("99212", (), 1, (1,)), ("87880", (), 1, (1,)))),
-    VisitTemplate("11", ("Z00.00",), (("99396", (), 1, (1,)), ("80053", (), 1, (1,)), ("85025", (), 1, (1,)))),
-    VisitTemplate("11", ("Z23",), (("90686", (), 1, (1,)), ("90471", (), 1, (1,)))),
-    VisitTemplate("11", ("M54.50",), (("99203", (), 1, (1,)),)),
-    VisitTemplate("11", ("M17.11",), (("99214", ("25",), 1, (1,)), ("20610", ("RT",), 1, (1,)), ("J3301", (), 4, (1,)))),
-    VisitTemplate("11", ("R07.9", "I10"), (("99204", (), 1, (1, 2)), ("93000", (), 1, (1,)), ("71046", (), 1, (1,)))),
-    VisitTemplate("11", ("N39.0",), (("99213", (), 1, (1,)), ("81002", (), 1, (1,)))),
-    VisitTemplate("11", ("S93.401A",), (("99203", (), 1, (1,)), ("73030", ("LT",), 1, (1,)))),
-    VisitTemplate("11", ("M54.50", "M62.81"), (("97110", ("GP",), 2, (1, 2)), ("97140", ("GP",), 1, (1,)))),
-    VisitTemplate("22", ("E11.65", "E78.5"), (("99215", (), 1, (1, 2)), ("80053", (), 1, (1,)), ("83036", (), 1, (1,)))),
-    VisitTemplate("02", ("F41.1",), (("99213", ("95",), 1, (1,)),)),
+    # primary care
+    VisitTemplate("diabetes follow-up", "primary care", 8, "11", ("E11.9", "I10"),
+                  (("99214", (), 1, (1, 2)), ("83036", (), 1, (1,)), ("36415", (), 1, (1,))), min_age=30),
+    VisitTemplate("hypertension and lipids", "primary care", 8, "11", ("I10", "E78.5"),
+                  (("99213", (), 1, (1, 2)), ("80061", (), 1, (2,)), ("36415", (), 1, (2,))), min_age=30),
+    VisitTemplate("upper respiratory infection", "primary care", 6, "11", ("J06.9",), (("99213", (), 1, (1,)),),
+                  min_age=1),
+    VisitTemplate("sore throat", "primary care", 5, "11", ("J02.9",), (("99212", (), 1, (1,)), ("87880", (), 1, (1,))),
+                  min_age=3),
+    VisitTemplate("adult preventive visit", "primary care", 5, "11", ("Z00.00",),
+                  (("99396", (), 1, (1,)), ("80053", (), 1, (1,)), ("85025", (), 1, (1,))), min_age=40, max_age=64),
+    VisitTemplate("flu shot", "primary care", 5, "11", ("Z23",), (("90686", (), 1, (1,)), ("90471", (), 1, (1,))),
+                  min_age=3),
+    VisitTemplate("low back pain", "primary care", 5, "11", ("M54.50",), (("99203", (), 1, (1,)),)),
+    VisitTemplate("chest pain", "primary care", 4, "11", ("R07.9", "I10"),
+                  (("99204", (), 1, (1, 2)), ("93000", (), 1, (1,)), ("71046", (), 1, (1,))), min_age=30),
+    VisitTemplate("urinary tract infection", "primary care", 4, "11", ("N39.0",),
+                  (("99213", (), 1, (1,)), ("81002", (), 1, (1,)))),
+    VisitTemplate("anxiety (telehealth)", "behavioral health", 4, "02", ("F41.1",), (("99213", ("95",), 1, (1,)),)),
+    # orthopedics and urgent care
+    VisitTemplate("knee osteoarthritis injection", "orthopedics", 4, "11", ("M17.11",),
+                  (("99214", ("25",), 1, (1,)), ("20610", ("RT",), 1, (1,)), ("J3301", (), 4, (1,))), min_age=45),
+    VisitTemplate("ankle sprain after a fall", "urgent care", 3, "11", ("S93.401A", "W19.XXXA"),
+                  (("99203", (), 1, (1,)), ("73610", ("RT",), 1, (1,))), min_age=5),
+    VisitTemplate("forearm laceration repair", "urgent care", 3, "11", ("S51.811A", "W25.XXXA"),
+                  (("13121", (), 1, (1,)),), min_age=5),
+    VisitTemplate("physical therapy", "physical therapy", 4, "11", ("M54.50", "M62.81"),
+                  (("97110", ("GP",), 2, (1, 2)), ("97140", ("GP",), 1, (1,)))),
+    # women's health
+    VisitTemplate("prenatal visit", "obstetrics", 3, "11", ("Z34.01", "Z3A.10"),
+                  (("99213", (), 1, (1, 2)), ("81002", (), 1, (1,))), sex=Sex.F, min_age=18, max_age=40),
+    VisitTemplate("well-woman exam", "gynecology", 3, "11", ("Z01.419",),
+                  (("99395", (), 1, (1,)), ("Q0091", (), 1, (1,))), sex=Sex.F, min_age=21, max_age=39),
+    # men's health
+    VisitTemplate("benign prostatic hyperplasia", "urology", 3, "11", ("N40.0",),
+                  (("99214", (), 1, (1,)), ("51798", (), 1, (1,))), sex=Sex.M, min_age=55),
+    VisitTemplate("prostate cancer screening", "urology", 2, "11", ("Z12.5",), (("G0103", (), 1, (1,)),),
+                  sex=Sex.M, min_age=50, max_age=75),
+    # pediatrics
+    VisitTemplate("newborn jaundice", "pediatrics", 2, "11", ("P59.9",),
+                  (("99213", (), 1, (1,)), ("82247", (), 1, (1,))), min_age=0, max_age=0),
+    VisitTemplate("well-child visit", "pediatrics", 3, "11", ("Z00.129",), (("99392", (), 1, (1,)),),
+                  min_age=1, max_age=4),
+    # neurology, endocrinology
+    VisitTemplate("Alzheimer's dementia", "neurology", 2, "11", ("G30.9", "F02.80"), (("99214", (), 1, (1, 2)),),
+                  min_age=65),
+    VisitTemplate("uncontrolled diabetes (hospital outpatient)", "endocrinology", 3, "22", ("E11.65", "E78.5"),
+                  (("99215", (), 1, (1, 2)), ("80053", (), 1, (1,)), ("83036", (), 1, (1,))), min_age=30),
 )
 
-# Typical coding mistakes: header codes, invented codes, malformed procedure codes and modifiers.
-INVALID_DIAGNOSES = ("M54.5", "S52.501", "E11", "XX9.9", "Z99.999")
-INVALID_PROCEDURES = ("9921", "ABCDE", "99213X", "W1234")
+# Typical coding mistakes, by kind.
+MALFORMED_DIAGNOSES = ("XX9.9", "1M54.5", "E1")
+UNKNOWN_DIAGNOSES = ("Z99.999", "I10.0", "J06.99")
+HEADER_DIAGNOSES = ("M54.5", "E11", "J45")
+MALFORMED_PROCEDURES = ("9921", "ABCDE", "99213X", "W1234")
+UNKNOWN_MODIFIERS = ("ZZ", "9Z")
+#: A pair from the CMS PTP file: 13120 is bundled into 13121, modifier indicator 0.
+NCCI_BUNDLED_LINE: dict[str, str] = {"13121": "13120"}
 
 FIRST_NAMES = ("Ana", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jamal", "Kira", "Liam")
 LAST_NAMES = ("Alvarez", "Brooks", "Chen", "Diallo", "Evans", "Fischer", "Garcia", "Haddad", "Ito", "Jones")
@@ -82,21 +177,34 @@ def make_npi(rng: random.Random, entity_digit: str = "1") -> str:
 
 
 @dataclass(frozen=True)
+class Member:
+    patient: Patient
+    payer_id: str
+    member_id: str
+    age: int  # whole years today
+
+
+@dataclass(frozen=True)
 class Practice:
-    """The synthetic practice: providers and patients with coverage."""
+    """The synthetic practice: providers and a patient panel with coverage (about 3%
+    newborns, 12% children), and for each visit template the patients it fits."""
 
     billing_npi: str
     rendering_npis: tuple[str, ...]
-    patients: tuple[tuple[Patient, str, str], ...]  # patient, payer id, member id
+    members: tuple[Member, ...]
+    fitting: dict[str, tuple[Member, ...]]  # template name → patients of the right sex and age
 
     @classmethod
-    def generate(cls, rng: random.Random, book: PayerBook, today: date, n_patients: int = 500) -> "Practice":
+    def generate(cls, rng: random.Random, book: PayerBook, today: date, n_patients: int = 600) -> "Practice":
         payer_ids = list(book.payers)
         weights = [book.payers[p].share for p in payer_ids]
-        patients = []
+        members = []
         for index in range(n_patients):
             payer_id = rng.choices(payer_ids, weights=weights, k=1)[0]
-            age_days = rng.randrange(2 * 365, 90 * 365)
+            band = rng.random()
+            # Newborns are 40–330 days old, so on any date of service (≤ 30 days ago) they are born and under 1.
+            age_days = (rng.randrange(40, 330) if band < 0.03 else
+                        rng.randrange(365 + 30, 18 * 365) if band < 0.15 else rng.randrange(18 * 365 + 30, 90 * 365))
             patient = Patient(
                 patient_id=f"MRN{index:06d}",
                 first_name=rng.choice(FIRST_NAMES),
@@ -105,8 +213,22 @@ class Practice:
                 sex=rng.choice((Sex.F, Sex.M)),
             )
             member_id = f"{payer_id[:3]}{rng.randrange(10**8, 10**9)}"
-            patients.append((patient, payer_id, member_id))
-        return cls(make_npi(rng, "2"), tuple(make_npi(rng) for _ in range(6)), tuple(patients))
+            members.append(Member(patient, payer_id, member_id, _age(patient.birth_date, today)))
+        fitting = {visit.name: tuple(m for m in members if _fits(visit, m)) for visit in VISITS}
+        return cls(make_npi(rng, "2"), tuple(make_npi(rng) for _ in range(6)), tuple(members), fitting)
+
+    def patients_for(self, visit: VisitTemplate) -> tuple[Member, ...]:
+        return self.fitting[visit.name]
+
+
+def _age(birth_date: date, day: date) -> int:
+    return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
+
+
+def _fits(visit: VisitTemplate, member: Member) -> bool:
+    # One year of margin below the limit: the date of service may be up to 30 days ago.
+    low_ok = member.age >= visit.min_age + (1 if visit.min_age > 0 else 0)
+    return low_ok and member.age <= visit.max_age and visit.sex in (None, member.patient.sex)
 
 
 @dataclass(frozen=True)
@@ -116,38 +238,112 @@ class PlannedRecord:
     value: bytes
 
 
-def _good_encounter(rng: random.Random, practice: Practice, encounter_id: str, today: date) -> Encounter:
-    patient, payer_id, member_id = rng.choice(practice.patients)
-    visit = rng.choice(VISITS)
+def _visit_named(name: str) -> VisitTemplate:
+    return next(v for v in VISITS if v.name == name)
+
+
+def _encounter(rng: random.Random, practice: Practice, encounter_id: str, today: date, visit: VisitTemplate,
+               member: Member) -> Encounter:
     return Encounter(
         encounter_id=encounter_id,
         source_system=SOURCE_SYSTEM,
         occurred_at=datetime.now(timezone.utc),
-        patient=patient,
-        payer_id=payer_id,
-        member_id=member_id,
+        patient=member.patient,
+        payer_id=member.payer_id,
+        member_id=member.member_id,
         billing_npi=practice.billing_npi,
         rendering_npi=rng.choice(practice.rendering_npis),
         date_of_service=today - timedelta(days=rng.randrange(0, 30)),
         place_of_service=visit.place_of_service,
         diagnoses=list(visit.diagnoses),
-        procedures=[Procedure(code, list(mods), units, list(ptrs)) for code, mods, units, ptrs in visit.procedures],
+        procedures=[Procedure(code, list(mods), units, list(ptrs)) for code, mods, units, ptrs in visit.lines],
         clinical_note="Synthetic note: patient seen, plan discussed.",
     )
 
 
-def _spoil(rng: random.Random, enc: Encounter, kind: Kind) -> Encounter:
-    if kind == Kind.INVALID_CODES:
-        if rng.random() < 0.6:
-            diagnoses = [rng.choice(INVALID_DIAGNOSES), *enc.diagnoses[1:]]
-            return replace(enc, diagnoses=diagnoses)
-        first = replace(enc.procedures[0], code=rng.choice(INVALID_PROCEDURES))
-        return replace(enc, procedures=[first, *enc.procedures[1:]])
+def _good_encounter(rng: random.Random, practice: Practice, encounter_id: str, today: date) -> Encounter:
+    visit = rng.choices(VISITS, weights=[v.weight for v in VISITS], k=1)[0]
+    return _encounter(rng, practice, encounter_id, today, visit, rng.choice(practice.patients_for(visit)))
+
+
+def _with_line(enc: Encounter, index: int, **changes: object) -> Encounter:
+    procedures = list(enc.procedures)
+    procedures[index] = replace(procedures[index], **changes)  # type: ignore[arg-type]
+    return replace(enc, procedures=procedures)
+
+
+def _swap_first_two_diagnoses(enc: Encounter) -> Encounter:
+    """List the second diagnosis first; pointers follow their diagnosis."""
+    swap = {1: 2, 2: 1}
+    return replace(
+        enc,
+        diagnoses=[enc.diagnoses[1], enc.diagnoses[0], *enc.diagnoses[2:]],
+        procedures=[replace(p, dx_pointers=[swap.get(x, x) for x in p.dx_pointers]) for p in enc.procedures],
+    )
+
+
+def _spoiled_encounter(rng: random.Random, practice: Practice, encounter_id: str, today: date, kind: Kind
+                       ) -> Encounter:
+    """An encounter with exactly the mistake ``kind`` names, on a visit it fits."""
+    def on(name: str, member: Member | None = None) -> Encounter:
+        visit = _visit_named(name)
+        return _encounter(rng, practice, encounter_id, today, visit,
+                          member or rng.choice(practice.patients_for(visit)))
+
+    enc = _good_encounter(rng, practice, encounter_id, today)
     if kind == Kind.MISSING_DATA:
-        if rng.random() < 0.5:
-            return replace(enc, member_id="")
-        first = replace(enc.procedures[0], dx_pointers=[])
-        return replace(enc, procedures=[first, *enc.procedures[1:]])
+        return replace(enc, member_id="")
+    if kind == Kind.DX_FORMAT:
+        return replace(enc, diagnoses=[rng.choice(MALFORMED_DIAGNOSES), *enc.diagnoses[1:]])
+    if kind == Kind.DX_UNKNOWN:
+        return replace(enc, diagnoses=[rng.choice(UNKNOWN_DIAGNOSES), *enc.diagnoses[1:]])
+    if kind == Kind.DX_HEADER:
+        return replace(enc, diagnoses=[rng.choice(HEADER_DIAGNOSES), *enc.diagnoses[1:]])
+    if kind == Kind.DX_SEVENTH_CHAR:  # S93.401A → S93.401
+        enc = on(rng.choice(("ankle sprain after a fall", "forearm laceration repair")))
+        return replace(enc, diagnoses=[enc.diagnoses[0][:-1], *enc.diagnoses[1:]])
+    if kind == Kind.DX_PLACEHOLDER:  # W19.XXXA → W19A
+        enc = on(rng.choice(("ankle sprain after a fall", "forearm laceration repair")))
+        external = enc.diagnoses[1]
+        return replace(enc, diagnoses=[enc.diagnoses[0], external[:3] + external[-1]])
+    if kind == Kind.DX_EXCLUDES1:  # type 1 with type 2 diabetes
+        enc = on("diabetes follow-up")
+        return replace(enc, diagnoses=[*enc.diagnoses, "E10.9"])
+    if kind == Kind.DX_MANIFESTATION_FIRST:
+        return _swap_first_two_diagnoses(on("Alzheimer's dementia"))
+    if kind == Kind.DX_EXTERNAL_CAUSE_FIRST:
+        return _swap_first_two_diagnoses(on(rng.choice(("ankle sprain after a fall", "forearm laceration repair"))))
+    if kind == Kind.DX_SEX:
+        visit = _visit_named(rng.choice(("prenatal visit", "well-woman exam", "benign prostatic hyperplasia",
+                                         "prostate cancer screening")))
+        other = [m for m in practice.members if m.patient.sex not in (visit.sex, Sex.U)
+                 and visit.min_age + 1 <= m.age <= visit.max_age]
+        return on(visit.name, rng.choice(other))
+    if kind == Kind.DX_AGE:
+        if rng.random() < 0.5:  # a newborn code for an adult
+            return on("newborn jaundice", rng.choice([m for m in practice.members if m.age >= 18]))
+        return on("prenatal visit", rng.choice([m for m in practice.members
+                                                if m.patient.sex == Sex.F and m.age >= 57]))
+    if kind == Kind.DX_DUPLICATE:
+        return replace(enc, diagnoses=[*enc.diagnoses, enc.diagnoses[0]])
+    if kind == Kind.PROC_FORMAT:
+        return _with_line(enc, 0, code=rng.choice(MALFORMED_PROCEDURES))
+    if kind == Kind.MODIFIER_UNKNOWN:
+        return _with_line(enc, 0, modifiers=[*enc.procedures[0].modifiers, rng.choice(UNKNOWN_MODIFIERS)])
+    if kind == Kind.NCCI_PTP:  # 13121 with 13120, same day
+        enc = on("forearm laceration repair")
+        column2 = NCCI_BUNDLED_LINE[enc.procedures[0].code]
+        return replace(enc, procedures=[*enc.procedures, Procedure(column2, [], 1, [1])])
+    if kind == Kind.MUE:  # an E/M visit billed 3 times on one day (practitioner MUE 2 or less)
+        enc = on(rng.choice(("upper respiratory infection", "low back pain", "benign prostatic hyperplasia")))
+        return _with_line(enc, 0, code=rng.choice(("99213", "99214")), units=3)
+    if kind == Kind.POINTER_COUNT:
+        return _with_line(enc, len(enc.procedures) - 1, dx_pointers=[])
+    if kind == Kind.POINTER_RANGE:
+        return _with_line(enc, 0, dx_pointers=[*enc.procedures[0].dx_pointers, len(enc.diagnoses) + 1])
+    if kind == Kind.PRINCIPAL_UNLINKED:  # every line points at the secondary diagnosis only
+        enc = on(rng.choice(("hypertension and lipids", "chest pain", "physical therapy")))
+        return replace(enc, procedures=[replace(p, dx_pointers=[2]) for p in enc.procedures])
     raise ValueError(kind)
 
 
@@ -165,10 +361,11 @@ def plan_encounters(
     records: list[PlannedRecord] = []
     for index in range(n):
         encounter_id = f"ENC-{seed}-{index:07d}"
-        enc = _good_encounter(rng, practice, encounter_id, today)
         kind = bad_kind.get(index, Kind.GOOD)
-        if kind in (Kind.INVALID_CODES, Kind.MISSING_DATA):
-            enc = _spoil(rng, enc, kind)
+        if kind in EXPECTED_RULE:
+            enc = _spoiled_encounter(rng, practice, encounter_id, today, kind)
+        else:
+            enc = _good_encounter(rng, practice, encounter_id, today)
         value = codec.encode(enc)
         if kind == Kind.UNDECODABLE:
             value = b"HL7|not-avro|" + rng.randbytes(24)

@@ -24,7 +24,7 @@ import yaml
 
 from engine.codec import Codec
 from engine.events import Adjustment, ClaimLine, ClaimSubmitted, GroupCode, Remittance, RemittanceLine, RemittanceOutcome
-from engine.kafka import aiokafka_send, consume_batches, make_group_consumer, make_producer, produce_emits
+from engine.kafka import run_consumer_stage
 from engine.pipeline import Emit, ProcessingError, SourceMessage, run_stage, utcnow
 from engine.settings import Settings
 
@@ -226,19 +226,5 @@ class PayerSimulator:
         ).emits
 
     async def run(self) -> None:
-        consumer = make_group_consumer(
-            self.settings, self.bootstrap_servers, self.GROUP_ID, self.settings.topic("claims-submitted")
-        )
-        producer = make_producer(self.settings, self.bootstrap_servers)
-        await producer.start()
-        await consumer.start()
-        send = aiokafka_send(producer)
-        try:
-
-            async def handle(messages: Sequence[SourceMessage]) -> None:
-                await produce_emits(send, self.settings, self.codec, self.process(messages))
-
-            await consume_batches(consumer, handle, self.stop)
-        finally:
-            await consumer.stop()
-            await producer.stop()
+        await run_consumer_stage(self.settings, self.bootstrap_servers, self.codec, self.GROUP_ID, "claims-submitted",
+                                 self.process, self.stop)

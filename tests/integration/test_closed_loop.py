@@ -13,7 +13,7 @@ from engine.codec import default_codec
 from engine.events import CodingReviewItem, DeadLetter, Encounter, Severity
 from engine.run import RunOptions, run_closed_loop
 from engine.settings import Settings
-from simulators.ehr import Kind, plan_encounters
+from simulators.ehr import CODING_ERROR_KINDS, EXPECTED_RULE, UNREADABLE_KINDS, Kind, plan_encounters
 from simulators.payer import PayerBook
 from tests.fixtures.kafka import SettingsFactory, read_topic
 
@@ -46,7 +46,18 @@ async def test_closed_loop_settles_and_balances(settings_factory: SettingsFactor
     kinds = Counter(r.kind for r in planned)
     assert summary["encounters"] == len(planned)
     assert summary["dead_lettered"] == kinds[Kind.UNDECODABLE] + kinds[Kind.TRUNCATED]
-    assert summary["coding_review"] == kinds[Kind.INVALID_CODES] + kinds[Kind.MISSING_DATA]
+    assert summary["coding_review"] == sum(kinds[k] for k in CODING_ERROR_KINDS)
+    # Every injected kind is caught by its rule (items per rule can exceed kinds: one
+    # mistake may break two rules, e.g. an external cause listed first is also unlinked).
+    for kind in CODING_ERROR_KINDS:
+        if kinds[kind]:
+            assert summary["coding_findings_by_rule"][EXPECTED_RULE[kind]] >= kinds[kind], kind
+    # The coder simulator acted on every item: fixes went on to claims, the rest wait on queries.
+    assert summary["coding_fixes"] + summary["coding_queries"] == summary["coding_review"]
+    assert summary["coded_after_review"] == summary["coding_fixes"] > 0
+    assert summary["coding_fixes_still_failing"] == 0
+    assert summary["coding_audits_closed"] == summary["coding_audit_sampled"]
+    assert summary["coded"] == summary["coded_first_pass"] + summary["coded_after_review"]
     assert summary["duplicates_dropped"] == kinds[Kind.RESEND]
 
     await _every_bad_encounter_is_findable(settings, planned)
@@ -69,15 +80,16 @@ async def _every_bad_encounter_is_findable(settings: Settings, planned: list) ->
                      for r in await read_topic(bootstrap, settings.topic("coding-review")))
     }
     for record in planned:
-        if record.kind in (Kind.UNDECODABLE, Kind.TRUNCATED):
+        if record.kind in UNREADABLE_KINDS:
             letter = letters[record.encounter_id.encode()]
             assert letter.source_topic == settings.topic("encounters")
             assert letter.stage == "coding" and letter.error_type == "UndecodableEvent" and letter.reason
             original = sent[(letter.source_partition, letter.source_offset)]
             assert letter.original_value == original.value and original.key == record.encounter_id.encode()
-        elif record.kind in (Kind.INVALID_CODES, Kind.MISSING_DATA):
+        elif record.kind in CODING_ERROR_KINDS:
             item = reviews[record.encounter_id]
-            assert any(f.severity == Severity.ERROR for f in item.findings)
+            assert not item.is_audit
+            assert EXPECTED_RULE[record.kind] in {f.rule_id for f in item.findings if f.severity == Severity.ERROR}
             assert codec.decode(item.encounter, Encounter).encounter_id == record.encounter_id
 
 

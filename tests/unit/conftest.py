@@ -10,6 +10,7 @@ import pytest
 
 from engine.claims import FeeSchedule
 from engine.codec import Codec
+from engine.coding import CodingReference
 from engine.denials import DenialRouting
 from engine.events import Encounter, Patient, Procedure, Sex
 from engine.pipeline import SourceMessage
@@ -18,6 +19,10 @@ from simulators.payer import PayerBook
 
 # A fixed instant with whole milliseconds: timestamp-millis keeps exactly this.
 NOW = datetime(2026, 3, 2, 14, 30, 15, 250_000, tzinfo=timezone.utc)
+#: The day the coding reference is loaded "as of". ``CodingReference.load`` drops PTP
+#: edits deleted more than ``ncci_history_years`` before this day; pinning it keeps the
+#: 0001A/99213 edit (deleted 2023-12-31) loaded whatever the calendar says.
+REFERENCE_DAY = date(2026, 3, 2)
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +48,24 @@ def routing(settings: Settings) -> DenialRouting:
 @pytest.fixture(scope="session")
 def book(settings: Settings) -> PayerBook:
     return PayerBook.load(settings.payer_profiles_file)
+
+
+@pytest.fixture(scope="session")
+def coding_ref(settings: Settings) -> CodingReference:
+    """The shipped modifiers, NCCI PTP/MUE samples and sex/age edits, loaded once."""
+    return CodingReference.load(settings, today=REFERENCE_DAY)
+
+
+@pytest.fixture
+def errors(coding_ref: CodingReference) -> Callable[[Encounter], list[tuple[str, str]]]:
+    """``errors(enc)``: (rule id, element) of each ERROR finding of every rule, in order."""
+    from engine.coding import check_encounter
+    from engine.events import Severity
+
+    def errors(enc: Encounter) -> list[tuple[str, str]]:
+        return [(f.rule_id, f.element) for f in check_encounter(enc, coding_ref) if f.severity == Severity.ERROR]
+
+    return errors
 
 
 @pytest.fixture
@@ -119,6 +142,8 @@ def sample_events() -> dict[type, Any]:
         ClaimSubmitted,
         CodedEncounter,
         CodedLine,
+        CodingAction,
+        CodingActionType,
         CodingReviewItem,
         DeadLetter,
         DenialWorkItem,
@@ -207,6 +232,7 @@ def sample_events() -> dict[type, Any]:
             lines=[CodedLine(1, "99214", ["25"], 1, [1, 2]), CodedLine(2, "J3301", [], 4, [1])],
             findings=findings[1:],
             coded_at=NOW,
+            review_work_item_id="CR-0011223344556677",  # v2 field, set: a correction that resolved an item
         ),
         CodingReviewItem: CodingReviewItem(
             work_item_id="CR-0011223344556677",
@@ -215,6 +241,19 @@ def sample_events() -> dict[type, Any]:
             is_audit=False,
             encounter=b"\x00\x00\x00\x00\x01\x02\xff\x00raw",
             created_at=NOW,
+            revision=2,  # v2 field, not its default
+        ),
+        CodingAction: CodingAction(
+            action_id="CA-00000000000000000001",
+            work_item_id="CR-0011223344556677",
+            encounter_id=enc.encounter_id,
+            revision=1,
+            action=CodingActionType.FIX,
+            actor="coder-17",
+            note="low back pain coded to full specificity",
+            changes=["diagnoses[1]: M54.5 -> M54.50"],
+            corrected_encounter=b"\x00\x00\x00\x00\x01\x03\xfe\x00fixed",
+            occurred_at=NOW,
         ),
         ClaimSubmitted: claim,
         Remittance: remit,

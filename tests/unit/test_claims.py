@@ -31,8 +31,8 @@ def chargemaster(settings) -> dict[str, Decimal]:
 
 
 @pytest.fixture
-def coded(make_encounter, make_message, now) -> CodedEncounter:
-    emit = code_encounter(make_encounter(), make_message(b""), now)
+def coded(make_encounter, coding_ref, now) -> CodedEncounter:
+    (emit,) = code_encounter(make_encounter(), b"", coding_ref, now)
     assert emit.topic == "coded"
     return emit.event
 

@@ -5,15 +5,23 @@ from __future__ import annotations
 import pytest
 
 from engine.codesets import (
+    CodeRange,
+    DemographicEdit,
+    ModifierTable,
     icd10_billable,
     icd10_description,
     icd10_exists,
+    icd10_info,
     icd10_shape_ok,
+    is_external_cause,
+    load_demographic_edits,
     modifier_shape_ok,
     normalize_icd10,
     npi_check_digit,
     npi_is_valid,
+    parse_note_references,
     procedure_code_kind,
+    with_placeholders,
 )
 
 # --- NPI ------------------------------------------------------------------------
@@ -132,14 +140,16 @@ def test_category_headers_are_not_billable(code):
 @pytest.mark.parametrize(
     "code, kind",
     [("99213", "CPT-I"), ("00100", "CPT-I"), ("3074F", "CPT-II"), ("0042T", "CPT-III"), ("J1100", "HCPCS-II"),
-     ("G0008", "HCPCS-II"), ("A0021", "HCPCS-II"), ("V2020", "HCPCS-II")],
+     ("G0008", "HCPCS-II"), ("A0021", "HCPCS-II"), ("V2020", "HCPCS-II"), ("0001A", "CPT-I"), ("0001M", "CPT-MAAA"),
+     ("0001U", "CPT-PLA"), ("1234F", "CPT-II")],
 )
 def test_valid_procedure_code_forms(code, kind):
     assert procedure_code_kind(code) == kind
 
 
 @pytest.mark.parametrize(
-    "code", ["9921", "W1234", "99213X", "992134", "j1100", "3074f", "ABCDE", "", "9921 ", "J110", "Z1234", "W12345"]
+    "code", ["9921", "W1234", "99213X", "992134", "j1100", "3074f", "ABCDE", "", "9921 ", "J110", "Z1234", "W12345",
+             "0001B", "0001u", "001U", "00001U", "A001U"]
 )
 def test_invalid_procedure_code_forms(code):
     assert procedure_code_kind(code) is None
@@ -153,3 +163,138 @@ def test_valid_modifiers(modifier):
 @pytest.mark.parametrize("modifier", ["", "2", "255", "rt", "R-", " 25"])
 def test_invalid_modifiers(modifier):
     assert not modifier_shape_ok(modifier)
+
+
+# --- icd10_info ---------------------------------------------------------------------------
+
+
+def test_icd10_info_of_a_billable_code():
+    info = icd10_info("E11.9")
+    assert (info.code, info.exists, info.billable, info.bare) == ("E11.9", True, True, "E119")
+    assert "diabetes" in info.description.lower()
+    assert info.seventh_characters == () and not info.manifestation
+    # Excludes1 notes of E11.9 and its ancestors, as ranges: type 1 diabetes (E10.-) among them.
+    assert CodeRange("E10", "E10") in info.excludes1
+    assert any(r.matches("E109") for r in info.excludes1) and not any(r.matches("I10") for r in info.excludes1)
+
+
+def test_icd10_info_is_cached():
+    assert icd10_info("I10") is icd10_info("I10")
+
+
+def test_icd10_info_seventh_characters_come_from_the_category():
+    assert icd10_info("S52.501").seventh_characters[:3] == ("A", "B", "C")
+    assert not icd10_info("S52.501").billable and icd10_info("S52.501A").billable
+    assert icd10_info("T14.90XA").seventh_characters == ("A", "D", "S")
+    # A code that does not exist borrows them from its nearest existing ancestor.
+    missing = icd10_info("T14.90A")
+    assert (missing.exists, missing.billable, missing.seventh_characters) == (False, False, ("A", "D", "S"))
+    assert icd10_info("Z99.999").seventh_characters == ()
+
+
+@pytest.mark.parametrize("code, manifestation", [("G63", True), ("F02.80", True), ("G30.9", False),
+                                                  ("E11.42", False), ("I10", False), ("XX9.9", False)])
+def test_icd10_info_manifestation(code, manifestation):
+    assert icd10_info(code).manifestation is manifestation
+
+
+def test_icd10_info_of_a_malformed_code():
+    info = icd10_info("XX9.9")
+    assert (info.exists, info.billable, info.description, info.excludes1) == (False, False, "", ())
+
+
+# --- code references in tabular notes --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, first, last",
+    [("E10.-", "E10", "E10"), ("O24.4-", "O244", "O244"), ("P70.2", "P702", "P702"), ("E08", "E08", "E08"),
+     ("O10-O11", "O10", "O11"), ("A04.0-A04.4", "A040", "A044"), ("N70-N98", "N70", "N98"),
+     (" o00-o9a ", "O00", "O9A"), ("Z3A", "Z3A", "Z3A")],
+)
+def test_code_range_parse(text, first, last):
+    assert CodeRange.parse(text) == CodeRange(first, last)
+
+
+@pytest.mark.parametrize("text", ["", "diabetes", "E1", "E10.-.-", "10-11", "E10 E11"])
+def test_code_range_parse_rejects_what_is_not_a_reference(text):
+    with pytest.raises(ValueError, match="not an ICD-10-CM code reference"):
+        CodeRange.parse(text)
+
+
+@pytest.mark.parametrize(
+    "text, bare, matches",
+    [("E10.-", "E109", True), ("E10.-", "E11", False), ("O10-O11", "O10019", True), ("O10-O11", "O119", True),
+     ("O10-O11", "O12", False), ("O10-O11", "O09", False), ("A04.0-A04.4", "A043", True),
+     ("A04.0-A04.4", "A045", False), ("A04.0-A04.4", "A0471", False), ("O00-O9A", "O9A211", True),
+     ("O00-O9A", "O99", True), ("O00-O9A", "P00", False), ("P70.2", "P702", True), ("P70.2", "P701", False)],
+)
+def test_code_range_matches_by_prefix(text, bare, matches):
+    assert CodeRange.parse(text).matches(bare) is matches
+
+
+def test_parse_note_references_keeps_only_all_code_groups():
+    assert parse_note_references("type 1 diabetes mellitus (E10.-)") == (CodeRange("E10", "E10"),)
+    assert parse_note_references("hypertension complicating pregnancy (O10-O11, O13-O16)") == (
+        CodeRange("O10", "O11"), CodeRange("O13", "O16"))
+    assert parse_note_references("neonatal (P70.2) and gestational (O24.4-) diabetes") == (
+        CodeRange("P702", "P702"), CodeRange("O244", "O244"))
+    # A group with words in it is skipped whole: it cannot be matched exactly.
+    assert parse_note_references("diabetes (E08 with 5th character 9, E11)") == ()
+    assert parse_note_references("no references here") == ()
+
+
+# --- placeholders, external causes ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "code, fixed",
+    [("T14.90A", "T14.90XA"), ("W19A", "W19.XXXA"), ("W19.A", "W19.XXXA"), ("T14.90XA", None), ("S52.501", None),
+     ("Z99.999", None), ("W1", None), ("E11.9", None)],
+)
+def test_with_placeholders(code, fixed):
+    assert with_placeholders(code) == fixed
+
+
+@pytest.mark.parametrize("code, external", [("V43.52XA", True), ("W19.XXXA", True), ("X58.XXXA", True),
+                                             ("Y92.009", True), ("S93.401A", False), ("E11.9", False), ("", False)])
+def test_is_external_cause(code, external):
+    assert is_external_cause(code) is external
+
+
+# --- demographic edits, modifiers --------------------------------------------------------------
+
+
+def test_load_demographic_edits_reads_the_shipped_file(settings):
+    edits = {e.edit_id: e for e in load_demographic_edits(settings.icd10_demographic_edits_file)}
+    assert set(edits) == {"newborn_age", "maternity_age", "female_only", "male_only"}
+    assert (edits["newborn_age"].min_age, edits["newborn_age"].max_age, edits["newborn_age"].sex) == (0, 0, None)
+    assert edits["maternity_age"].applies_to("O80") and edits["maternity_age"].applies_to("Z3A.10")
+    assert edits["female_only"].applies_to("N83.20") and not edits["female_only"].applies_to("N40.0")
+    assert edits["male_only"].applies_to("N40.0") and edits["male_only"].applies_to("C61")
+    assert not edits["male_only"].applies_to("Z12.4") and edits["female_only"].applies_to("Z12.4")
+    assert all(e.label for e in edits.values())
+
+
+def test_demographic_edit_applies_to_dotted_and_bare_codes():
+    edit = DemographicEdit("x", "synthetic", (CodeRange.parse("P00-P96"), CodeRange.parse("Z38")), min_age=0,
+                           max_age=0)
+    assert edit.applies_to("P59.9") and edit.applies_to("P599") and edit.applies_to("Z38.00")
+    assert not edit.applies_to("Q00.0") and not edit.applies_to("Z37.0")
+
+
+def test_modifier_table_loads_the_shipped_file(settings):
+    table = ModifierTable.load(settings.modifiers_file)
+    assert {"25", "59", "XS", "XE", "XP", "XU", "RT", "LT", "GP", "95"} <= set(table.modifiers)
+    assert "ZZ" not in table and "25" in table
+    assert {"59", "XS", "XE", "XP", "XU", "25", "RT", "LT", "91"} <= table.bypass
+    assert not {"GP", "95", "26", "GA"} & table.bypass
+    assert table.modifiers["59"].kind == "ncci" and table.modifiers["59"].description
+
+
+def test_modifier_table_skips_comments_and_normalises(tmp_path):
+    path = tmp_path / "modifiers.csv"
+    path.write_text("# a comment\nmodifier,kind,ncci_bypass,description\n xs ,ncci,Yes,Separate structure\n"
+                    "gp,therapy,no,Physical therapy plan\n# trailing\n")
+    table = ModifierTable.load(path)
+    assert set(table.modifiers) == {"XS", "GP"} and table.bypass == frozenset({"XS"})

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections import Counter
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
 from engine.codec import UndecodableEvent
 from engine.codesets import npi_is_valid
 from engine.coding import check_encounter
-from engine.events import Encounter, Severity
+from engine.events import Encounter, Procedure
 from simulators import ehr
-from simulators.ehr import BAD_KINDS, Kind, plan_encounters
+from simulators.ehr import BAD_KINDS, CODING_ERROR_KINDS, EXPECTED_RULE, UNREADABLE_KINDS, Kind, plan_encounters
 
 TODAY = date(2026, 3, 2)
 N = 1000
@@ -27,8 +28,10 @@ def plan(codec, book):
                            today=TODAY)
 
 
-def has_error(enc: Encounter) -> bool:
-    return any(f.severity == Severity.ERROR for f in check_encounter(enc))
+@pytest.fixture
+def error_rules(errors):
+    """``error_rules(enc)``: the rule ids of the encounter's ERROR findings."""
+    return lambda enc: {rule_id for rule_id, _ in errors(enc)}
 
 
 class _FrozenDatetime(datetime):
@@ -90,19 +93,20 @@ def test_undecodable_and_truncated_records_are_undecodable(plan, codec):
             codec.decode(record.value, Encounter)
 
 
-def test_spoiled_records_decode_but_fail_the_coding_checks(plan, codec):
-    spoiled = [r for r in plan if r.kind in (Kind.INVALID_CODES, Kind.MISSING_DATA)]
-    assert {r.kind for r in spoiled} == {Kind.INVALID_CODES, Kind.MISSING_DATA}
+def test_bad_kinds_are_the_unreadable_and_every_coding_error_kind():
+    assert BAD_KINDS == (*UNREADABLE_KINDS, *CODING_ERROR_KINDS)
+    assert set(CODING_ERROR_KINDS) == set(EXPECTED_RULE)
+    assert Kind.GOOD not in BAD_KINDS and Kind.RESEND not in BAD_KINDS
+    assert set(Kind) == {Kind.GOOD, Kind.RESEND, *BAD_KINDS}
+
+
+def test_spoiled_records_decode_but_fail_the_coding_checks(plan, codec, error_rules):
+    spoiled = [r for r in plan if r.kind in CODING_ERROR_KINDS]
+    assert {r.kind for r in spoiled} == set(CODING_ERROR_KINDS)
     for record in spoiled:
         enc = codec.decode(record.value, Encounter)
         assert enc.encounter_id == record.encounter_id
-        findings = check_encounter(enc)
-        assert any(f.severity == Severity.ERROR for f in findings), record
-        rules = {f.rule_id for f in findings}
-        if record.kind == Kind.MISSING_DATA:
-            assert rules & {"REQUIRED_FIELD", "DX_POINTER_COUNT"}
-        else:
-            assert rules & {"ICD10_FORMAT", "ICD10_UNKNOWN", "ICD10_NOT_BILLABLE", "PROC_FORMAT"}
+        assert EXPECTED_RULE[record.kind] in error_rules(enc), record.kind
 
 
 def test_resends_repeat_an_earlier_good_record(plan):
@@ -118,11 +122,11 @@ def test_no_resends_at_rate_zero(codec, book):
     assert all(r.kind != Kind.RESEND for r in plan_encounters(200, 4, 0.0, 0.0, codec, book, today=TODAY))
 
 
-def test_good_encounters_pass_coding_and_are_billable(plan, codec, fees, book):
+def test_good_encounters_pass_coding_and_are_billable(plan, codec, fees, book, error_rules):
     good = [codec.decode(r.value, Encounter) for r in plan if r.kind == Kind.GOOD]
     assert len(good) > 900
     for enc in good:
-        assert not has_error(enc), enc.encounter_id
+        assert not error_rules(enc), (enc.encounter_id, error_rules(enc))
         assert all(p.code in fees.charges for p in enc.procedures)
         assert enc.payer_id in book.payers
         assert npi_is_valid(enc.billing_npi) and npi_is_valid(enc.rendering_npi)
@@ -132,27 +136,54 @@ def test_good_encounters_pass_coding_and_are_billable(plan, codec, fees, book):
         assert enc.source_system == ehr.SOURCE_SYSTEM
 
 
-def test_every_visit_template_is_clean(fees):
-    from engine.events import Patient, Procedure, Sex
-
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_every_visit_template_is_clean_for_every_patient_it_fits(fees, book, coding_ref, seed):
+    """Each template, for each patient ``Practice.patients_for`` gives it, on the first and
+    the last date of service the simulator may pick: no finding at all, not even a warning."""
+    practice = ehr.Practice.generate(random.Random(seed), book, TODAY)
     for visit in ehr.VISITS:
-        enc = Encounter(
-            "ENC-T", "t", datetime(2026, 1, 1, tzinfo=timezone.utc),
-            Patient("MRN1", "A", "B", date(1970, 1, 1), Sex.U), "MCR01", "M1", "2000000008", "1234567893",
-            date(2026, 1, 1), visit.place_of_service, list(visit.diagnoses),
-            [Procedure(c, list(m), u, list(p)) for c, m, u, p in visit.procedures],
-        )
-        assert check_encounter(enc) == [], visit
-        assert all(code in fees.charges for code, *_ in visit.procedures)
+        members = practice.patients_for(visit)
+        assert members, visit.name
+        assert all(code in fees.charges for code, *_ in visit.lines), visit.name
+        for member in members:
+            for day in (TODAY, TODAY - timedelta(days=29)):
+                enc = Encounter(
+                    "ENC-T", ehr.SOURCE_SYSTEM, datetime(2026, 1, 1, tzinfo=timezone.utc), member.patient,
+                    member.payer_id, member.member_id, practice.billing_npi, practice.rendering_npis[0], day,
+                    visit.place_of_service, list(visit.diagnoses),
+                    [Procedure(c, list(m), u, list(p)) for c, m, u, p in visit.lines],
+                )
+                assert check_encounter(enc, coding_ref) == [], (visit.name, member.age, member.patient.sex, day)
 
 
-def test_invalid_code_pools_really_are_invalid(make_encounter):
-    for dx in ehr.INVALID_DIAGNOSES:
-        assert has_error(make_encounter(diagnoses=[dx])), dx
-    for code in ehr.INVALID_PROCEDURES:
+def test_templates_fit_only_patients_of_their_sex_and_age(book):
+    practice = ehr.Practice.generate(random.Random(4), book, TODAY)
+    for visit in ehr.VISITS:
+        for member in practice.patients_for(visit):
+            assert visit.sex in (None, member.patient.sex)
+            assert visit.min_age <= member.age <= visit.max_age
+    assert len(practice.members) == 600
+    assert {m.patient.patient_id for m in practice.members} == {f"MRN{i:06d}" for i in range(600)}
+
+
+def test_invalid_code_pools_really_are_invalid(make_encounter, error_rules):
+    def with_first_line(**changes):
         enc = make_encounter()
-        enc = dataclasses.replace(enc, procedures=[dataclasses.replace(enc.procedures[0], code=code)])
-        assert has_error(enc), code
+        return dataclasses.replace(enc, procedures=[dataclasses.replace(enc.procedures[0], **changes)])
+
+    for dx in ehr.MALFORMED_DIAGNOSES:
+        assert "ICD10_FORMAT" in error_rules(make_encounter(diagnoses=[dx, "I10"])), dx
+    for dx in ehr.UNKNOWN_DIAGNOSES:
+        assert "ICD10_UNKNOWN" in error_rules(make_encounter(diagnoses=[dx, "I10"])), dx
+    for dx in ehr.HEADER_DIAGNOSES:
+        assert "ICD10_NOT_BILLABLE" in error_rules(make_encounter(diagnoses=[dx, "I10"])), dx
+    for code in ehr.MALFORMED_PROCEDURES:
+        assert "PROC_FORMAT" in error_rules(with_first_line(code=code)), code
+    for modifier in ehr.UNKNOWN_MODIFIERS:
+        assert "MODIFIER_UNKNOWN" in error_rules(with_first_line(modifiers=[modifier])), modifier
+    for column1, column2 in ehr.NCCI_BUNDLED_LINE.items():
+        enc = make_encounter(procedures=[Procedure(column1, [], 1, [1, 2]), Procedure(column2, [], 1, [1])])
+        assert "NCCI_PTP" in error_rules(enc), (column1, column2)
 
 
 def test_payers_follow_their_share(codec, book):

@@ -29,15 +29,15 @@ CENTS = Decimal("0.01")
 
 
 @pytest.fixture(scope="module")
-def planned_claims(codec, book, fees) -> list[ClaimSubmitted]:
+def planned_claims(codec, book, fees, coding_ref) -> list[ClaimSubmitted]:
     """Claims built the way the pipeline builds them: EHR plan → coding → claim."""
     records = plan_encounters(N_PLANNED, seed=SEED, bad_rate=0.0, resend_rate=0.0, codec=codec, book=book,
                               today=TODAY)
     claims = []
-    for offset, record in enumerate(records):
+    for record in records:
         assert record.kind == Kind.GOOD
         enc = codec.decode(record.value, Encounter)
-        emit = code_encounter(enc, SourceMessage("claims.encounters", 0, offset, None, record.value), NOW)
+        (emit,) = code_encounter(enc, record.value, coding_ref, NOW)  # audit_rate 0: one emit
         assert emit.topic == "coded"
         claims.append(build_claim(emit.event, fees, NOW))
     return claims

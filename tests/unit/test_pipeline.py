@@ -135,12 +135,12 @@ def test_default_clock_is_aware_utc(codec):
     assert letter.failed_at.utcoffset().total_seconds() == 0
 
 
-def test_stages_chain_end_to_end(codec, make_encounter, fees, routing, book, now):
+def test_stages_chain_end_to_end(codec, make_encounter, fees, routing, book, coding_ref, now):
     """Encounter bytes → coded → claim → remittance → status/work item, each hop through the codec."""
     encounters = [make_encounter(encounter_id=f"ENC-E2E-{i}", payer_id=payer)
                   for i, payer in enumerate(sorted(book.payers) * 40)]
     coded = run_stage("coding", [msg(codec.encode(e), i) for i, e in enumerate(encounters)], codec, Encounter,
-                      lambda enc, m: [code_encounter(enc, m, now)])
+                      lambda enc, m: code_encounter(enc, m.value or b"", coding_ref, now))
     assert [e.topic for e in coded.emits] == ["coded"] * len(encounters)
     coded_msgs = [msg(codec.encode(e.event), i, topic="claims.coded") for i, e in enumerate(coded.emits)]
     coded_msgs.append(coded_msgs[0])  # a redelivery

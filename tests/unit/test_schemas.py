@@ -283,3 +283,24 @@ def test_new_field_without_default_breaks_old_data(settings, tmp_path, v1_codec,
     # ... and the codec turns that into an undecodable event.
     with pytest.raises(UndecodableEvent, match="referral_id"):
         breaking.decode(old, Encounter)
+
+
+def test_every_registered_version_follows_the_evolution_rule(settings, index):
+    """Each later version of a schema keeps the earlier fields, unchanged and in order, and
+    only adds fields with a default (CodedEncounter v2, CodingReviewItem v2 ...)."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for entry in sorted(index, key=lambda e: (e["name"], e["version"])):
+        by_name.setdefault(entry["name"], []).append(entry)
+    evolved = {name for name, entries in by_name.items() if len(entries) > 1}
+    assert {"org.claimflow.events.CodedEncounter", "org.claimflow.events.CodingReviewItem"} <= evolved
+    for name in evolved:
+        versions = [json.loads((settings.schemas_dir / e["file"]).read_text()) for e in by_name[name]]
+        assert [e["version"] for e in by_name[name]] == list(range(1, len(versions) + 1)), name
+        for older, newer in zip(versions, versions[1:]):
+            old_fields = {f["name"]: f for f in older["fields"]}
+            kept = [f for f in newer["fields"] if f["name"] in old_fields]
+            assert [f["name"] for f in kept] == [f["name"] for f in older["fields"]], name
+            for f in kept:
+                assert f["type"] == old_fields[f["name"]]["type"], (name, f["name"])
+            added = [f for f in newer["fields"] if f["name"] not in old_fields]
+            assert added and all("default" in f for f in added), (name, added)
