@@ -12,6 +12,7 @@ from typing import Any, Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine.codec import Codec, UndecodableEvent
+from engine.coding_review import VERDICTS
 from engine.kafka import assign_all, read_to_highwater
 from engine.settings import Settings
 
@@ -27,6 +28,7 @@ COUNTED_TOPICS = (
     "dead-letter",
 )
 DENIAL_PREFIX = "denials."
+ENGINE_VERDICTS = frozenset(str(verdict) for verdict in VERDICTS)
 
 
 @dataclass
@@ -42,7 +44,12 @@ class Tally:
     review_revisions: int = 0  # later revisions: a correction that still failed
     audit_sampled: int = 0
     coding_actions: Counter[str] = field(default_factory=Counter)
-    items_acted_on: set[str] = field(default_factory=set)  # work items with an action on revision 1
+    #: Work item ids opened (revision 1, errors), drawn for audit, and acted on by a
+    #: person (or the coder simulator) at revision 1: the coder has seen every item
+    #: when the last covers the first two (ids, not records: an EHR resend re-opens).
+    review_ids: set[str] = field(default_factory=set)
+    audit_ids: set[str] = field(default_factory=set)
+    items_acted_on: set[str] = field(default_factory=set)
     findings_by_rule: Counter[str] = field(default_factory=Counter)
     warnings_by_rule: Counter[str] = field(default_factory=Counter)
     claim_ids: set[str] = field(default_factory=set)
@@ -80,17 +87,19 @@ class Tally:
             if record is not None:
                 if record["is_audit"]:
                     self.audit_sampled += 1
+                    self.audit_ids.add(record["work_item_id"])
                 elif record["revision"] > 1:
                     self.review_revisions += 1
                 else:
                     self.review_opened += 1
+                    self.review_ids.add(record["work_item_id"])
                     # Items per rule: an item with two findings of one rule counts once.
                     self.findings_by_rule.update({f["rule_id"] for f in record["findings"] if f["severity"] == "ERROR"})
         elif logical == "coding-actions":
             record = self._record(codec, value)
             if record is not None:
                 self.coding_actions[record["action"]] += 1
-                if record["revision"] == 1:
+                if record["revision"] == 1 and record["action"] not in ENGINE_VERDICTS:
                     self.items_acted_on.add(record["work_item_id"])
         elif logical == "dead-letter":
             source = self._field(codec, value, "source_topic", "?")
@@ -136,6 +145,8 @@ def summarize(tally: Tally, settings: Settings, elapsed_s: float) -> dict[str, A
         "coding_queries": tally.coding_actions["QUERY"],
         "coding_audits_closed": tally.coding_actions["AUDIT_AGREE"] + tally.coding_actions["AUDIT_DISAGREE"],
         "coding_fixes_still_failing": tally.review_revisions,
+        "coding_fixes_resolved": tally.coding_actions["RESOLVED"],
+        "coding_fixes_rejected": tally.coding_actions["FIX_REJECTED"],
         "coded_after_review": tally.coded_after_review,
         "dead_lettered": r["dead-letter"],
         "dead_lettered_by_source": dict(sorted(dead_by_stage_input.items())),
@@ -165,8 +176,10 @@ def identities(s: dict[str, Any]) -> list[Identity]:
     return [
         Identity("encounters = coded_first_pass + coding_review + dead_lettered", s["encounters"],
                  s["coded_first_pass"] + s["coding_review"] + dl.get("encounters", 0)),
-        Identity("coding_fixes = coded_after_review + coding_fixes_still_failing", s["coding_fixes"],
-                 s["coded_after_review"] + s["coding_fixes_still_failing"] + dl.get("coding-actions", 0)),
+        Identity("coding_fixes = coded_after_review + coding_fixes_still_failing + coding_fixes_rejected",
+                 s["coding_fixes"], s["coded_after_review"] + s["coding_fixes_still_failing"]
+                 + s["coding_fixes_rejected"] + dl.get("coding-actions", 0)),
+        Identity("coded_after_review = coding_fixes_resolved", s["coded_after_review"], s["coding_fixes_resolved"]),
         Identity("coded = claims_submitted + duplicates_dropped", s["coded"],
                  s["claims_submitted"] + s["duplicates_dropped"] + dl.get("coded", 0)),
         Identity("claims_submitted = remittances", s["claims_submitted"],
@@ -227,6 +240,6 @@ def all_settled(tally: Tally, expected_encounters: int, settings: Settings, code
     the coder simulator running, it has acted on every new work item)."""
     if tally.records["encounters"] < expected_encounters:
         return False
-    if coder_running and len(tally.items_acted_on) < tally.review_opened + tally.audit_sampled:
+    if coder_running and not (tally.review_ids | tally.audit_ids) <= tally.items_acted_on:
         return False
     return all(i.holds for i in identities(summarize(tally, settings, 1.0)))

@@ -67,6 +67,7 @@ _CODE_REF = r"[A-Z][0-9][0-9A-Z](?:\.[0-9A-Z]{1,4})?"
 _REF_SINGLE = re.compile(rf"^({_CODE_REF})(?:\.?-)?$")  # E10.-  O24.4-  P70.2  E08
 _REF_RANGE = re.compile(rf"^({_CODE_REF})(?:\.?-)?-({_CODE_REF})(?:\.?-)?$")  # O10-O11  A04.0-A04.4
 _PARENS = re.compile(r"\(([^()]*)\)")
+_SPACED_DASH = re.compile(r"\s*-\s*")
 _MANIFESTATION_TITLE = "classified elsewhere"
 #: ICD-10-CM chapter 20, external causes of morbidity (V00–Y99): never a principal diagnosis.
 EXTERNAL_CAUSE_FIRST_LETTERS = frozenset("VWXY")
@@ -105,11 +106,13 @@ def parse_note_references(note: str) -> tuple[CodeRange, ...]:
     they cannot be matched exactly, and a false conflict would stop a good claim."""
     ranges: list[CodeRange] = []
     for group in _PARENS.findall(note):
-        parts = [part.strip() for part in group.split(",")]
+        # The tabular writes some ranges with stray spaces: "I01.0 -I01.9", "P28.3- - P28.4-".
+        parts = [part.strip() for part in _SPACED_DASH.sub("-", group).split(",")]
         try:
-            ranges.extend(CodeRange.parse(part) for part in parts)
+            parsed = [CodeRange.parse(part) for part in parts]
         except ValueError:
-            continue
+            continue  # the whole group, not the parts before the one that failed
+        ranges.extend(parsed)
     return tuple(ranges)
 
 
@@ -141,7 +144,7 @@ def icd10_info(code: str) -> Icd10Info:
     """Everything about a normalised code, computed once per process."""
     icd = _icd()
     if not icd10_exists(code):
-        return Icd10Info(code, False, False, "", _seventh_characters_for_invalid(code), False, (), False)
+        return Icd10Info(code, False, False, "", (), False, (), False)
     lineage = [code, *(a for a in icd.get_ancestors(code))]
     # Categories and below. Not ``is_chapter_or_block``: a one-category block shares its
     # category's name (block "T14" holds category T14), and the category must stay.
@@ -169,29 +172,29 @@ def icd10_leaves(code: str) -> list[tuple[str, str]]:
     return [(d, str(icd.get_description(d))) for d in icd.get_descendants(code) if icd.is_leaf(d)]
 
 
-def _seventh_characters_for_invalid(code: str) -> tuple[str, ...]:
-    """For a code that does not exist, the 7th characters of its nearest existing
-    ancestor's category: lets a rule tell "placeholder X missing" from "no such code"."""
-    bare = _bare(code)
-    for length in range(min(len(bare), 6), 2, -1):
-        stem = normalize_icd10(bare[:length])
-        if icd10_exists(stem):
-            return icd10_info(stem).seventh_characters
-    return ()
-
-
 def with_placeholders(code: str) -> str | None:
     """The code with the placeholder X inserted before its last character, if that makes
     an existing code: ``T14.90A`` → ``T14.90XA``, ``W19A`` → ``W19.XXXA``."""
     bare = _bare(code)
     if len(bare) >= 7 or len(bare) < 4:
         return None
-    candidate = normalize_icd10(bare[:-1].ljust(6, "X") + bare[-1])
+    candidate = with_seventh_character(bare[:-1], bare[-1])
     return candidate if icd10_exists(candidate) else None
+
+
+def with_seventh_character(code: str, seventh: str) -> str:
+    """``S52.501`` + ``A`` → ``S52.501A``; ``T14.90`` + ``A`` → ``T14.90XA`` (placeholder X
+    up to the 6th character, as the tabular requires)."""
+    return normalize_icd10(_bare(code).ljust(6, "X") + seventh)
 
 
 def is_external_cause(code: str) -> bool:
     return code[:1] in EXTERNAL_CAUSE_FIRST_LETTERS
+
+
+def is_evaluation_and_management(code: str) -> bool:
+    """CPT E/M services, 99202–99499: where NCCI accepts modifiers 24, 25 and 57."""
+    return len(code) == 5 and code.isdigit() and 99202 <= int(code) <= 99499
 
 
 @dataclass(frozen=True)

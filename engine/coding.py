@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import permutations
 from typing import Callable, Iterable, Iterator, Sequence
@@ -22,12 +22,14 @@ from engine.codesets import (
     ModifierTable,
     icd10_info,
     icd10_shape_ok,
+    is_evaluation_and_management,
     is_external_cause,
     load_demographic_edits,
     modifier_shape_ok,
     normalize_icd10,
     procedure_code_kind,
     with_placeholders,
+    with_seventh_character,
 )
 from engine.events import (
     CodedEncounter,
@@ -56,6 +58,15 @@ class CodingReference:
     ptp: PtpTable
     mue: MueTable
     demographic_edits: tuple[DemographicEdit, ...]
+    _edits_by_code: dict[str, tuple[DemographicEdit, ...]] = field(default_factory=dict, init=False, compare=False,
+                                                                   repr=False)
+
+    def demographic_edits_for(self, code: str) -> tuple[DemographicEdit, ...]:
+        """The sex and age edits that apply to a code, worked out once per code."""
+        edits = self._edits_by_code.get(code)
+        if edits is None:
+            edits = self._edits_by_code[code] = tuple(e for e in self.demographic_edits if e.applies_to(code))
+        return edits
 
     @classmethod
     def load(cls, settings: Settings, today: date | None = None) -> "CodingReference":
@@ -191,7 +202,7 @@ def diagnosis_codes(chart: Chart) -> Iterator[Finding]:
             else:
                 yield _error("ICD10_UNKNOWN", f"{dx.code} is not in ICD-10-CM FY2026", element)
         elif dx.needs_seventh_character:
-            example = normalize_icd10(dx.bare.ljust(6, "X") + dx.seventh_characters[0])
+            example = with_seventh_character(dx.code, dx.seventh_characters[0])
             yield _error("ICD10_SEVENTH_CHAR_MISSING",
                          f"{dx.code} needs a 7th character ({', '.join(dx.seventh_characters)}), e.g. {example}",
                          element)
@@ -227,15 +238,17 @@ def principal_diagnosis(chart: Chart) -> Iterator[Finding]:
                      f"{principal.code} is an external-cause code: it is never the principal diagnosis", element)
 
 
-@rule("ICD10_SEX_CONFLICT", "ICD10_AGE_CONFLICT")
+@rule("PATIENT_BORN_AFTER_SERVICE", "ICD10_SEX_CONFLICT", "ICD10_AGE_CONFLICT")
 def demographics(chart: Chart) -> Iterator[Finding]:
-    """Sex and age edits (Medicare Code Editor kinds) against the patient on the date of service."""
+    """Sex and age edits (Medicare Code Editor kinds) against the patient on the date of
+    service — which cannot be before the patient was born."""
+    if chart.age is None:
+        yield _error("PATIENT_BORN_AFTER_SERVICE", "the date of service is before the patient's birth date",
+                     "date_of_service")
     for index, dx in enumerate(chart.diagnoses):
         if not dx.exists:
             continue
-        for edit in chart.ref.demographic_edits:
-            if not edit.applies_to(dx.code):
-                continue
+        for edit in chart.ref.demographic_edits_for(dx.code):
             if edit.sex is not None and chart.sex != Sex.U and chart.sex != edit.sex:
                 yield _error("ICD10_SEX_CONFLICT", f"{dx.code}: {edit.label}; patient sex is {chart.sex}",
                              _dx_element(index, dx))
@@ -300,15 +313,14 @@ def ncci_ptp(chart: Chart) -> Iterator[Finding]:
     bundled, unless the edit's modifier indicator is 1 and a bypass modifier is on one
     of the two lines (indicator 0 never bypasses; 9 means no edit)."""
     day = chart.encounter.date_of_service
-    bypass = chart.ref.modifiers.bypass
     for column1, column2 in permutations(chart.lines, 2):
         if column1.code == column2.code:
             continue
         edit = chart.ref.ptp.edit_for(column1.code, column2.code, day)
-        if edit is None or edit.modifier_indicator == ModifierIndicator.NOT_APPLICABLE:
+        if edit is None:
             continue
         pair = f"{column2.code} (line {column2.index + 1}) with {column1.code} (line {column1.index + 1})"
-        used = sorted(bypass.intersection(column1.modifiers + column2.modifiers))
+        used = bypassing_modifiers(column1, column2, chart.ref.modifiers)
         if edit.modifier_indicator == ModifierIndicator.ALLOWED and used:
             yield _warning("NCCI_PTP_BYPASSED", f"NCCI edit {pair} bypassed by modifier {', '.join(used)}; "
                            "documentation must support a distinct service", f"{column2.element}.code")
@@ -317,6 +329,28 @@ def ncci_ptp(chart: Chart) -> Iterator[Finding]:
                    else "a bypass modifier (59, XE/XS/XP/XU, anatomic, 25…) is required if the service was distinct")
             yield _error("NCCI_PTP", f"NCCI PTP edit: {pair} is bundled ({edit.rationale or 'CMS PTP edit'}); {how}",
                          f"{column2.element}.code")
+
+
+def bypassing_modifiers(column1: Line, column2: Line, modifiers: ModifierTable) -> list[str]:
+    """The modifiers NCCI accepts as bypassing a pair (Policy Manual ch. I, E), by their
+    kind in the modifier file: 59, XE/XS/XP/XU, 91, 58/78/79 on either line; 24/25/57
+    (kind ``em``) only on an E/M line; anatomic modifiers only when the two lines name
+    different sites (RT with RT is one site)."""
+    def kind(modifier: str) -> str:
+        known = modifiers.modifiers.get(modifier)
+        return known.kind if known is not None and known.ncci_bypass else ""
+
+    used: set[str] = set()
+    for line in (column1, column2):
+        for modifier in line.modifiers:
+            if kind(modifier) in ("ncci", "repeat", "global") or (
+                kind(modifier) == "em" and is_evaluation_and_management(line.code)
+            ):
+                used.add(modifier)
+    sites = [{m for m in line.modifiers if kind(m) == "anatomic"} for line in (column1, column2)]
+    if sites[0] != sites[1]:
+        used |= sites[0] ^ sites[1]
+    return sorted(used)
 
 
 @rule("MUE_EXCEEDED")
@@ -383,7 +417,10 @@ def line_count(chart: Chart) -> Iterator[Finding]:
 
 def check_encounter(enc: Encounter, ref: CodingReference, rules: Sequence[Rule] = RULES) -> list[Finding]:
     """All findings of all rules, errors first (stable within each severity)."""
-    chart = Chart.of(enc, ref)
+    return check_chart(Chart.of(enc, ref), rules)
+
+
+def check_chart(chart: Chart, rules: Sequence[Rule] = RULES) -> list[Finding]:
     findings = [finding for check in rules for finding in check(chart)]
     return sorted(findings, key=lambda f: f.severity != Severity.ERROR)
 
@@ -418,7 +455,8 @@ def code_encounter(
     ``review_work_item_id`` is set when a coder's correction is re-checked: the coded
     event names the item it resolves, and a correction that still fails opens
     ``revision`` of the same item."""
-    findings = check_encounter(enc, ref)
+    chart = Chart.of(enc, ref)
+    findings = check_chart(chart)
     if has_errors(findings):
         item = CodingReviewItem(
             work_item_id=review_work_item_id or review_item_id(enc.encounter_id),
@@ -430,7 +468,7 @@ def code_encounter(
             revision=revision,
         )
         return [Emit("coding-review", enc.encounter_id, item)]
-    emits = [Emit("coded", enc.encounter_id, coded_event(enc, findings, now, review_work_item_id))]
+    emits = [Emit("coded", enc.encounter_id, coded_event(chart, findings, now, review_work_item_id))]
     if review_work_item_id is None and drawn_for_audit(enc.encounter_id, audit_rate):
         audit = CodingReviewItem(
             work_item_id=review_item_id(enc.encounter_id),
@@ -445,8 +483,10 @@ def code_encounter(
     return emits
 
 
-def coded_event(enc: Encounter, findings: list[Finding], now: datetime, review_work_item_id: str | None
+def coded_event(chart: Chart, findings: list[Finding], now: datetime, review_work_item_id: str | None
                 ) -> CodedEncounter:
+    """The coded encounter, with the codes as the rules read them (normalised)."""
+    enc = chart.encounter
     return CodedEncounter(
         encounter_id=enc.encounter_id,
         encounter_occurred_at=enc.occurred_at,
@@ -459,19 +499,13 @@ def coded_event(enc: Encounter, findings: list[Finding], now: datetime, review_w
         rendering_npi=enc.rendering_npi,
         date_of_service=enc.date_of_service,
         place_of_service=enc.place_of_service,
-        diagnoses=[normalize_icd10(code) for code in enc.diagnoses],
+        diagnoses=[dx.code for dx in chart.diagnoses],
         lines=[
-            CodedLine(
-                line_number=index,
-                procedure_code=proc.code.strip().upper(),
-                modifiers=[m.strip().upper() for m in proc.modifiers],
-                units=proc.units,
-                dx_pointers=list(proc.dx_pointers),
-            )
-            for index, proc in enumerate(enc.procedures, start=1)
+            CodedLine(line_number=line.index + 1, procedure_code=line.code, modifiers=list(line.modifiers),
+                      units=line.units, dx_pointers=list(line.dx_pointers))
+            for line in chart.lines
         ],
         findings=findings,
         coded_at=now,
         review_work_item_id=review_work_item_id,
     )
-

@@ -185,7 +185,7 @@ def fix(
     dx: Annotated[Optional[list[str]], typer.Option(help="Replace diagnosis N: N=CODE (repeat).")] = None,
     add_dx: Annotated[Optional[list[str]], typer.Option(help="Add a diagnosis at the end (repeat).")] = None,
     drop_dx: Annotated[Optional[list[int]], typer.Option(help="Remove diagnosis N (repeat); pointers follow.")] = None,
-    dx_order: Annotated[Optional[str], typer.Option(help="New order of the diagnoses, e.g. 2,1 (principal first).")] = None,
+    dx_order: Annotated[Optional[str], typer.Option(help="The kept diagnoses in their new order, e.g. 2,1 (principal first).")] = None,
     proc: Annotated[Optional[list[str]], typer.Option(help="Replace the code of line N: N=CODE (repeat).")] = None,
     mod: Annotated[Optional[list[str]], typer.Option(help="Set the modifiers of line N: N=25,RT (N= clears).")] = None,
     units: Annotated[Optional[list[str]], typer.Option(help="Set the units of line N: N=COUNT.")] = None,
@@ -196,7 +196,10 @@ def fix(
     force: Annotated[bool, typer.Option(help="Submit even if the correction still fails the checks.")] = False,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the worker's re-check (0: don't wait).")] = 30.0,
 ) -> None:
-    """Correct the codes; the corrected encounter is re-checked and goes on to the claim."""
+    """Correct the codes; the corrected encounter is re-checked and goes on to the claim.
+
+    Every position is the one `claims coding show` prints, whatever else the same fix
+    drops or reorders; dx pointers follow their diagnosis."""
     correction = Correction(
         set_dx=_positions(dx or [], "--dx"),
         add_dx=tuple(add_dx or ()),
@@ -239,14 +242,18 @@ def fix(
             if wait <= 0:
                 return 0
             try:
-                queue = await reader.until(  # resolved, or reopened as the next revision
-                    lambda q: q[item.work_item_id].status == ItemStatus.RESOLVED
+                queue = await reader.until(  # resolved, reopened as the next revision, or rejected
+                    lambda q: action.action_id in q[item.work_item_id].rejected_fixes
+                    or q[item.work_item_id].status == ItemStatus.RESOLVED
                     or q[item.work_item_id].revision > item.revision, timeout_s=wait)
             except TimeoutError:
                 console.print(f"[yellow]no re-check within {wait:.0f}s: is `claims worker` running? The fix is "
                               "recorded and will be checked when it runs.[/yellow]")
                 return 0
             after = queue[item.work_item_id]
+            if action.action_id in after.rejected_fixes:
+                err.print(f"[red]rejected by the engine:[/red] {after.rejected_fixes[action.action_id]}")
+                return 3
             color = "green" if after.status == ItemStatus.RESOLVED else "red"
             console.print(f"re-checked: [{color}]{after.status}[/{color}]"
                           + (" — the encounter went on to claim generation" if after.status == ItemStatus.RESOLVED

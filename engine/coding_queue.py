@@ -1,9 +1,9 @@
 """The coder review queue on Kafka: read it back from the topics, publish actions.
 
-The queue is not stored anywhere but the topics: ``QueueReader`` reads coding-review,
-coding-actions and coded from the beginning (no consumer group, so it disturbs no one)
-and folds them with ``engine.coding_review.fold_items``; every later ``refresh`` reads
-only what arrived since. ``publish_action`` appends a ``CodingAction``.
+The queue is not stored anywhere but the topics: ``QueueReader`` reads coding-review and
+coding-actions from the beginning (no consumer group, so it disturbs no one) and folds
+them with ``engine.coding_review.fold_items``; every later ``refresh`` reads only what
+arrived since. ``publish_action`` appends a ``CodingAction``.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from aiokafka.structs import ConsumerRecord
 
 from engine.codec import Codec
 from engine.coding_review import WorkItem, fold_items
-from engine.events import CodedEncounter, CodingAction, CodingReviewItem
+from engine.events import CodingAction, CodingReviewItem
 from engine.kafka import assign_all, make_producer, read_to_highwater
 from engine.pipeline import utcnow
 from engine.settings import Settings
 
-QUEUE_TOPICS = ("coding-review", "coding-actions", "coded")
+QUEUE_TOPICS = ("coding-review", "coding-actions")
 
 
 @dataclass
@@ -33,9 +33,6 @@ class QueueReader:
     codec: Codec
     items: list[CodingReviewItem] = field(default_factory=list)
     actions: list[CodingAction] = field(default_factory=list)
-    resolutions: list[CodedEncounter] = field(default_factory=list)
-    #: Coded records are many and few resolve an item: kept raw until ``queue`` picks.
-    _coded_raw: dict[str, list[bytes]] = field(default_factory=dict)
     unreadable: int = 0
 
     async def __aenter__(self) -> "QueueReader":
@@ -58,12 +55,8 @@ class QueueReader:
 
     def _take(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         for record in records:
-            logical = self._logical[record.topic]
-            if logical == "coded":
-                self._coded_raw.setdefault((record.key or b"").decode(), []).append(record.value or b"")
-                continue
             try:
-                if logical == "coding-review":
+                if self._logical[record.topic] == "coding-review":
                     self.items.append(self.codec.decode(record.value, CodingReviewItem))
                 else:
                     self.actions.append(self.codec.decode(record.value, CodingAction))
@@ -71,20 +64,7 @@ class QueueReader:
                 self.unreadable += 1  # the engine dead-letters these; the queue skips them
 
     def queue(self) -> dict[str, WorkItem]:
-        # A resolution is written after its item (item → fix → re-check), so once a
-        # refresh has read to the end, coded records of other encounters can go.
-        wanted = {item.encounter_id for item in self.items if not item.is_audit}
-        for encounter_id in wanted & self._coded_raw.keys():
-            for value in self._coded_raw[encounter_id]:
-                try:
-                    coded = self.codec.decode(value, CodedEncounter)
-                except ValueError:
-                    self.unreadable += 1
-                    continue
-                if coded.review_work_item_id:
-                    self.resolutions.append(coded)
-        self._coded_raw.clear()
-        return fold_items(self.items, self.actions, self.resolutions)
+        return fold_items(self.items, self.actions)
 
     async def until(self, done: Callable[[dict[str, WorkItem]], bool], timeout_s: float) -> dict[str, WorkItem]:
         """Refresh until ``done(queue)``, or raise TimeoutError after ``timeout_s``."""

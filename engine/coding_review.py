@@ -2,10 +2,13 @@
 re-check of a correction.
 
 Nothing is edited in place. A work item (``CodingReviewItem``) is opened by the coding
-stage; every coder or provider action is a ``CodingAction`` event; a correction that
-passes comes back as a ``CodedEncounter`` naming the item. An item's state is the fold
-of those events (``fold_items``), so any reader — the CLI, a web page, an audit —
-rebuilds the same queue from the topics.
+stage; every coder or provider action is a ``CodingAction`` event, and so is the
+engine's verdict on each fix (RESOLVED, FIX_REJECTED; a fix that still fails opens the
+item's next revision). An item's state is the fold of those events (``fold_items``),
+so any reader — the CLI, a web page, an audit — rebuilds the same queue from the two
+topics. The worker keeps each item's current revision in a table (``ItemState``) so a
+fix for a revision that is no longer current, or for a resolved item, is rejected
+rather than re-checked: two coders cannot both bill one encounter.
 """
 
 from __future__ import annotations
@@ -13,12 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Iterable, Sequence
+from typing import Iterable, MutableMapping
 
 from engine.codec import Codec
-from engine.coding import CodingReference, code_encounter
+from engine.coding import CodingReference, code_encounter, review_item_id
 from engine.events import (
-    CodedEncounter,
     CodingAction,
     CodingActionType,
     CodingReviewItem,
@@ -40,17 +42,22 @@ class ItemStatus(StrEnum):
     AUDIT_DISAGREED = "AUDIT_DISAGREED"
 
 
-#: The statuses a coder has something to do in (the default ``claims coding list``).
-NEEDS_CODER = frozenset({ItemStatus.OPEN, ItemStatus.ANSWERED, ItemStatus.AUDIT_OPEN})
+#: The statuses the default ``claims coding list`` shows: a coder has something to do,
+#: or a fix is awaiting its re-check (one stuck there can be fixed again).
+NEEDS_CODER = frozenset({ItemStatus.OPEN, ItemStatus.ANSWERED, ItemStatus.AUDIT_OPEN, ItemStatus.FIX_SUBMITTED})
 CLOSED = frozenset({ItemStatus.RESOLVED, ItemStatus.AUDIT_AGREED, ItemStatus.AUDIT_DISAGREED})
 
-#: Which action each status allows (anything else is refused with the reason).
+#: Which action each status allows a person (anything else is refused with the reason).
 ALLOWED: dict[ItemStatus, frozenset[CodingActionType]] = {
     ItemStatus.OPEN: frozenset({CodingActionType.FIX, CodingActionType.QUERY}),
     ItemStatus.QUERIED: frozenset({CodingActionType.ANSWER, CodingActionType.FIX}),
     ItemStatus.ANSWERED: frozenset({CodingActionType.FIX, CodingActionType.QUERY}),
+    ItemStatus.FIX_SUBMITTED: frozenset({CodingActionType.FIX}),
     ItemStatus.AUDIT_OPEN: frozenset({CodingActionType.AUDIT_AGREE, CodingActionType.AUDIT_DISAGREE}),
 }
+#: The engine's verdicts on a fix, written to coding-actions by the re-check.
+VERDICTS = frozenset({CodingActionType.RESOLVED, CodingActionType.FIX_REJECTED})
+ENGINE = "engine"
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,8 @@ class WorkItem:
     question: str | None = None
     answer: str | None = None
     history: list[HistoryEntry] = field(default_factory=list)
+    #: FIX action id → why the engine rejected it.
+    rejected_fixes: dict[str, str] = field(default_factory=dict)
 
     @property
     def rule_ids(self) -> list[str]:
@@ -89,36 +98,29 @@ class WorkItem:
         return f"{self.work_item_id} is {self.status}: {action} is not possible now"
 
 
-def fold_items(
-    items: Iterable[CodingReviewItem], actions: Iterable[CodingAction], resolutions: Iterable[CodedEncounter]
-) -> dict[str, WorkItem]:
-    """The queue: every work item's state from its events, applied in time order
-    (opened items first at equal times, then actions, then resolutions)."""
-    timeline: list[tuple[datetime, int, object]] = [
-        *((i.created_at, 0, i) for i in items),
-        *((a.occurred_at, 1, a) for a in actions),
-        *((r.coded_at, 2, r) for r in resolutions if r.review_work_item_id),
+def fold_items(items: Iterable[CodingReviewItem], actions: Iterable[CodingAction]) -> dict[str, WorkItem]:
+    """The queue: every work item's state from its events, in causal order — by the
+    revision they belong to, the item's opening first, then people's actions in time
+    order, then the engine's verdicts. (Times alone would let two machines' clocks
+    reorder a query and its answer.)"""
+    timeline: list[tuple[int, int, datetime, CodingReviewItem | CodingAction]] = [
+        *((i.revision, 0, i.created_at, i) for i in items),
+        *((a.revision, 2 if a.action in VERDICTS else 1, a.occurred_at, a) for a in actions),
     ]
-    timeline.sort(key=lambda entry: (entry[0], entry[1]))
+    timeline.sort(key=lambda entry: entry[:3])
     queue: dict[str, WorkItem] = {}
-    for _, _, event in timeline:
+    for *_, event in timeline:
         if isinstance(event, CodingReviewItem):
             _open(queue, event)
-        elif isinstance(event, CodingAction):
+        else:
             _act(queue, event)
-        elif isinstance(event, CodedEncounter) and event.review_work_item_id in queue:
-            item = queue[event.review_work_item_id]
-            item.status = ItemStatus.RESOLVED
-            item.updated_at = event.coded_at
-            item.history.append(HistoryEntry(event.coded_at, f"correction passed the checks: claim generation "
-                                                             f"(revision {item.revision})"))
     return queue
 
 
 def _open(queue: dict[str, WorkItem], event: CodingReviewItem) -> None:
     item = queue.get(event.work_item_id)
-    if item is not None and event.revision <= item.revision:
-        return  # a redelivery
+    if item is not None and (event.revision <= item.revision or item.status in CLOSED):
+        return  # a redelivery or an EHR resend of the same encounter
     status = ItemStatus.AUDIT_OPEN if event.is_audit else ItemStatus.OPEN
     what = ("drawn for audit" if event.is_audit else
             "opened" if event.revision == 1 else f"correction still fails: revision {event.revision}")
@@ -143,7 +145,19 @@ _STATUS_AFTER = {
 
 def _act(queue: dict[str, WorkItem], action: CodingAction) -> None:
     item = queue.get(action.work_item_id)
-    if item is None or action.revision != item.revision or item.refusal(action.action):
+    if item is None:
+        return
+    if action.action == CodingActionType.FIX_REJECTED:
+        item.rejected_fixes[verdict_on(action)] = action.note or ""
+        item.history.append(HistoryEntry(action.occurred_at, "fix rejected", action.actor, action.note))
+        return  # the item is as it was: resolved, at a newer revision, or an audit sample
+    if action.action == CodingActionType.RESOLVED:
+        if action.revision == item.revision and item.status not in CLOSED:
+            item.status, item.updated_at = ItemStatus.RESOLVED, action.occurred_at
+            item.history.append(HistoryEntry(action.occurred_at, "correction passed the checks: claim generation",
+                                             action.actor))
+        return
+    if action.revision != item.revision or item.refusal(action.action):
         return  # stale (an older revision) or not allowed: recorded on the topic, no effect
     item.status = _STATUS_AFTER[action.action]
     item.updated_at = action.occurred_at
@@ -157,17 +171,24 @@ def _act(queue: dict[str, WorkItem], action: CodingAction) -> None:
     item.history.append(HistoryEntry(action.occurred_at, what, action.actor, action.note))
 
 
+def verdict_on(verdict: CodingAction) -> str:
+    """The FIX action a verdict answers (its id is ``<fix id>:<verdict>``)."""
+    return verdict.action_id.rsplit(":", 1)[0]
+
+
 # --- corrections ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Correction:
-    """What a coder changes. Positions are 1-based, as coders count diagnoses and lines."""
+    """What a coder changes. Positions are 1-based and always those of the encounter as
+    ``claims coding show`` prints it (added diagnoses follow the last one), whatever
+    else the same correction drops or reorders."""
 
     set_dx: dict[int, str] = field(default_factory=dict)
     add_dx: tuple[str, ...] = ()
     drop_dx: tuple[int, ...] = ()
-    dx_order: tuple[int, ...] = ()  # the new order of the (remaining) diagnoses, e.g. (2, 1)
+    dx_order: tuple[int, ...] = ()  # the kept diagnoses in their new order, e.g. (2, 1)
     set_code: dict[int, str] = field(default_factory=dict)
     set_modifiers: dict[int, tuple[str, ...]] = field(default_factory=dict)
     set_units: dict[int, int] = field(default_factory=dict)
@@ -185,41 +206,17 @@ class CorrectionError(ValueError):
 
 def apply_correction(enc: Encounter, fix: Correction) -> tuple[Encounter, list[str]]:
     """The corrected encounter and one line per change. Diagnosis pointers follow their
-    diagnosis when diagnoses are dropped or reordered."""
+    diagnosis when diagnoses are dropped or reordered; a pointer past the last diagnosis
+    is left for the checks to report."""
     diagnoses = list(enc.diagnoses)
     lines = [replace(p, modifiers=list(p.modifiers), dx_pointers=list(p.dx_pointers)) for p in enc.procedures]
     changes: list[str] = []
 
+    # 1. In place, at the positions shown.
     for position, code in sorted(fix.set_dx.items()):
         _check(position, len(diagnoses), "diagnosis")
         changes.append(f"diagnosis {position}: {diagnoses[position - 1]} -> {code.strip().upper()}")
         diagnoses[position - 1] = code.strip().upper()
-    for code in fix.add_dx:
-        diagnoses.append(code.strip().upper())
-        changes.append(f"diagnosis {len(diagnoses)}: added {code.strip().upper()}")
-
-    # Drop, then reorder: old position -> new one. Pointers to a dropped diagnosis go
-    # (and the change says so); pointers past the last diagnosis stay for the checks.
-    dropped = sorted(set(fix.drop_dx))
-    for position in dropped:
-        _check(position, len(diagnoses), "diagnosis")
-        changes.append(f"diagnosis {position}: dropped {diagnoses[position - 1]}")
-    keep = [p for p in range(1, len(diagnoses) + 1) if p not in dropped]
-    order = list(fix.dx_order) or list(range(1, len(keep) + 1))
-    if sorted(order) != list(range(1, len(keep) + 1)):
-        raise CorrectionError(f"--dx-order must list each of the {len(keep)} diagnoses once, got {order}")
-    new_of_old = {keep[old - 1]: new for new, old in enumerate(order, start=1)}
-    if fix.dx_order:
-        changes.append("diagnoses reordered: " + ", ".join(diagnoses[keep[old - 1] - 1] for old in order))
-    count_before = len(diagnoses)
-    diagnoses = [diagnoses[keep[old - 1] - 1] for old in order]
-    for number, line in enumerate(lines, start=1):
-        lost = [p for p in line.dx_pointers if p in dropped]
-        if lost:
-            changes.append(f"line {number}: pointer to dropped diagnosis {','.join(map(str, lost))} removed")
-        line.dx_pointers = [new_of_old.get(p, p) if 1 <= p <= count_before else p
-                            for p in line.dx_pointers if p not in dropped]
-
     for position, code in sorted(fix.set_code.items()):
         _check(position, len(lines), "line")
         changes.append(f"line {position}: {lines[position - 1].code} -> {code.strip().upper()}")
@@ -237,6 +234,31 @@ def apply_correction(enc: Encounter, fix: Correction) -> tuple[Encounter, list[s
         _check(position, len(lines), "line")
         changes.append(f"line {position} dx pointers: {_pointers(lines[position - 1])} -> {','.join(map(str, pointers))}")
         lines[position - 1].dx_pointers = list(pointers)
+
+    # 2. Additions, then drops and the new order; pointers follow their diagnosis.
+    for code in fix.add_dx:
+        diagnoses.append(code.strip().upper())
+        changes.append(f"diagnosis {len(diagnoses)}: added {code.strip().upper()}")
+    dropped = sorted(set(fix.drop_dx))
+    for position in dropped:
+        _check(position, len(diagnoses), "diagnosis")
+        changes.append(f"diagnosis {position}: dropped {diagnoses[position - 1]}")
+    kept = [p for p in range(1, len(diagnoses) + 1) if p not in dropped]
+    order = list(fix.dx_order) or kept
+    if sorted(order) != kept:
+        raise CorrectionError(f"--dx-order must list each kept diagnosis ({','.join(map(str, kept))}) once, got "
+                              f"{','.join(map(str, order))}")
+    if fix.dx_order:
+        changes.append("diagnoses reordered: " + ", ".join(diagnoses[p - 1] for p in order))
+    new_position = {old: new for new, old in enumerate(order, start=1)}
+    for number, line in enumerate(lines, start=1):
+        lost = [p for p in line.dx_pointers if p in dropped]
+        if lost:
+            changes.append(f"line {number}: pointer to dropped diagnosis {','.join(map(str, lost))} removed")
+        line.dx_pointers = [new_position.get(p, p) for p in line.dx_pointers if p not in dropped]
+    diagnoses = [diagnoses[p - 1] for p in order]
+
+    # 3. Lines last, so every position above meant the line shown.
     for position in sorted(set(fix.drop_lines), reverse=True):
         _check(position, len(lines), "line")
         changes.append(f"line {position}: dropped {lines[position - 1].code}")
@@ -256,24 +278,97 @@ def _pointers(line: Procedure) -> str:
 # --- the re-check (the coding stage's second input) ------------------------------
 
 
-def recode_action(action: CodingAction, codec: Codec, ref: CodingReference, now: datetime) -> list[Emit]:
+class ItemPhase(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+    AUDIT = "audit"
+
+
+@dataclass(frozen=True)
+class ItemState:
+    """What the worker remembers of a work item, keyed by encounter id in a table:
+    its current revision, whether it is still open, and every fix it has handled (a
+    redelivered fix — at-least-once delivery — is recognised and skipped; an item sees
+    a handful of fixes)."""
+
+    revision: int
+    phase: ItemPhase
+    handled: tuple[str, ...] = ()
+
+    def dump(self) -> str:
+        return f"{self.revision}|{self.phase}|{','.join(self.handled)}"
+
+    @classmethod
+    def load(cls, text: str | None) -> "ItemState | None":
+        if not text:
+            return None
+        revision, phase, handled = text.split("|", 2)
+        return cls(int(revision), ItemPhase(phase), tuple(handled.split(",")) if handled else ())
+
+
+def remember_opened(emits: list[Emit], items: MutableMapping[str, str]) -> list[Emit]:
+    """Record in the table the work items the coding stage opened. Only the first time:
+    an EHR resend of an encounter must not reset an item a coder already moved on, and
+    is not drawn for audit a second time."""
+    kept = []
+    for emit in emits:
+        item = emit.event
+        if isinstance(item, CodingReviewItem):
+            if item.encounter_id in items:
+                if item.is_audit:
+                    continue
+            else:
+                items[item.encounter_id] = ItemState(
+                    item.revision, ItemPhase.AUDIT if item.is_audit else ItemPhase.OPEN).dump()
+        kept.append(emit)
+    return kept
+
+
+def recode_action(action: CodingAction, codec: Codec, ref: CodingReference, now: datetime,
+                  items: MutableMapping[str, str]) -> list[Emit]:
     """A FIX re-runs every check on the corrected encounter: clean, it goes on to claim
-    generation naming the item it resolves; still failing, it opens the item's next
-    revision. Other actions change only the item's state (the fold), so emit nothing."""
+    generation naming the item it resolves (and a RESOLVED verdict); still failing, it
+    opens the item's next revision. A FIX for a resolved item, an audit sample or a
+    revision that is no longer current gets a FIX_REJECTED verdict instead. Other
+    actions change only the item's state (the fold), so emit nothing."""
     if action.action != CodingActionType.FIX:
         return []
+    if action.work_item_id != review_item_id(action.encounter_id):
+        raise ProcessingError(f"FIX {action.action_id}: work item {action.work_item_id} is not encounter "
+                              f"{action.encounter_id}'s")
+    state = ItemState.load(items.get(action.encounter_id)) or ItemState(1, ItemPhase.OPEN)
+    if action.action_id in state.handled:
+        return []  # a redelivery: its outcome was already emitted
+    rejection = (
+        "the item is already resolved" if state.phase == ItemPhase.RESOLVED else
+        "an audit sample: its claim already went out" if state.phase == ItemPhase.AUDIT else
+        f"revision {action.revision} is not the item's current revision ({state.revision})"
+        if action.revision != state.revision else None
+    )
+    handled = (*state.handled, action.action_id)
+    if rejection is not None:
+        items[action.encounter_id] = replace(state, handled=handled).dump()
+        return [_verdict(action, CodingActionType.FIX_REJECTED, f"{action.action_id}: {rejection}", now)]
     if action.corrected_encounter is None:
         raise ProcessingError(f"FIX {action.action_id} carries no corrected encounter")
     corrected = codec.decode(action.corrected_encounter, Encounter)
     if corrected.encounter_id != action.encounter_id:
         raise ProcessingError(f"FIX {action.action_id} for {action.encounter_id} carries encounter "
                               f"{corrected.encounter_id}")
-    return code_encounter(corrected, action.corrected_encounter, ref, now,
-                          review_work_item_id=action.work_item_id, revision=action.revision + 1)
+    emits = code_encounter(corrected, action.corrected_encounter, ref, now,
+                           review_work_item_id=action.work_item_id, revision=action.revision + 1)
+    if emits[0].topic == "coded":
+        items[action.encounter_id] = ItemState(state.revision, ItemPhase.RESOLVED, handled).dump()
+        emits.append(_verdict(action, CodingActionType.RESOLVED, "the correction passed every check", now))
+    else:
+        items[action.encounter_id] = ItemState(action.revision + 1, ItemPhase.OPEN, handled).dump()
+    return emits
 
 
-def summarize_queue(queue: Sequence[WorkItem]) -> dict[str, int]:
-    counts = {str(status): 0 for status in ItemStatus}
-    for item in queue:
-        counts[str(item.status)] += 1
-    return counts
+def _verdict(fix: CodingAction, verdict: CodingActionType, note: str, now: datetime) -> Emit:
+    event = CodingAction(
+        action_id=f"{fix.action_id}:{verdict}", work_item_id=fix.work_item_id, encounter_id=fix.encounter_id,
+        revision=fix.revision, action=verdict, actor=ENGINE, note=note, changes=[], corrected_encounter=None,
+        occurred_at=now,
+    )
+    return Emit("coding-actions", fix.encounter_id, event)

@@ -176,6 +176,8 @@ class CodingActionType(StrEnum):
     ANSWER = "ANSWER"  # the provider's reply; the item is back with the coder
     AUDIT_AGREE = "AUDIT_AGREE"
     AUDIT_DISAGREE = "AUDIT_DISAGREE"
+    RESOLVED = "RESOLVED"  # by the engine: the fix passed and went on to claim generation
+    FIX_REJECTED = "FIX_REJECTED"  # by the engine: a fix for a stale revision or a resolved item
 
 
 @dataclass(slots=True)

@@ -14,11 +14,12 @@ a data row is one whose first fields are procedure codes. The small files shippe
 from __future__ import annotations
 
 import csv
-import io
+import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
 from enum import IntEnum
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
 
@@ -67,6 +68,7 @@ class Mue:
     rationale: str
 
 
+@lru_cache(maxsize=None)  # a few hundred distinct dates across millions of rows
 def _cms_date(text: str) -> date | None:
     text = text.strip()
     if not text or text == "*":
@@ -82,11 +84,12 @@ def _rows(path: Path) -> Iterator[tuple[str, list[str]]]:
     if not files:
         raise FileNotFoundError(f"no .txt or .csv NCCI files in {path}")
     for file in files:
-        text = file.read_text(encoding="latin-1")  # as CMS publishes them
-        rows = ((line.split("\t") for line in text.splitlines()) if file.suffix.lower() == ".txt" and "\t" in text
-                else csv.reader(io.StringIO(text)))
-        for number, row in enumerate(rows, start=1):
-            yield f"{file.name}:{number}", row
+        with file.open(encoding="latin-1", newline="") as handle:  # Latin-1, as CMS publishes them
+            tabbed = file.suffix.lower() == ".txt" and "\t" in handle.read(4096)
+            handle.seek(0)
+            rows = (line.rstrip("\r\n").split("\t") for line in handle) if tabbed else csv.reader(handle)
+            for number, row in enumerate(rows, start=1):  # streamed: the full files are ~200 MB
+                yield f"{file.name}:{number}", row
 
 
 def _parsed(path: Path, parse: Callable[[list[str]], T | None]) -> Iterator[T]:
@@ -105,13 +108,15 @@ def _is_code(text: str) -> bool:
 
 
 class PtpTable:
-    """PTP edits keyed by (column 1, column 2)."""
+    """PTP edits keyed by (column 1, column 2). The full CMS files hold ~2.6 million
+    rows: codes, rationales and dates are shared objects (``_ptp_edit``), not a copy
+    a row."""
 
     def __init__(self, edits: Iterable[PtpEdit]) -> None:
-        self._by_pair: dict[tuple[str, str], list[PtpEdit]] = defaultdict(list)
+        by_pair: dict[tuple[str, str], list[PtpEdit]] = defaultdict(list)
         for edit in edits:
-            self._by_pair[(edit.column1, edit.column2)].append(edit)
-        self._by_pair = dict(self._by_pair)
+            by_pair[(edit.column1, edit.column2)].append(edit)
+        self._by_pair: dict[tuple[str, str], tuple[PtpEdit, ...]] = {pair: tuple(e) for pair, e in by_pair.items()}
 
     def __len__(self) -> int:
         return sum(len(edits) for edits in self._by_pair.values())
@@ -139,13 +144,13 @@ def _ptp_edit(row: list[str]) -> PtpEdit | None:
     if effective is None:
         raise ValueError(f"PTP edit {row[0]}/{row[1]} has no effective date")
     return PtpEdit(
-        column1=row[0].strip().upper(),
-        column2=row[1].strip().upper(),
+        column1=sys.intern(row[0].strip().upper()),
+        column2=sys.intern(row[1].strip().upper()),
         existed_before_1996=row[2].strip() == "*",
         effective=effective,
         deleted=_cms_date(row[4]),
         modifier_indicator=ModifierIndicator(int(row[5].strip())),
-        rationale=row[6].strip() if len(row) > 6 else "",
+        rationale=sys.intern(row[6].strip()) if len(row) > 6 else "",
     )
 
 

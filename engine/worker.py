@@ -19,7 +19,7 @@ from engine.claims import FeeSchedule, bill_coded
 from engine.codec import Codec, default_codec
 from engine.codesets import warm_up
 from engine.coding import CodingReference, code_encounter
-from engine.coding_review import recode_action
+from engine.coding_review import recode_action, remember_opened
 from engine.denials import DenialRouting, route_remittance
 from engine.events import CodedEncounter, CodingAction, Encounter, Remittance
 from engine.kafka import SendFn, produce_emits
@@ -29,24 +29,28 @@ from engine.settings import Settings
 log = logging.getLogger(__name__)
 
 BILLED_TABLE = "claims_by_encounter"
+CODING_ITEMS_TABLE = "coding_items_by_encounter"
 
 
 # --- the stages as batch functions (no faust here) ---------------------------
 
 
 def coding_stage(
-    messages: Sequence[SourceMessage], codec: Codec, ref: CodingReference, audit_rate: float
+    messages: Sequence[SourceMessage], codec: Codec, ref: CodingReference, audit_rate: float,
+    items: MutableMapping[str, str],
 ) -> StageResult:
     now = utcnow()
     return run_stage("coding", messages, codec, Encounter,
-                     lambda enc, msg: code_encounter(enc, msg.value or b"", ref, now, audit_rate))
+                     lambda enc, msg: remember_opened(code_encounter(enc, msg.value or b"", ref, now, audit_rate), items))
 
 
-def recoding_stage(messages: Sequence[SourceMessage], codec: Codec, ref: CodingReference) -> StageResult:
+def recoding_stage(
+    messages: Sequence[SourceMessage], codec: Codec, ref: CodingReference, items: MutableMapping[str, str]
+) -> StageResult:
     """Coder actions: a correction is checked again like a new encounter."""
     now = utcnow()
     return run_stage("recoding", messages, codec, CodingAction,
-                     lambda action, msg: recode_action(action, codec, ref, now))
+                     lambda action, msg: recode_action(action, codec, ref, now, items))
 
 
 def claims_stage(
@@ -101,6 +105,12 @@ def make_app(settings: Settings, bootstrap_servers: str) -> faust.App:
         BILLED_TABLE, default=None, key_type=str, value_type=str, partitions=8, use_partitioner=True
     )
 
+    # Coder work items by encounter id (encounters and coding-actions are both keyed by
+    # it, so co-partitioned): the current revision, so a stale fix is rejected.
+    coding_items = app.Table(
+        CODING_ITEMS_TABLE, default=None, key_type=str, value_type=str, partitions=8, use_partitioner=True
+    )
+
     send = _faust_send(app)
 
     def agent_for(source: str, stage: Callable[[Sequence[SourceMessage]], StageResult]) -> None:
@@ -111,8 +121,8 @@ def make_app(settings: Settings, bootstrap_servers: str) -> faust.App:
         process.__name__ = f"{source.replace('-', '_')}_agent"
         app.agent(raw_topic(source), name=f"{settings.app_id}.{process.__name__}")(process)
 
-    agent_for("encounters", lambda msgs: coding_stage(msgs, codec, coding_ref, settings.coding_audit_rate))
-    agent_for("coding-actions", lambda msgs: recoding_stage(msgs, codec, coding_ref))
+    agent_for("encounters", lambda msgs: coding_stage(msgs, codec, coding_ref, settings.coding_audit_rate, coding_items))
+    agent_for("coding-actions", lambda msgs: recoding_stage(msgs, codec, coding_ref, coding_items))
     agent_for("coded", lambda msgs: claims_stage(msgs, codec, billed, fees))
     agent_for("remittances", lambda msgs: denials_stage(msgs, codec, routing))
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from engine.codec import Codec
-from engine.codesets import icd10_leaves, normalize_icd10, with_placeholders
+from engine.codesets import icd10_leaves, is_external_cause, with_placeholders, with_seventh_character
 from engine.coding import Chart, CodingReference, check_encounter, has_errors
 from engine.coding_review import Correction, apply_correction
 from engine.events import CodingAction, CodingActionType, CodingReviewItem, Encounter, Finding
@@ -70,7 +70,7 @@ def plan_correction(enc: Encounter, findings: Sequence[Finding], ref: CodingRefe
             case "ICD10_NOT_BILLABLE" if dx is not None and (leaf := unspecified_leaf(code)):
                 plan.set_dx[dx] = leaf
             case "ICD10_SEVENTH_CHAR_MISSING" if dx is not None:
-                plan.set_dx[dx] = normalize_icd10(code.replace(".", "").ljust(6, "X") + "A")  # initial encounter
+                plan.set_dx[dx] = with_seventh_character(code, "A")  # initial encounter
             case "ICD10_PLACEHOLDER_MISSING" if dx is not None and (fixed := with_placeholders(code)):
                 plan.set_dx[dx] = fixed
             case "ICD10_EXCLUDES1" | "DX_DUPLICATE" if dx is not None:
@@ -98,7 +98,7 @@ def _reason_for_visit(chart: Chart, plan: _Plan) -> int | None:
     pointers = [plan.set_pointers.get(line.index, line.dx_pointers) for line in chart.lines]
     linked = {p - 1 for line_pointers in pointers for p in line_pointers}
     for index, dx in enumerate(chart.diagnoses):
-        if dx.billable and not dx.manifestation and not dx.code[:1] in "VWXY" and index in linked:
+        if dx.billable and not dx.manifestation and not is_external_cause(dx.code) and index in linked:
             return index
     return None
 
@@ -110,8 +110,7 @@ def _as_correction(plan: _Plan, chart: Chart) -> Correction | None:
     if plan.reorder and principal is None:
         return None
     if principal is not None and principal in remaining and remaining[0] != principal:
-        rest = [i for i in remaining if i != principal]
-        order = tuple(remaining.index(i) + 1 for i in [principal, *rest])
+        order = tuple(i + 1 for i in [principal, *(i for i in remaining if i != principal)])
     return Correction(
         set_dx={i + 1: code for i, code in plan.set_dx.items()},
         drop_dx=tuple(sorted(i + 1 for i in plan.drop_dx)),

@@ -21,6 +21,7 @@ from typing import Callable, Iterator, Sequence
 
 from engine.codec import Codec
 from engine.codesets import npi_check_digit
+from engine.coding import age_on
 from engine.events import Encounter, Patient, Procedure, Sex
 from engine.kafka import make_producer
 from engine.settings import Settings
@@ -213,16 +214,12 @@ class Practice:
                 sex=rng.choice((Sex.F, Sex.M)),
             )
             member_id = f"{payer_id[:3]}{rng.randrange(10**8, 10**9)}"
-            members.append(Member(patient, payer_id, member_id, _age(patient.birth_date, today)))
+            members.append(Member(patient, payer_id, member_id, age_on(patient.birth_date, today) or 0))
         fitting = {visit.name: tuple(m for m in members if _fits(visit, m)) for visit in VISITS}
         return cls(make_npi(rng, "2"), tuple(make_npi(rng) for _ in range(6)), tuple(members), fitting)
 
     def patients_for(self, visit: VisitTemplate) -> tuple[Member, ...]:
         return self.fitting[visit.name]
-
-
-def _age(birth_date: date, day: date) -> int:
-    return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
 
 
 def _fits(visit: VisitTemplate, member: Member) -> bool:

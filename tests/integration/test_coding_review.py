@@ -15,9 +15,9 @@ from typing import AsyncIterator
 import pytest
 
 from engine.codec import Codec, default_codec
-from engine.coding_queue import QueueReader
+from engine.coding_queue import QueueReader, new_action, publish_action
 from engine.coding_review import ItemStatus
-from engine.events import ClaimSubmitted, Encounter, Patient, Procedure, Remittance, Sex
+from engine.events import ClaimSubmitted, CodingActionType, Encounter, Patient, Procedure, Remittance, Sex
 from engine.kafka import make_producer
 from engine.run import start_worker, stop_process
 from engine.settings import Settings
@@ -132,6 +132,15 @@ async def test_a_corrected_item_reaches_a_remittance_and_a_query_waits_for_its_a
             "opened", "query", "answer", "fix", "correction passed the checks"]
         assert item.question and "BPH" in item.question and item.answer and "frequency" in item.answer
 
-        # Once resolved, nothing more can be done to it.
+        # Once resolved, nothing more can be done to it: the CLI refuses, and a fix that
+        # gets past a stale view anyway is rejected by the engine, never billed twice.
         again = claims(settings, "coding", "answer", "ENC-CR-2", "--answer", "too late")
         assert again.returncode == 3 and "RESOLVED" in again.stderr
+        stale = new_action(item, action=CodingActionType.FIX, actor="coder-99", note=None, changes=[],
+                           corrected_encounter=codec.encode(sex_conflict))
+        await publish_action(settings, settings.bootstrap_servers, codec, stale)
+        async with QueueReader(settings, settings.bootstrap_servers, codec) as reader:
+            after = (await reader.until(lambda q: stale.action_id in q[item.work_item_id].rejected_fixes,
+                                        timeout_s=WAIT_S))[item.work_item_id]
+        assert after.status == ItemStatus.RESOLVED
+        assert "already resolved" in after.rejected_fixes[stale.action_id]

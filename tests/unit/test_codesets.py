@@ -13,6 +13,7 @@ from engine.codesets import (
     icd10_exists,
     icd10_info,
     icd10_shape_ok,
+    is_evaluation_and_management,
     is_external_cause,
     load_demographic_edits,
     modifier_shape_ok,
@@ -22,6 +23,7 @@ from engine.codesets import (
     parse_note_references,
     procedure_code_kind,
     with_placeholders,
+    with_seventh_character,
 )
 
 # --- NPI ------------------------------------------------------------------------
@@ -186,10 +188,28 @@ def test_icd10_info_seventh_characters_come_from_the_category():
     assert icd10_info("S52.501").seventh_characters[:3] == ("A", "B", "C")
     assert not icd10_info("S52.501").billable and icd10_info("S52.501A").billable
     assert icd10_info("T14.90XA").seventh_characters == ("A", "D", "S")
-    # A code that does not exist borrows them from its nearest existing ancestor.
+    # A code that does not exist has none (ICD10_PLACEHOLDER_MISSING asks with_placeholders instead).
     missing = icd10_info("T14.90A")
-    assert (missing.exists, missing.billable, missing.seventh_characters) == (False, False, ("A", "D", "S"))
-    assert icd10_info("Z99.999").seventh_characters == ()
+    assert (missing.exists, missing.billable, missing.seventh_characters) == (False, False, ())
+    assert icd10_info("Z99.999").seventh_characters == () and icd10_info("XX9.9").seventh_characters == ()
+
+
+@pytest.mark.parametrize(
+    "code, needs",
+    [("S52.501", True), ("T14.90", True), ("W19", True), ("S52.501A", False), ("T14.90XA", False),
+     ("S52.50", False), ("S52", False), ("M54.5", False), ("E11.9", False), ("T14.90A", False), ("Z99.999", False)],
+)
+def test_icd10_info_needs_seventh_character_only_when_that_is_all_it_lacks(code, needs):
+    assert icd10_info(code).needs_seventh_character is needs
+
+
+@pytest.mark.parametrize(
+    "code, seventh, full",
+    [("S52.501", "A", "S52.501A"), ("T14.90", "A", "T14.90XA"), ("W19", "A", "W19.XXXA"), ("S93.40", "D", "S93.40XD"),
+     ("s52.501", "a", "S52.501A"), ("S52501", "S", "S52.501S")],
+)
+def test_with_seventh_character_pads_with_placeholder_x(code, seventh, full):
+    assert with_seventh_character(code, seventh) == full
 
 
 @pytest.mark.parametrize("code, manifestation", [("G63", True), ("F02.80", True), ("G30.9", False),
@@ -242,6 +262,36 @@ def test_parse_note_references_keeps_only_all_code_groups():
     # A group with words in it is skipped whole: it cannot be matched exactly.
     assert parse_note_references("diabetes (E08 with 5th character 9, E11)") == ()
     assert parse_note_references("no references here") == ()
+    # Skipped whole even when the failing part comes after good ones.
+    assert parse_note_references("diabetes (E10.-, E11.-, due to drugs)") == ()
+    assert parse_note_references("(E10.-, with coma) but (E11.-)") == (CodeRange("E11", "E11"),)
+
+
+@pytest.mark.parametrize(
+    "note, ranges",
+    [
+        pytest.param("rheumatic fever with heart involvement (I01.0 -I01.9)", [("I010", "I019")], id="I00"),
+        pytest.param("apnea of newborn (P28.3- - P28.4-)", [("P283", "P284")], id="P28.2"),
+        pytest.param("specified syndactyly of hand and feet - code to specified conditions (Q70.0- -Q70.3-)",
+                     [("Q700", "Q703")], id="Q70.4"),
+        pytest.param("cognitive deficits following (sequelae of) cerebral hemorrhage or infarction "
+                     "(I69.01-I69.11-, I69.21-I69.31-, I69.81- I69.91-)",
+                     [("I6901", "I6911"), ("I6921", "I6931"), ("I6981", "I6991")], id="F06.7"),
+        pytest.param("(A00 - A09)", [("A00", "A09")], id="spaces-both-sides"),
+    ],
+)
+def test_parse_note_references_reads_ranges_written_with_stray_spaces(note, ranges):
+    """Every Excludes1 note of FY2026 ICD-10-CM with a space by a range's dash (I00, P28.2,
+    Q70.4, F06.7, as a scan of the code set finds them), and a synthetic both-sides case."""
+    assert parse_note_references(note) == tuple(CodeRange(first, last) for first, last in ranges)
+
+
+@pytest.mark.parametrize(
+    "code, excluded",
+    [("I00", "I01.0"), ("P28.2", "P28.41"), ("Q70.4", "Q70.31"), ("F06.70", "I69.910")],
+)
+def test_a_spaced_excludes1_range_reaches_icd10_info(code, excluded):
+    assert any(ref.matches(icd10_info(excluded).bare) for ref in icd10_info(code).excludes1)
 
 
 # --- placeholders, external causes ---------------------------------------------------------
@@ -254,6 +304,15 @@ def test_parse_note_references_keeps_only_all_code_groups():
 )
 def test_with_placeholders(code, fixed):
     assert with_placeholders(code) == fixed
+
+
+@pytest.mark.parametrize(
+    "code, em",
+    [("99202", True), ("99213", True), ("99215", True), ("99499", True), ("99201", False), ("99500", False),
+     ("20610", False), ("G0402", False), ("9921", False), ("992130", False), ("", False), ("0001A", False)],
+)
+def test_is_evaluation_and_management(code, em):
+    assert is_evaluation_and_management(code) is em
 
 
 @pytest.mark.parametrize("code, external", [("V43.52XA", True), ("W19.XXXA", True), ("X58.XXXA", True),
@@ -290,6 +349,11 @@ def test_modifier_table_loads_the_shipped_file(settings):
     assert {"59", "XS", "XE", "XP", "XU", "25", "RT", "LT", "91"} <= table.bypass
     assert not {"GP", "95", "26", "GA"} & table.bypass
     assert table.modifiers["59"].kind == "ncci" and table.modifiers["59"].description
+    # The kinds bypassing_modifiers reads: E/M-only, anatomic (by site), the rest on either line.
+    assert {code for code, m in table.modifiers.items() if m.kind == "em"} == {"24", "25", "57"}
+    assert {"RT", "LT", "F1", "T1", "E1", "LC"} <= {code for code, m in table.modifiers.items() if m.kind == "anatomic"}
+    assert {(code, table.modifiers[code].kind) for code in ("58", "78", "79", "91", "XS")} == {
+        ("58", "global"), ("78", "global"), ("79", "global"), ("91", "repeat"), ("XS", "ncci")}
 
 
 def test_modifier_table_skips_comments_and_normalises(tmp_path):

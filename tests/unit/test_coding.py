@@ -22,8 +22,10 @@ from engine.coding import (
     RULES,
     Chart,
     age_on,
+    check_chart,
     check_encounter,
     code_encounter,
+    coded_event,
     drawn_for_audit,
     has_errors,
     review_item_id,
@@ -55,7 +57,8 @@ def test_rules_list_runs_every_rule_in_order():
 DOCUMENTED_RULE_IDS = {
     "REQUIRED_FIELD", "ICD10_FORMAT", "ICD10_UNKNOWN", "ICD10_PLACEHOLDER_MISSING", "ICD10_SEVENTH_CHAR_MISSING",
     "ICD10_NOT_BILLABLE", "ICD10_EXCLUDES1", "ICD10_MANIFESTATION_PRINCIPAL", "ICD10_EXTERNAL_CAUSE_PRINCIPAL",
-    "ICD10_SEX_CONFLICT", "ICD10_AGE_CONFLICT", "DX_DUPLICATE", "DX_TOO_MANY", "PROC_FORMAT", "MODIFIER_TOO_MANY",
+    "PATIENT_BORN_AFTER_SERVICE", "ICD10_SEX_CONFLICT", "ICD10_AGE_CONFLICT", "DX_DUPLICATE", "DX_TOO_MANY",
+    "PROC_FORMAT", "MODIFIER_TOO_MANY",
     "MODIFIER_FORMAT", "MODIFIER_UNKNOWN", "UNITS_INVALID", "NCCI_PTP", "NCCI_PTP_BYPASSED", "MUE_EXCEEDED",
     "DX_POINTER_COUNT", "DX_POINTER_RANGE", "DX_PRINCIPAL_UNLINKED", "DX_UNLINKED", "LINES_TOO_MANY",
 }
@@ -66,6 +69,7 @@ def test_rule_ids_name_registered_rule_functions():
     assert set(RULE_IDS.values()) == {rule.__name__ for rule in RULES}
     assert RULE_IDS["NCCI_PTP_BYPASSED"] == RULE_IDS["NCCI_PTP"] == "ncci_ptp"
     assert RULE_IDS["ICD10_SEX_CONFLICT"] == RULE_IDS["ICD10_AGE_CONFLICT"] == "demographics"
+    assert RULE_IDS["PATIENT_BORN_AFTER_SERVICE"] == "demographics"
 
 
 # --- the chart -------------------------------------------------------------------------
@@ -123,6 +127,12 @@ def test_required_diagnoses(make_encounter, errors):
     assert found[0] == ("REQUIRED_FIELD", "diagnoses")
     # Every pointer now points at nothing, which the pointer rule also reports.
     assert {rule for rule, _ in found[1:]} == {"DX_POINTER_RANGE"}
+
+
+def test_patient_born_after_the_date_of_service(make_encounter, errors):
+    enc = make_encounter(patient={"birth_date": date(2026, 2, 28)})  # the day after the date of service
+    assert errors(enc) == [("PATIENT_BORN_AFTER_SERVICE", "date_of_service")]
+    assert errors(make_encounter(patient={"birth_date": date(2026, 2, 27)})) == []  # born that day: age 0
 
 
 def test_required_procedures(make_encounter, errors):
@@ -415,7 +425,8 @@ def test_coding_stage_codes_reviews_and_dead_letters(make_encounter, make_messag
     faulty = make_encounter(encounter_id="ENC-UNIT-FAULTY", diagnoses=["M54.5", "I10"])
     values = [codec.encode(clean), codec.encode(audited), codec.encode(faulty), b"HL7|not-avro|"]
     messages = [make_message(value, offset=i) for i, value in enumerate(values)]
-    result = coding_stage(messages, codec, coding_ref, audit_rate=0.5)
+    items: dict[str, str] = {}
+    result = coding_stage(messages, codec, coding_ref, audit_rate=0.5, items=items)
     assert [(e.topic, e.key) for e in result.emits] == [
         ("coded", clean.encounter_id), ("coded", audited.encounter_id), ("coding-review", audited.encounter_id),
         ("coding-review", faulty.encounter_id), ("dead-letter", "claims.encounters:3:3")]
@@ -423,3 +434,55 @@ def test_coding_stage_codes_reviews_and_dead_letters(make_encounter, make_messag
     assert result.emits[2].event.encounter == values[1] and result.emits[2].event.is_audit
     assert result.emits[3].event.encounter == values[2] and not result.emits[3].event.is_audit
     assert result.dead_letters[0].error_type == "UndecodableEvent"
+    # The table remembers the items opened (for the re-check), not the clean encounter.
+    assert items == {audited.encounter_id: "1|audit|", faulty.encounter_id: "1|open|"}
+
+
+def test_coding_stage_on_an_ehr_resend_audits_once_and_keeps_the_item_s_state(make_encounter, make_message, codec,
+                                                                               coding_ref):
+    audited = make_encounter(encounter_id=_audited_id(0.5, drawn=True))
+    faulty = make_encounter(encounter_id="ENC-UNIT-FAULTY", diagnoses=["M54.5", "I10"])
+    messages = [make_message(codec.encode(audited), offset=0), make_message(codec.encode(faulty), offset=1)]
+    items = {faulty.encounter_id: "2|open|CA-1"}  # a coder already moved the item on
+    coding_stage(messages, codec, coding_ref, audit_rate=0.5, items=items)
+    result = coding_stage(messages, codec, coding_ref, audit_rate=0.5, items=items)  # the EHR sends them again
+    assert [(e.topic, e.key) for e in result.emits] == [
+        ("coded", audited.encounter_id), ("coding-review", faulty.encounter_id)]  # no second audit sample
+    assert items == {audited.encounter_id: "1|audit|", faulty.encounter_id: "2|open|CA-1"}
+
+
+# --- check_chart, coded_event, the reference's per-code cache ----------------------------------
+
+
+def test_check_chart_is_check_encounter_on_a_chart(make_encounter, coding_ref):
+    enc = make_encounter(diagnoses=["M54.5", "I10"], procedures=[proc("99213", units=0, dx_pointers=[1])])
+    chart = Chart.of(enc, coding_ref)
+    assert check_chart(chart) == check_encounter(enc, coding_ref)
+    assert [f.rule_id for f in check_chart(chart)] == ["ICD10_NOT_BILLABLE", "UNITS_INVALID", "DX_UNLINKED"]
+    assert check_chart(chart, [_rule("ONLY", Severity.WARNING)])[0].rule_id == "ONLY"
+
+
+def test_coded_event_carries_the_codes_as_the_rules_read_them(make_encounter, coding_ref, now):
+    enc = make_encounter(diagnoses=[" e119 ", "M5450"], procedures=[proc(" j3301 ", [" rt "], 2, [2, 1])])
+    coded = coded_event(Chart.of(enc, coding_ref), [], now, "CR-X")
+    assert coded.diagnoses == ["E11.9", "M54.50"]
+    assert [(c.line_number, c.procedure_code, c.modifiers, c.units, c.dx_pointers) for c in coded.lines] == [
+        (1, "J3301", ["RT"], 2, [2, 1])]
+    assert (coded.review_work_item_id, coded.coded_at, coded.encounter_id) == ("CR-X", now, enc.encounter_id)
+
+
+def test_demographic_edits_for_a_code_are_worked_out_once(coding_ref):
+    male_only = coding_ref.demographic_edits_for("N40.0")
+    assert [e.edit_id for e in male_only] == ["male_only"]
+    assert coding_ref.demographic_edits_for("N40.0") is male_only  # cached
+    assert coding_ref.demographic_edits_for("E11.9") == ()
+    assert [e.edit_id for e in coding_ref.demographic_edits_for("O80")] == [
+        e.edit_id for e in coding_ref.demographic_edits if e.applies_to("O80")]
+
+
+def test_a_reference_with_other_demographic_edits_does_not_reuse_the_cache(coding_ref):
+    import dataclasses
+
+    assert coding_ref.demographic_edits_for("N40.0") != ()
+    without_edits = dataclasses.replace(coding_ref, demographic_edits=())
+    assert without_edits.demographic_edits_for("N40.0") == ()

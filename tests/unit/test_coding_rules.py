@@ -18,7 +18,7 @@ from typing import Any, Callable
 import pytest
 
 from engine import coding
-from engine.coding import RULE_IDS, RULES, Chart, CodingReference, check_encounter
+from engine.coding import RULE_IDS, RULES, Chart, CodingReference, Line, check_encounter
 from engine.events import Procedure, Severity, Sex
 from engine.ncci import ModifierIndicator, Mue, MueAdjudication, MueTable, PtpEdit, PtpTable
 
@@ -164,6 +164,15 @@ EXCLUDES1 = [
     case("one-way-note-on-the-second-code", [E("ICD10_EXCLUDES1", "diagnoses[0]=O10.02")],
          diagnoses=["O10.02", "I10"]),
     case("chapter-range-note", [E("ICD10_EXCLUDES1", "diagnoses[1]=P70.2")], diagnoses=["E11.9", "P70.2"]),
+    # Notes the tabular writes with stray spaces around the dash: I00 "(I01.0 -I01.9)",
+    # P28.2 "(P28.3- - P28.4-)". Read as ranges, not skipped.
+    case("spaced-range-i00-i01", [E("ICD10_EXCLUDES1", "diagnoses[1]=I01.0")], diagnoses=["I00", "I01.0"]),
+    case("spaced-range-last-code-of-the-range", [E("ICD10_EXCLUDES1", "diagnoses[1]=I01.9")],
+         diagnoses=["I00", "I01.9"]),
+    case("spaced-range-excluded-code-first", [E("ICD10_EXCLUDES1", "diagnoses[0]=I01.0")],
+         diagnoses=["I01.0", "I00"]),
+    case("spaced-dashes-p28", [E("ICD10_EXCLUDES1", "diagnoses[1]=P28.41")], diagnoses=["P28.2", "P28.41"]),
+    case("spaced-range-ends-where-it-says", [], diagnoses=["P28.2", "P28.5"]),
 ]
 
 
@@ -196,6 +205,7 @@ def test_principal_diagnosis(run, overrides, expected):
 
 DEMOGRAPHICS = [
     case("prostate-male", [], diagnoses=["N40.0"], patient=patient(Sex.M, 60)),
+    case("born-on-the-date-of-service", [], diagnoses=["P59.9"], patient={"birth_date": DOS}),
     case("prostate-sex-unknown", [], diagnoses=["C61"], patient=patient(Sex.U, 60)),
     case("pregnancy-female-30", [], diagnoses=["Z34.00"], patient=patient(Sex.F, 30)),
     case("newborn-age-0", [], diagnoses=["P59.9"], patient={"birth_date": date(2026, 1, 15)}),
@@ -219,6 +229,14 @@ DEMOGRAPHICS = [
          patient=patient(Sex.F, 11, last_day=True)),
     case("maternity-56-on-birthday", [E("ICD10_AGE_CONFLICT", "diagnoses[0]=O80")], diagnoses=["O80"],
          patient=patient(Sex.F, 56)),
+    case("born-the-day-after-the-date-of-service", [E("PATIENT_BORN_AFTER_SERVICE", "date_of_service")],
+         patient={"birth_date": date(2026, 2, 28)}),
+    # No age to check a newborn code against: only the impossible date is reported.
+    case("born-after-service-newborn-code", [E("PATIENT_BORN_AFTER_SERVICE", "date_of_service")],
+         diagnoses=["P59.9"], patient={"birth_date": date(2027, 1, 1)}),
+    case("born-after-service-sex-edit-still-checked", [E("PATIENT_BORN_AFTER_SERVICE", "date_of_service"),
+                                                       E("ICD10_SEX_CONFLICT", "diagnoses[0]=N40.0")],
+         diagnoses=["N40.0"], patient={"birth_date": date(2026, 3, 1), "sex": Sex.F}),
     case("delivery-male-of-60-age-edit-then-sex-edit", [E("ICD10_AGE_CONFLICT", "diagnoses[0]=O80"),
                                                         E("ICD10_SEX_CONFLICT", "diagnoses[0]=O80")],
          diagnoses=["O80"], patient=patient(Sex.M, 60)),
@@ -337,6 +355,22 @@ NCCI_PTP = [
          procedures=[P("0001A"), P("99213")], date_of_service=date(2022, 1, 1)),
     case("two-column-2-codes", [E("NCCI_PTP", "procedures[1].code"), E("NCCI_PTP", "procedures[2].code")],
          procedures=[P("0001U"), P("0030U"), P("81161")]),
+    case("indicator-1-bypassed-59-on-column-1", [W("NCCI_PTP_BYPASSED", "procedures[1].code")],
+         procedures=[P("0001U", ("59",)), P("0030U")]),
+    # 25 bypasses only on the E/M line (0001A/99213 was in force in 2023).
+    case("em-25-on-the-em-line", [W("NCCI_PTP_BYPASSED", "procedures[1].code")],
+         procedures=[P("0001A"), P("99213", ("25",))], date_of_service=date(2023, 6, 1)),
+    case("em-25-on-the-non-em-line", [E("NCCI_PTP", "procedures[1].code")],
+         procedures=[P("0001A", ("25",)), P("99213")], date_of_service=date(2023, 6, 1)),
+    case("em-25-on-a-non-em-pair", [E("NCCI_PTP", "procedures[1].code")],
+         procedures=[P("0001U", ("25",)), P("0030U", ("25",))]),
+    # Anatomic modifiers bypass only when they name different sites.
+    case("anatomic-rt-and-rt-is-one-site", [E("NCCI_PTP", "procedures[1].code")],
+         procedures=[P("0001U", ("RT",)), P("0030U", ("RT",))]),
+    case("anatomic-rt-and-lt", [W("NCCI_PTP_BYPASSED", "procedures[1].code")],
+         procedures=[P("0001U", ("RT",)), P("0030U", ("LT",))]),
+    case("anatomic-rt-and-none", [W("NCCI_PTP_BYPASSED", "procedures[1].code")],
+         procedures=[P("0001U"), P("0030U", ("RT",))]),
 ]
 
 
@@ -353,6 +387,45 @@ def test_ncci_messages_say_whether_a_modifier_can_help(make_encounter, coding_re
     assert "indicator 0" in message(P("13121"), P("13120", ("59",)))
     assert "bypass modifier" in message(P("0001U"), P("0030U"))
     assert "bypassed by modifier 59" in message(P("0001U"), P("0030U", ("59",)))
+    assert "bypassed by modifier LT, RT" in message(P("0001U", ("RT",)), P("0030U", ("LT",)))
+
+
+def line(code: str, *modifiers: str) -> Line:
+    return Line(0, code, modifiers, 1, (1,))
+
+
+@pytest.mark.parametrize(
+    "column1, column2, used",
+    [
+        pytest.param(line("0001U", "59"), line("0030U"), ["59"], id="59-column-1"),
+        pytest.param(line("0001U"), line("0030U", "59"), ["59"], id="59-column-2"),
+        pytest.param(line("0001U", "XE"), line("0030U", "XP"), ["XE", "XP"], id="x-modifiers-both-lines"),
+        pytest.param(line("0001U", "XU"), line("0030U"), ["XU"], id="xu"),
+        pytest.param(line("80053"), line("80053", "91"), ["91"], id="91-repeat-lab"),
+        pytest.param(line("27447", "58"), line("20610"), ["58"], id="58-global"),
+        pytest.param(line("27447"), line("20610", "78"), ["78"], id="78-global"),
+        pytest.param(line("27447", "79"), line("20610"), ["79"], id="79-global"),
+        pytest.param(line("99213", "25"), line("20610"), ["25"], id="25-on-the-em-line"),
+        pytest.param(line("20610"), line("99214", "25"), ["25"], id="25-on-the-em-line-column-2"),
+        pytest.param(line("20610", "25"), line("99213"), [], id="25-on-the-procedure-line"),
+        pytest.param(line("99202", "57"), line("20610"), ["57"], id="57-first-em-code"),
+        pytest.param(line("99499", "24"), line("20610"), ["24"], id="24-last-em-code"),
+        pytest.param(line("99500", "25"), line("20610"), [], id="99500-is-not-em"),
+        pytest.param(line("20610", "RT"), line("20611", "RT"), [], id="rt-rt-one-site"),
+        pytest.param(line("20610", "RT"), line("20611", "LT"), ["LT", "RT"], id="rt-lt"),
+        pytest.param(line("20610", "RT"), line("20611"), ["RT"], id="rt-none"),
+        pytest.param(line("20610"), line("20611", "LT"), ["LT"], id="none-lt"),
+        pytest.param(line("26010", "F1"), line("26011", "F2"), ["F1", "F2"], id="digits"),
+        pytest.param(line("20610", "RT", "LT"), line("20611", "RT", "LT"), [], id="same-two-sites"),
+        pytest.param(line("20610", "RT", "59"), line("20611", "RT"), ["59"], id="59-with-one-site"),
+        pytest.param(line("0001U", "GA", "76"), line("0030U", "50", "95"), [], id="no-bypass-kind"),
+        pytest.param(line("0001U", "ZZ"), line("0030U"), [], id="unknown-modifier"),
+        pytest.param(line("0001U"), line("0030U"), [], id="none"),
+    ],
+)
+def test_bypassing_modifiers(coding_ref, column1, column2, used):
+    assert coding.bypassing_modifiers(column1, column2, coding_ref.modifiers) == used
+    assert coding.bypassing_modifiers(column2, column1, coding_ref.modifiers) == used  # either line
 
 
 MUE = [
