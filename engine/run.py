@@ -105,6 +105,8 @@ def progress_table(tally: Tally, summary: dict[str, Any], rate: float, elapsed: 
         ("encounters on the topic", summary["encounters"]),
         ("coded (first pass)", summary["coded_first_pass"]),
         ("to coding review", summary["coding_review"]),
+        *((f"  rule {rule}", n) for rule, n in
+          sorted(summary["coding_findings_by_rule"].items(), key=lambda kv: (-kv[1], kv[0]))[:5]),
         ("  fixed by coders → coded", summary["coded_after_review"]),
         ("  queried (waiting for the provider)", summary["coding_queries"]),
         ("audit samples (also billed)", summary["coding_audit_sampled"]),
@@ -118,9 +120,6 @@ def progress_table(tally: Tally, summary: dict[str, Any], rate: float, elapsed: 
     ]
     for name, value in rows:
         table.add_row(name, f"{value:,}")
-    top_rules = sorted(summary["coding_findings_by_rule"].items(), key=lambda kv: -kv[1])[:5]
-    if top_rules:
-        table.add_row("  top coding rules", ", ".join(f"{rule} {n}" for rule, n in top_rules))
     for queue, n in summary["denials_by_queue"].items():
         table.add_row(f"  denial queue {queue}", f"{n:,}")
     table.add_row("billed / paid $", f"{summary['billed_amount']} / {summary['paid_amount']}")
