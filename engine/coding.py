@@ -278,7 +278,7 @@ def diagnosis_list(chart: Chart) -> Iterator[Finding]:
 
 @rule("PROC_FORMAT")
 def procedure_codes(chart: Chart) -> Iterator[Finding]:
-    """CPT (5 digits; 4 digits + F or T) or HCPCS Level II (A–V + 4 digits) form."""
+    """CPT (5 digits; 4 digits + A/M/U, F or T) or HCPCS Level II (A–V + 4 digits) form."""
     for line in chart.lines:
         if procedure_code_kind(line.code) is None:
             yield _error("PROC_FORMAT", f"{line.code!r} is neither a CPT nor a HCPCS Level II code",
