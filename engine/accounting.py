@@ -21,6 +21,10 @@ COUNTED_TOPICS = (
     "coded",
     "coding-review",
     "coding-actions",
+    "eligibility-requests",
+    "eligibility-responses",
+    "front-desk",
+    "scrub-rejected",
     "claims-submitted",
     "duplicates",
     "remittances",
@@ -51,6 +55,8 @@ class Tally:
     audit_ids: set[str] = field(default_factory=set)
     items_acted_on: set[str] = field(default_factory=set)
     findings_by_rule: Counter[str] = field(default_factory=Counter)
+    scrub_findings_by_rule: Counter[str] = field(default_factory=Counter)
+    eligibility_by_status: Counter[str] = field(default_factory=Counter)
     warnings_by_rule: Counter[str] = field(default_factory=Counter)
     claim_ids: set[str] = field(default_factory=set)
     repeated_claim_ids: int = 0
@@ -101,6 +107,12 @@ class Tally:
                 self.coding_actions[record["action"]] += 1
                 if record["revision"] == 1 and record["action"] not in ENGINE_VERDICTS:
                     self.items_acted_on.add(record["work_item_id"])
+        elif logical == "scrub-rejected":
+            record = self._record(codec, value)
+            if record is not None:
+                self.scrub_findings_by_rule.update({f["rule_id"] for f in record["findings"] if f["severity"] == "ERROR"})
+        elif logical == "eligibility-responses":
+            self.eligibility_by_status[self._field(codec, value, "status", "?")] += 1
         elif logical == "dead-letter":
             source = self._field(codec, value, "source_topic", "?")
             self.dead_letters_by_source[source] += 1
@@ -150,6 +162,15 @@ def summarize(tally: Tally, settings: Settings, elapsed_s: float) -> dict[str, A
         "coded_after_review": tally.coded_after_review,
         "dead_lettered": r["dead-letter"],
         "dead_lettered_by_source": dict(sorted(dead_by_stage_input.items())),
+        "eligibility_requests": r["eligibility-requests"],
+        "eligibility_responses": r["eligibility-responses"],
+        "eligibility_by_status": dict(sorted(tally.eligibility_by_status.items())),
+        "eligibility_held": r["front-desk"],
+        "claims_built": r["claims-submitted"] + r["scrub-rejected"],
+        "scrub_rejected": r["scrub-rejected"],
+        "scrub_findings_by_rule": dict(sorted(tally.scrub_findings_by_rule.items())),
+        "clean_claim_rate": (round(r["claims-submitted"] / (r["claims-submitted"] + r["scrub-rejected"]), 4)
+                             if r["claims-submitted"] + r["scrub-rejected"] else None),
         "claims_submitted": r["claims-submitted"],
         "duplicates_dropped": r["duplicates"],
         "remittances": r["remittances"],
@@ -180,8 +201,11 @@ def identities(s: dict[str, Any]) -> list[Identity]:
                  s["coding_fixes"], s["coded_after_review"] + s["coding_fixes_still_failing"]
                  + s["coding_fixes_rejected"] + dl.get("coding-actions", 0)),
         Identity("coded_after_review = coding_fixes_resolved", s["coded_after_review"], s["coding_fixes_resolved"]),
-        Identity("coded = claims_submitted + duplicates_dropped", s["coded"],
-                 s["claims_submitted"] + s["duplicates_dropped"] + dl.get("coded", 0)),
+        Identity("coded = claims_submitted + scrub_rejected + eligibility_held + duplicates_dropped", s["coded"],
+                 s["claims_submitted"] + s["scrub_rejected"] + s["eligibility_held"] + s["duplicates_dropped"]
+                 + dl.get("coded", 0) + dl.get("eligibility-responses", 0)),
+        Identity("eligibility_requests = eligibility_responses", s["eligibility_requests"],
+                 s["eligibility_responses"] + dl.get("eligibility-requests", 0)),
         Identity("claims_submitted = remittances", s["claims_submitted"],
                  s["remittances"] + dl.get("claims-submitted", 0)),
         Identity("remittances = paid + partially_paid + denied", s["remittances"],

@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional, Protocol
 
@@ -25,6 +26,8 @@ simulate_app = typer.Typer(help="The EHR and payer simulators, standalone.", no_
 app.add_typer(topics_app, name="topics")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(coding_app, name="coding")
+export_app = typer.Typer(help="Export transactions as X12 5010.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 console = Console()
 err = Console(stderr=True)
@@ -51,6 +54,8 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed for the simulators: same seed, same encounters and outcomes.")] = 1,
     bad_rate: Annotated[Optional[float], typer.Option(help="Share of bad encounters (undecodable, truncated, invalid codes, missing data).")] = None,
     resend_rate: Annotated[Optional[float], typer.Option(help="Share of encounters the EHR sends twice.")] = None,
+    lapsed_rate: Annotated[Optional[float], typer.Option(help="Share from patients whose coverage lapsed or whose member id is wrong (eligibility holds them).")] = None,
+    incomplete_rate: Annotated[Optional[float], typer.Option(help="Share with bad registration or provider data (the scrubber stops them).")] = None,
     summary: Annotated[Optional[Path], typer.Option(help="Write the summary JSON here.")] = None,
     timeout: Annotated[float, typer.Option(help="Fail if a bounded run has not settled after this many seconds.")] = 900.0,
     no_live: Annotated[bool, typer.Option("--no-live", help="No live table (logs and CI).")] = False,
@@ -68,6 +73,8 @@ def run(
         seed=seed,
         bad_rate=settings.bad_rate if bad_rate is None else bad_rate,
         resend_rate=settings.resend_rate if resend_rate is None else resend_rate,
+        lapsed_rate=settings.lapsed_rate if lapsed_rate is None else lapsed_rate,
+        incomplete_rate=settings.incomplete_rate if incomplete_rate is None else incomplete_rate,
         summary_path=summary,
         timeout_s=timeout,
         live=not no_live and console.is_terminal,
@@ -135,6 +142,44 @@ def topics_apply() -> None:
         raise typer.Exit(3)
 
 
+@export_app.command("837")
+def export_837(
+    out: Annotated[Path, typer.Option(help="Write the X12 interchange here.")],
+    since: Annotated[Optional[datetime], typer.Option(help="Only claims submitted at or after this time (UTC).")] = None,
+    validate: Annotated[bool, typer.Option(help="Validate with pyx12 before writing; exit 1 on errors.")] = True,
+) -> None:
+    """The submitted claims as one X12 837P (005010X222A1) interchange."""
+    from datetime import timezone
+
+    from engine.codec import default_codec
+    from engine.export import next_control_number, submitted_claims
+    from engine.x12_837 import claim_problems, validate_837p, write_837p
+
+    settings = _settings()
+    codec = default_codec(settings.schemas_dir)
+    since_utc = since.replace(tzinfo=timezone.utc) if since is not None and since.tzinfo is None else since
+    claims = asyncio.run(submitted_claims(settings, _bootstrap(settings), codec, since_utc))
+    writable = [claim for claim in claims if not claim_problems(claim)]
+    for claim in claims:
+        for problem in claim_problems(claim):  # the scrubber should have stopped these: say so, leave them out
+            err.print(f"[yellow]{claim.claim_id} left out: {problem}[/yellow]")
+    claims = writable
+    if not claims:
+        err.print("no submitted claims to export")
+        raise typer.Exit(1)
+    text = write_837p(claims, settings, next_control_number(settings.state_dir), datetime.now(timezone.utc))
+    out.write_text(text)
+    console.print(f"{len(claims)} claims → {out} ({len(text):,} bytes)")
+    if validate:
+        errors = validate_837p(text)
+        for error in errors[:20]:
+            err.print(f"[red]{error}[/red]")
+        if errors:
+            err.print(f"[red]pyx12: {len(errors)} errors[/red]")
+            raise typer.Exit(1)
+        console.print("pyx12: valid 005010X222A1, no errors")
+
+
 @simulate_app.command("ehr")
 def simulate_ehr(
     encounters: Annotated[int, typer.Option(help="How many encounters to send.")] = 1000,
@@ -142,20 +187,43 @@ def simulate_ehr(
     seed: Annotated[int, typer.Option()] = 1,
     bad_rate: Annotated[Optional[float], typer.Option()] = None,
     resend_rate: Annotated[Optional[float], typer.Option()] = None,
+    lapsed_rate: Annotated[Optional[float], typer.Option()] = None,
+    incomplete_rate: Annotated[Optional[float], typer.Option()] = None,
 ) -> None:
-    """Send encounters from the EHR simulator to the encounters topic."""
+    """Send encounters from the EHR simulator to the encounters topic (and write the
+    master data the payer simulator answers eligibility from)."""
     from engine.codec import default_codec
-    from simulators.ehr import plan_encounters, send_planned
+    from simulators.coverage import write_master_data
+    from simulators.ehr import plan_encounters, practice_for, send_planned
     from simulators.payer import PayerBook
 
     settings = _settings()
     bootstrap = _bootstrap(settings)
     codec = default_codec(settings.schemas_dir)
-    planned = plan_encounters(encounters, seed, settings.bad_rate if bad_rate is None else bad_rate,
-                              settings.resend_rate if resend_rate is None else resend_rate, codec,
-                              PayerBook.load(settings.payer_profiles_file))
+    book = PayerBook.load(settings.payer_profiles_file)
+    practice = practice_for(seed, book)
+    write_master_data(practice.records(), settings.master_data_dir)
+    planned = plan_encounters(
+        encounters, seed, settings.bad_rate if bad_rate is None else bad_rate,
+        settings.resend_rate if resend_rate is None else resend_rate, codec, book,
+        lapsed_rate=settings.lapsed_rate if lapsed_rate is None else lapsed_rate,
+        incomplete_rate=settings.incomplete_rate if incomplete_rate is None else incomplete_rate, practice=practice,
+    )
     sent = asyncio.run(send_planned(settings, bootstrap, planned, rate or None))
     console.print(f"sent {sent} records ({encounters} encounters plus resends)")
+
+
+@simulate_app.command("master-data")
+def simulate_master_data(seed: Annotated[int, typer.Option()] = 1) -> None:
+    """Write the simulated patients and coverage for a seed (what the payer simulator knows)."""
+    from simulators.coverage import write_master_data
+    from simulators.ehr import practice_for
+    from simulators.payer import PayerBook
+
+    settings = _settings()
+    practice = practice_for(seed, PayerBook.load(settings.payer_profiles_file))
+    write_master_data(practice.records(), settings.master_data_dir)
+    console.print(f"{len(practice.members)} patients and their coverage in {settings.master_data_dir}")
 
 
 @simulate_app.command("payer")

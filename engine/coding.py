@@ -508,4 +508,8 @@ def coded_event(chart: Chart, findings: list[Finding], now: datetime, review_wor
         findings=findings,
         coded_at=now,
         review_work_item_id=review_work_item_id,
+        patient_first_name=enc.patient.first_name,
+        patient_last_name=enc.patient.last_name,
+        patient_address=enc.patient_address,
+        subscriber=enc.subscriber,
     )

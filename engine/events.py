@@ -49,6 +49,14 @@ class ClaimState(StrEnum):
     DENIED = "DENIED"
 
 
+class EligibilityStatus(StrEnum):
+    """271 answer: the member is covered on the date of service, or why not."""
+
+    ACTIVE = "ACTIVE"
+    INACTIVE = "INACTIVE"  # coverage not in force on the date of service
+    NOT_FOUND = "NOT_FOUND"  # the payer has no such member
+
+
 # --- nested records ----------------------------------------------------------
 
 
@@ -59,6 +67,42 @@ class Patient:
     last_name: str
     birth_date: date
     sex: Sex
+
+
+@dataclass(slots=True)
+class Address:
+    """PHI for a person (837P N3/N4)."""
+
+    line1: str
+    city: str
+    state: str
+    postal_code: str
+
+
+@dataclass(slots=True)
+class Subscriber:
+    """The insured person and how the patient relates to them (837P SBR, 2010BA)."""
+
+    relationship: str  # X12 individual relationship code: 18 self, 01 spouse, 19 child, G8 other
+    first_name: str
+    last_name: str
+    birth_date: date | None  # None: registration did not record it
+    sex: str  # F, M or U
+    address: Address | None = None
+    group_number: str | None = None
+
+
+@dataclass(slots=True)
+class Provider:
+    """A billing or rendering provider (837P 2010AA / 2310B)."""
+
+    npi: str
+    entity_type: str  # 1 person, 2 organisation (NM102)
+    name: str  # organisation name, or last name of a person
+    first_name: str
+    taxonomy: str
+    tax_id: str
+    address: Address | None = None
 
 
 @dataclass(slots=True)
@@ -135,6 +179,9 @@ class Encounter:
     diagnoses: list[str]
     procedures: list[Procedure]
     clinical_note: str | None = None
+    patient_address: Address | None = None
+    #: The insured, when the patient is not (None: the patient is the subscriber).
+    subscriber: Subscriber | None = None
 
 
 @dataclass(slots=True)
@@ -156,6 +203,10 @@ class CodedEncounter:
     findings: list[Finding]
     coded_at: datetime
     review_work_item_id: str | None = None  # set when a coder's correction resolved an item
+    patient_first_name: str = ""
+    patient_last_name: str = ""
+    patient_address: Address | None = None
+    subscriber: Subscriber | None = None
 
 
 @dataclass(slots=True)
@@ -215,6 +266,80 @@ class ClaimSubmitted:
     lines: list[ClaimLine]
     total_charge: Decimal
     submitted_at: datetime
+    billing_provider: Provider | None = None
+    rendering_provider: Provider | None = None
+    payer_name: str = ""
+    claim_filing_indicator: str = ""  # SBR09: MB Medicare Part B, MC Medicaid, CI commercial, HM HMO, 16 MA
+    subscriber: Subscriber | None = None  # relationship 18: the patient is the subscriber
+    patient_first_name: str = ""
+    patient_last_name: str = ""
+    patient_birth_date: date | None = None
+    patient_sex: str = "U"
+    patient_address: Address | None = None
+
+
+@dataclass(slots=True)
+class EligibilityRequest:
+    """270 semantics: is this member covered on this date of service?"""
+
+    SCHEMA: ClassVar[str] = f"{NAMESPACE}.EligibilityRequest"
+    request_id: str
+    encounter_id: str
+    payer_id: str
+    member_id: str
+    subscriber_last_name: str
+    subscriber_birth_date: date | None
+    date_of_service: date
+    requested_at: datetime
+
+
+@dataclass(slots=True)
+class EligibilityResponse:
+    """271 semantics: the payer's answer."""
+
+    SCHEMA: ClassVar[str] = f"{NAMESPACE}.EligibilityResponse"
+    request_id: str
+    encounter_id: str
+    payer_id: str
+    member_id: str
+    date_of_service: date
+    status: EligibilityStatus
+    plan_id: str | None
+    coverage_start: date | None
+    coverage_end: date | None
+    copay: Decimal | None
+    deductible_remaining: Decimal | None
+    reason: str | None
+    responded_at: datetime
+
+
+@dataclass(slots=True)
+class FrontDeskItem:
+    """Registration work: no claim until coverage is sorted out."""
+
+    SCHEMA: ClassVar[str] = f"{NAMESPACE}.FrontDeskItem"
+    work_item_id: str
+    encounter_id: str
+    payer_id: str
+    status: EligibilityStatus
+    reason: str
+    date_of_service: date
+    coded: bytes  # the coded encounter, as received
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class ScrubRejected:
+    """A claim the scrubber stopped before it left: the findings and the claim."""
+
+    SCHEMA: ClassVar[str] = f"{NAMESPACE}.ScrubRejected"
+    work_item_id: str
+    claim_id: str
+    encounter_id: str
+    payer_id: str
+    findings: list[Finding]
+    claim: bytes  # the built ClaimSubmitted, framed Avro
+    rejected_at: datetime
 
 
 @dataclass(slots=True)
@@ -314,6 +439,10 @@ EVENT_TYPES: tuple[type, ...] = (
     CodingReviewItem,
     CodingAction,
     ClaimSubmitted,
+    EligibilityRequest,
+    EligibilityResponse,
+    FrontDeskItem,
+    ScrubRejected,
     Remittance,
     DenialWorkItem,
     ClaimStatus,

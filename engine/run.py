@@ -28,7 +28,8 @@ from engine.denials import DenialRouting
 from engine.settings import Settings
 from engine.topics import apply_topics, load_topics
 from simulators.coder import CoderSimulator
-from simulators.ehr import endless_plan, plan_encounters, send_planned
+from simulators.coverage import write_master_data
+from simulators.ehr import Practice, endless_plan, plan_encounters, practice_for, send_planned
 from simulators.payer import PayerBook, PayerSimulator
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ class RunOptions:
     summary_path: Path | None
     timeout_s: float
     live: bool = True
+    lapsed_rate: float = 0.0
+    incomplete_rate: float = 0.0
     coder: bool = True  # the coder simulator works the coding-review queue
 
 
@@ -111,6 +114,10 @@ def progress_table(tally: Tally, summary: dict[str, Any], rate: float, elapsed: 
         ("  queried (waiting for the provider)", summary["coding_queries"]),
         ("audit samples (also billed)", summary["coding_audit_sampled"]),
         ("dead-lettered", summary["dead_lettered"]),
+        ("eligibility asked (270)", summary["eligibility_requests"]),
+        ("  held: not covered (front desk)", summary["eligibility_held"]),
+        ("claims built", summary["claims_built"]),
+        ("  stopped by the scrubber", summary["scrub_rejected"]),
         ("claims submitted", summary["claims_submitted"]),
         ("duplicates dropped", summary["duplicates_dropped"]),
         ("remittances", summary["remittances"]),
@@ -131,6 +138,10 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
     codec = default_codec(settings.schemas_dir)
     book = PayerBook.load(settings.payer_profiles_file)
     routing = DenialRouting.load(settings.denial_routing_file)
+    # The run's patients and their coverage, as files: the payer simulator answers
+    # eligibility from them, as a payer knows its members.
+    practice = practice_for(options.seed, book)
+    write_master_data(practice.records(), settings.master_data_dir)
     t0 = time.monotonic()
     async with broker_for(settings) as bootstrap:
         console.print(f"broker: {bootstrap}")
@@ -152,14 +163,15 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
             sent = [0]
             if options.encounters is not None:
                 planned = plan_encounters(options.encounters, options.seed, options.bad_rate, options.resend_rate,
-                                          codec, book)
+                                          codec, book, lapsed_rate=options.lapsed_rate,
+                                          incomplete_rate=options.incomplete_rate, practice=practice)
                 expected = len(planned)
                 tasks.append(asyncio.create_task(
                     send_planned(settings, bootstrap, planned, options.rate, _setter(sent), stop_ehr), name="ehr"))
             else:
                 expected = -1
                 tasks.append(asyncio.create_task(
-                    _send_endless(settings, bootstrap, codec, book, options, sent, stop_ehr), name="ehr"))
+                    _send_endless(settings, bootstrap, codec, book, options, sent, stop_ehr, practice), name="ehr"))
             started = time.monotonic()
             elapsed, interrupted = await _watch(settings, readback, worker, tasks, expected, options, console,
                                                 started, sent)
@@ -191,9 +203,11 @@ def _setter(box: list[int]) -> Any:
 
 
 async def _send_endless(settings: Settings, bootstrap: str, codec: Any, book: PayerBook, options: RunOptions,
-                        sent: list[int], stop: asyncio.Event) -> None:
+                        sent: list[int], stop: asyncio.Event, practice: Practice) -> None:
     base = 0
-    for block in endless_plan(options.seed, options.bad_rate, options.resend_rate, codec, book):
+    for block in endless_plan(options.seed, options.bad_rate, options.resend_rate, codec, book,
+                              lapsed_rate=options.lapsed_rate, incomplete_rate=options.incomplete_rate,
+                              practice=practice):
         if stop.is_set():
             return
         n = await send_planned(settings, bootstrap, block, options.rate,

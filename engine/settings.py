@@ -80,6 +80,22 @@ class Settings:
     )
     #: Share of clean encounters also sent to coders as a quality-control audit sample.
     coding_audit_rate: float = field(default_factory=lambda: _env_float("CLAIMS_CODING_AUDIT_RATE", 0.02))
+    #: Master data the claim stage reads (README: data files).
+    providers_file: Path = field(default_factory=lambda: Path(_env("CLAIMS_PROVIDERS", str(DATA_DIR / "providers.csv"))))
+    payers_file: Path = field(default_factory=lambda: Path(_env("CLAIMS_PAYERS", str(DATA_DIR / "payers.csv"))))
+    place_of_service_file: Path = field(
+        default_factory=lambda: Path(_env("CLAIMS_PLACE_OF_SERVICE", str(DATA_DIR / "place_of_service.csv")))
+    )
+    #: How long an eligibility (271) answer is reused for the same member before asking again.
+    eligibility_ttl_s: float = field(default_factory=lambda: _env_float("CLAIMS_ELIGIBILITY_TTL_S", 86_400.0))
+    #: X12 envelope identities for `claims export 837` (ISA06/ISA08, GS02/GS03, 1000A/1000B).
+    x12_sender_id: str = field(default_factory=lambda: _env("CLAIMS_X12_SENDER_ID", "CLAIMFLOW"))
+    x12_receiver_id: str = field(default_factory=lambda: _env("CLAIMS_X12_RECEIVER_ID", "CLEARINGHOUSE"))
+    x12_submitter_name: str = field(default_factory=lambda: _env("CLAIMS_X12_SUBMITTER_NAME", "CLAIMFLOW FAMILY MEDICINE GROUP"))
+    x12_submitter_phone: str = field(default_factory=lambda: _env("CLAIMS_X12_SUBMITTER_PHONE", "3035550100"))
+    x12_receiver_name: str = field(default_factory=lambda: _env("CLAIMS_X12_RECEIVER_NAME", "CLAIMFLOW CLEARINGHOUSE"))
+    #: ISA15: T (test) until a clearinghouse has certified the feed, then P.
+    x12_usage: str = field(default_factory=lambda: _env("CLAIMS_X12_USAGE", "T"))
     denial_routing_file: Path = field(
         default_factory=lambda: Path(
             _env("CLAIMS_DENIAL_ROUTING", str(PROJECT_ROOT / "engine" / "data" / "denial_routing.yaml"))
@@ -98,6 +114,11 @@ class Settings:
     #: ~0.4 GB an hour at the default.
     rate: float = field(default_factory=lambda: _env_float("CLAIMS_RATE", 50.0))
     bad_rate: float = field(default_factory=lambda: _env_float("CLAIMS_BAD_RATE", 0.02))
+    #: Share of encounters from patients whose coverage lapsed or whose member id was
+    #: mistyped (eligibility holds them), and share with bad registration or provider
+    #: data (a mistyped NPI, a missing subscriber birth date, a visit past timely filing).
+    lapsed_rate: float = field(default_factory=lambda: _env_float("CLAIMS_LAPSED_RATE", 0.02))
+    incomplete_rate: float = field(default_factory=lambda: _env_float("CLAIMS_INCOMPLETE_RATE", 0.02))
     #: Share of encounters the EHR sends twice (interface retries happen): exercises dedupe.
     resend_rate: float = field(default_factory=lambda: _env_float("CLAIMS_RESEND_RATE", 0.01))
 
@@ -111,6 +132,11 @@ class Settings:
     @property
     def broker_state_file(self) -> Path:
         return self.state_dir / "broker.json"
+
+    @property
+    def master_data_dir(self) -> Path:
+        """The simulated patients and coverage the EHR writes and the payer reads."""
+        return self.state_dir / "master"
 
     @property
     def worker_log_file(self) -> Path:

@@ -15,13 +15,14 @@ from typing import Any, Awaitable, Callable, MutableMapping, Sequence
 import faust
 from faust.types import EventT
 
-from engine.claims import FeeSchedule, bill_coded
+from engine.claims import ClaimContext, ClaimStageState, bill_coded, on_eligibility
 from engine.codec import Codec, default_codec
 from engine.codesets import warm_up
 from engine.coding import CodingReference, code_encounter
 from engine.coding_review import recode_action, remember_opened
 from engine.denials import DenialRouting, route_remittance
-from engine.events import CodedEncounter, CodingAction, Encounter, Remittance
+from engine.eligibility import EligibilityCache
+from engine.events import CodedEncounter, CodingAction, EligibilityResponse, Encounter, Remittance
 from engine.kafka import SendFn, produce_emits
 from engine.pipeline import SourceMessage, StageResult, run_stage, utcnow
 from engine.settings import Settings
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 BILLED_TABLE = "claims_by_encounter"
 CODING_ITEMS_TABLE = "coding_items_by_encounter"
+AWAITING_TABLE = "awaiting_eligibility"
+ANSWERS_TABLE = "eligibility_answers"
 
 
 # --- the stages as batch functions (no faust here) ---------------------------
@@ -54,10 +57,19 @@ def recoding_stage(
 
 
 def claims_stage(
-    messages: Sequence[SourceMessage], codec: Codec, billed: MutableMapping[str, str], fees: FeeSchedule
+    messages: Sequence[SourceMessage], codec: Codec, state: ClaimStageState, ctx: ClaimContext
 ) -> StageResult:
     now = utcnow()
-    return run_stage("claims", messages, codec, CodedEncounter, lambda c, msg: bill_coded(c, msg, billed, fees, now))
+    return run_stage("claims", messages, codec, CodedEncounter, lambda c, msg: bill_coded(c, msg, state, ctx, now))
+
+
+def eligibility_stage(
+    messages: Sequence[SourceMessage], codec: Codec, state: ClaimStageState, ctx: ClaimContext
+) -> StageResult:
+    """The payer's 271 answers: the parked encounters go on to the claim or the front desk."""
+    now = utcnow()
+    return run_stage("eligibility", messages, codec, EligibilityResponse,
+                     lambda answer, msg: on_eligibility(answer, state, ctx, now))
 
 
 def denials_stage(messages: Sequence[SourceMessage], codec: Codec, routing: DenialRouting) -> StageResult:
@@ -91,7 +103,7 @@ def make_app(settings: Settings, bootstrap_servers: str) -> faust.App:
         table_standby_replicas=0,
     )
     codec = default_codec(settings.schemas_dir)
-    fees = FeeSchedule.load(settings.fee_schedule_file)
+    claim_ctx = ClaimContext.load(settings, codec)
     routing = DenialRouting.load(settings.denial_routing_file)
     coding_ref = CodingReference.load(settings)
 
@@ -111,6 +123,18 @@ def make_app(settings: Settings, bootstrap_servers: str) -> faust.App:
         CODING_ITEMS_TABLE, default=None, key_type=str, value_type=str, partitions=8, use_partitioner=True
     )
 
+    # Coded encounters waiting for their eligibility answer, by encounter id (coded and
+    # eligibility-responses are both keyed by it: co-partitioned with the agents).
+    awaiting = app.Table(
+        AWAITING_TABLE, default=None, key_type=str, value_type=str, partitions=8, use_partitioner=True
+    )
+    # 271 answers by payer|member, reused for the TTL. Keyed by member, not encounter:
+    # with several workers each keeps the answers it asked for (a cache: a miss asks again).
+    answers = app.Table(
+        ANSWERS_TABLE, default=None, key_type=str, value_type=str, partitions=8, use_partitioner=True
+    )
+    claim_state = ClaimStageState(billed, awaiting, EligibilityCache(answers, codec, claim_ctx.eligibility_ttl))
+
     send = _faust_send(app)
 
     def agent_for(source: str, stage: Callable[[Sequence[SourceMessage]], StageResult]) -> None:
@@ -123,7 +147,8 @@ def make_app(settings: Settings, bootstrap_servers: str) -> faust.App:
 
     agent_for("encounters", lambda msgs: coding_stage(msgs, codec, coding_ref, settings.coding_audit_rate, coding_items))
     agent_for("coding-actions", lambda msgs: recoding_stage(msgs, codec, coding_ref, coding_items))
-    agent_for("coded", lambda msgs: claims_stage(msgs, codec, billed, fees))
+    agent_for("coded", lambda msgs: claims_stage(msgs, codec, claim_state, claim_ctx))
+    agent_for("eligibility-responses", lambda msgs: eligibility_stage(msgs, codec, claim_state, claim_ctx))
     agent_for("remittances", lambda msgs: denials_stage(msgs, codec, routing))
 
     @app.on_after_configured.connect

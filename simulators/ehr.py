@@ -22,9 +22,11 @@ from typing import Callable, Iterator, Sequence
 from engine.codec import Codec
 from engine.codesets import npi_check_digit
 from engine.coding import age_on
-from engine.events import Encounter, Patient, Procedure, Sex
+from engine.events import Address, Encounter, Patient, Procedure, Sex, Subscriber
 from engine.kafka import make_producer
+from engine.reference import Providers
 from engine.settings import Settings
+from simulators.coverage import SELF, Coverage, PatientRecord
 from simulators.payer import PayerBook
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,12 @@ class Kind(StrEnum):
     POINTER_RANGE = "pointer_range"  # a pointer past the last diagnosis
     PRINCIPAL_UNLINKED = "principal_unlinked"  # no line points at the first diagnosis
     RESEND = "resend"  # an exact resend of an earlier encounter → duplicate dropped
+    # Registration problems: clean for the coder, caught before the claim leaves.
+    LAPSED_COVERAGE = "lapsed_coverage"  # coverage ended before the visit → payer says INACTIVE
+    UNKNOWN_MEMBER = "unknown_member"  # member id mistyped at registration → payer says NOT_FOUND
+    BAD_NPI = "bad_npi"  # rendering NPI mistyped (wrong check digit) → scrubber
+    MISSING_SUBSCRIBER = "missing_subscriber"  # a dependent's subscriber birth date not recorded → scrubber
+    LATE_FILING = "late_filing"  # a visit from 400 days ago, past every payer's limit → scrubber
 
 
 #: The rule that must catch each injected coding error (tests hold the simulator to it).
@@ -83,6 +91,14 @@ EXPECTED_RULE: dict[Kind, str] = {
     Kind.POINTER_RANGE: "DX_POINTER_RANGE",
     Kind.PRINCIPAL_UNLINKED: "DX_PRINCIPAL_UNLINKED",
 }
+#: What each registration problem ends as: a front-desk (eligibility) item, or the scrubber rule.
+ELIGIBILITY_KINDS = (Kind.LAPSED_COVERAGE, Kind.UNKNOWN_MEMBER)
+EXPECTED_SCRUB_RULE: dict[Kind, str] = {
+    Kind.BAD_NPI: "SCRUB_NPI_INVALID",
+    Kind.MISSING_SUBSCRIBER: "SCRUB_REQUIRED",
+    Kind.LATE_FILING: "SCRUB_TIMELY_FILING",
+}
+SCRUB_KINDS = tuple(EXPECTED_SCRUB_RULE)
 UNREADABLE_KINDS = (Kind.UNDECODABLE, Kind.TRUNCATED)
 CODING_ERROR_KINDS = tuple(EXPECTED_RULE)
 #: Every bad kind, in the equal turns ``--bad-rate`` deals them out.
@@ -177,26 +193,42 @@ def make_npi(rng: random.Random, entity_digit: str = "1") -> str:
     return first_nine + str(npi_check_digit(first_nine))
 
 
+STREETS = ("OAK ST", "PINE AVE", "MAPLE DR", "CEDAR LN", "ELM ST", "BIRCH RD")
+CITIES = (("DENVER", "CO", "80202"), ("AURORA", "CO", "80012"), ("LAKEWOOD", "CO", "80226"), ("BOULDER", "CO", "80302"))
+#: Share of the panel whose coverage ended 45–400 days ago (the pool lapsed-coverage visits draw from).
+LAPSED_SHARE = 0.08
+
+
 @dataclass(frozen=True)
 class Member:
     patient: Patient
     payer_id: str
     member_id: str
     age: int  # whole years today
+    address: Address
+    coverage: Coverage
+
+    @property
+    def lapsed(self) -> bool:
+        return self.coverage.end is not None
 
 
 @dataclass(frozen=True)
 class Practice:
-    """The synthetic practice: providers and a patient panel with coverage (about 3%
-    newborns, 12% children), and for each visit template the patients it fits."""
+    """The synthetic practice: its providers (``engine/data/providers.csv``, the same
+    file the claim stage reads) and a patient panel with coverage — about 3% newborns,
+    12% children (dependents of a parent), a quarter of adults on a spouse's plan, 8%
+    whose coverage lapsed — and for each visit template the patients it fits."""
 
     billing_npi: str
     rendering_npis: tuple[str, ...]
     members: tuple[Member, ...]
-    fitting: dict[str, tuple[Member, ...]]  # template name → patients of the right sex and age
+    fitting: dict[str, tuple[Member, ...]]  # template name → covered patients of the right sex and age
 
     @classmethod
-    def generate(cls, rng: random.Random, book: PayerBook, today: date, n_patients: int = 600) -> "Practice":
+    def generate(cls, rng: random.Random, book: PayerBook, today: date, n_patients: int = 600,
+                 providers: Providers | None = None) -> "Practice":
+        providers = providers or Providers.load(Settings().providers_file)
         payer_ids = list(book.payers)
         weights = [book.payers[p].share for p in payer_ids]
         members = []
@@ -213,13 +245,43 @@ class Practice:
                 birth_date=today - timedelta(days=age_days),
                 sex=rng.choice((Sex.F, Sex.M)),
             )
+            city, state, zip_code = rng.choice(CITIES)
+            address = Address(f"{rng.randrange(10, 9999)} {rng.choice(STREETS)}", city, state, zip_code)
             member_id = f"{payer_id[:3]}{rng.randrange(10**8, 10**9)}"
-            members.append(Member(patient, payer_id, member_id, age_on(patient.birth_date, today) or 0))
-        fitting = {visit.name: tuple(m for m in members if _fits(visit, m)) for visit in VISITS}
-        return cls(make_npi(rng, "2"), tuple(make_npi(rng) for _ in range(6)), tuple(members), fitting)
+            age = age_on(patient.birth_date, today) or 0
+            coverage = _coverage(rng, patient, age, payer_id, member_id, today)
+            members.append(Member(patient, payer_id, member_id, age, address, coverage))
+        covered = [m for m in members if not m.lapsed]
+        fitting = {visit.name: tuple(m for m in covered if _fits(visit, m)) for visit in VISITS}
+        return cls(providers.billing.npi, tuple(providers.rendering), tuple(members), fitting)
 
     def patients_for(self, visit: VisitTemplate) -> tuple[Member, ...]:
         return self.fitting[visit.name]
+
+    def records(self) -> list[PatientRecord]:
+        return [PatientRecord(m.patient, m.address, m.coverage) for m in self.members]
+
+
+def _coverage(rng: random.Random, patient: Patient, age: int, payer_id: str, member_id: str, today: date) -> Coverage:
+    """Children are on a parent's plan; a quarter of adults on a spouse's; some lapsed."""
+    relationship = "19" if age < 18 else ("01" if rng.random() < 0.25 else SELF)
+    subscriber = None
+    if relationship != SELF:
+        parent_age_days = (age + rng.randrange(22, 45)) * 365 + rng.randrange(365)
+        subscriber = Subscriber(
+            relationship=relationship,
+            first_name=rng.choice(FIRST_NAMES),
+            last_name=patient.last_name,
+            birth_date=today - timedelta(days=parent_age_days if relationship == "19"
+                                         else max(18 * 365 + 30, age * 365 + rng.randrange(-1500, 1500))),
+            sex=str(rng.choice((Sex.F, Sex.M))),
+        )
+    start = max(patient.birth_date, today - timedelta(days=rng.randrange(2 * 365, 8 * 365)))
+    end = today - timedelta(days=rng.randrange(45, 400)) if rng.random() < LAPSED_SHARE else None
+    if end is not None and end < start:
+        start = end - timedelta(days=30)
+    return Coverage(member_id, payer_id, f"{payer_id}-{rng.choice(('GOLD', 'SILVER', 'BRONZE'))}", relationship,
+                    subscriber, start, end)
 
 
 def _fits(visit: VisitTemplate, member: Member) -> bool:
@@ -241,6 +303,7 @@ def _visit_named(name: str) -> VisitTemplate:
 
 def _encounter(rng: random.Random, practice: Practice, encounter_id: str, today: date, visit: VisitTemplate,
                member: Member) -> Encounter:
+    subscriber = member.coverage.subscriber
     return Encounter(
         encounter_id=encounter_id,
         source_system=SOURCE_SYSTEM,
@@ -255,6 +318,8 @@ def _encounter(rng: random.Random, practice: Practice, encounter_id: str, today:
         diagnoses=list(visit.diagnoses),
         procedures=[Procedure(code, list(mods), units, list(ptrs)) for code, mods, units, ptrs in visit.lines],
         clinical_note="Synthetic note: patient seen, plan discussed.",
+        patient_address=member.address,
+        subscriber=replace(subscriber, address=member.address) if subscriber is not None else None,
     )
 
 
@@ -313,14 +378,14 @@ def _spoiled_encounter(rng: random.Random, practice: Practice, encounter_id: str
     if kind == Kind.DX_SEX:
         visit = _visit_named(rng.choice(("prenatal visit", "well-woman exam", "benign prostatic hyperplasia",
                                          "prostate cancer screening")))
-        other = [m for m in practice.members if m.patient.sex not in (visit.sex, Sex.U)
+        other = [m for m in practice.members if not m.lapsed and m.patient.sex not in (visit.sex, Sex.U)
                  and visit.min_age + 1 <= m.age <= visit.max_age]
         return on(visit.name, rng.choice(other))
     if kind == Kind.DX_AGE:
         if rng.random() < 0.5:  # a newborn code for an adult
-            return on("newborn jaundice", rng.choice([m for m in practice.members if m.age >= 18]))
+            return on("newborn jaundice", rng.choice([m for m in practice.members if m.age >= 18 and not m.lapsed]))
         return on("prenatal visit", rng.choice([m for m in practice.members
-                                                if m.patient.sex == Sex.F and m.age >= 57]))
+                                                if not m.lapsed and m.patient.sex == Sex.F and m.age >= 57]))
     if kind == Kind.DX_DUPLICATE:
         return replace(enc, diagnoses=[*enc.diagnoses, enc.diagnoses[0]])
     if kind == Kind.PROC_FORMAT:
@@ -344,23 +409,72 @@ def _spoiled_encounter(rng: random.Random, practice: Practice, encounter_id: str
     raise ValueError(kind)
 
 
+def practice_for(seed: int, book: PayerBook, today: date | None = None) -> Practice:
+    """The run's practice and patient panel: the same seed and day give the same panel,
+    in every process (the payer simulator reads it back from the master-data files)."""
+    return Practice.generate(random.Random(f"practice:{seed}"), book, today or date.today())
+
+
+def _registration_problem(rng: random.Random, practice: Practice, encounter_id: str, today: date, kind: Kind
+                          ) -> Encounter:
+    """A visit clean for the coder, with the registration problem ``kind`` names."""
+    def on(name: str, members: Sequence[Member]) -> Encounter:
+        return _encounter(rng, practice, encounter_id, today, _visit_named(name), rng.choice(members))
+
+    adults = [m for m in practice.members if 30 <= m.age <= 64 and not m.lapsed]
+    if kind == Kind.LAPSED_COVERAGE:
+        return on("low back pain", [m for m in practice.members if m.lapsed and m.age >= 19])
+    if kind == Kind.UNKNOWN_MEMBER:  # two digits transposed at registration
+        enc = on("upper respiratory infection", adults)
+        member = enc.member_id
+        return replace(enc, member_id=member[:-2] + member[-1] + member[-2] if member[-1] != member[-2]
+                       else member[:-1] + str((int(member[-1]) + 1) % 10))
+    if kind == Kind.BAD_NPI:  # the check digit mistyped
+        enc = on("hypertension and lipids", adults)
+        npi = enc.rendering_npi
+        return replace(enc, rendering_npi=npi[:-1] + str((int(npi[-1]) + 1) % 10))
+    if kind == Kind.MISSING_SUBSCRIBER:
+        enc = on("upper respiratory infection", [m for m in practice.members if m.coverage.subscriber and not m.lapsed
+                                                 and m.age >= 3])
+        assert enc.subscriber is not None
+        return replace(enc, subscriber=replace(enc.subscriber, birth_date=None))
+    if kind == Kind.LATE_FILING:
+        enc = on("low back pain", adults)
+        return replace(enc, date_of_service=today - timedelta(days=400))
+    raise ValueError(kind)
+
+
 def plan_encounters(
     n: int, seed: int, bad_rate: float, resend_rate: float, codec: Codec, book: PayerBook,
-    today: date | None = None,
+    today: date | None = None, lapsed_rate: float = 0.0, incomplete_rate: float = 0.0,
+    practice: Practice | None = None,
 ) -> list[PlannedRecord]:
-    """The records the EHR will send, in order: ``n`` encounters plus resends."""
+    """The records the EHR will send, in order: ``n`` encounters plus resends.
+
+    Exactly round(n × bad_rate) encounters have coding or transport errors (the bad
+    kinds in equal turns); of the others, round(n × lapsed_rate) have a coverage
+    problem (lapsed, or an unknown member id) and round(n × incomplete_rate) bad
+    registration or provider data (a mistyped NPI, a dependent's subscriber birth date
+    missing, a visit past timely filing), each in equal turns."""
     rng = random.Random(f"ehr:{seed}")
     today = today or date.today()
-    practice = Practice.generate(rng, book, today)
-    # Exactly round(n × bad_rate) bad encounters, the bad kinds in equal turns.
+    practice = practice or practice_for(seed, book, today)
     bad_indexes = rng.sample(range(n), round(n * bad_rate))
-    bad_kind = {index: BAD_KINDS[turn % len(BAD_KINDS)] for turn, index in enumerate(bad_indexes)}
+    kind_at = {index: BAD_KINDS[turn % len(BAD_KINDS)] for turn, index in enumerate(bad_indexes)}
+    rest = [index for index in range(n) if index not in kind_at]
+    problems = rng.sample(rest, min(len(rest), round(n * lapsed_rate) + round(n * incomplete_rate)))
+    for turn, index in enumerate(problems[: round(n * lapsed_rate)]):
+        kind_at[index] = ELIGIBILITY_KINDS[turn % len(ELIGIBILITY_KINDS)]
+    for turn, index in enumerate(problems[round(n * lapsed_rate):]):
+        kind_at[index] = SCRUB_KINDS[turn % len(SCRUB_KINDS)]
     records: list[PlannedRecord] = []
     for index in range(n):
         encounter_id = f"ENC-{seed}-{index:07d}"
-        kind = bad_kind.get(index, Kind.GOOD)
+        kind = kind_at.get(index, Kind.GOOD)
         if kind in EXPECTED_RULE:
             enc = _spoiled_encounter(rng, practice, encounter_id, today, kind)
+        elif kind in ELIGIBILITY_KINDS or kind in EXPECTED_SCRUB_RULE:
+            enc = _registration_problem(rng, practice, encounter_id, today, kind)
         else:
             enc = _good_encounter(rng, practice, encounter_id, today)
         value = codec.encode(enc)
@@ -411,11 +525,15 @@ def _chunks(records: Sequence[PlannedRecord], size: int) -> Iterator[Sequence[Pl
         yield records[start : start + size]
 
 
-def endless_plan(seed: int, bad_rate: float, resend_rate: float, codec: Codec, book: PayerBook, block: int = 1000
+def endless_plan(seed: int, bad_rate: float, resend_rate: float, codec: Codec, book: PayerBook, block: int = 1000,
+                 lapsed_rate: float = 0.0, incomplete_rate: float = 0.0, practice: Practice | None = None,
                  ) -> Iterator[list[PlannedRecord]]:
-    """For open-ended runs: blocks of encounters, each block seeded from the run seed."""
+    """For open-ended runs: blocks of encounters, each block seeded from the run seed,
+    all from the run's one practice (its master data is what the payer knows)."""
     block_index = 0
+    practice = practice or practice_for(seed, book)
     while True:
-        block_records = plan_encounters(block, seed * 1_000_003 + block_index, bad_rate, resend_rate, codec, book)
+        block_records = plan_encounters(block, seed * 1_000_003 + block_index, bad_rate, resend_rate, codec, book,
+                                        lapsed_rate=lapsed_rate, incomplete_rate=incomplete_rate, practice=practice)
         yield block_records
         block_index += 1

@@ -1,4 +1,5 @@
-"""The payer simulator: adjudicates submitted claims and answers with remittances.
+"""The payer simulator: answers eligibility (270 → 271) from the members it knows, and
+adjudicates submitted claims and answers with remittances.
 
 ``adjudicate`` is pure and deterministic: the outcome of a claim depends only on the
 seed, the payer profile and the claim, never on arrival order, so the same seed gives
@@ -23,10 +24,22 @@ from typing import Any, Iterator, Sequence
 import yaml
 
 from engine.codec import Codec
-from engine.events import Adjustment, ClaimLine, ClaimSubmitted, GroupCode, Remittance, RemittanceLine, RemittanceOutcome
+from engine.events import (
+    Adjustment,
+    ClaimLine,
+    ClaimSubmitted,
+    EligibilityRequest,
+    EligibilityResponse,
+    EligibilityStatus,
+    GroupCode,
+    Remittance,
+    RemittanceLine,
+    RemittanceOutcome,
+)
 from engine.kafka import run_consumer_stage
 from engine.pipeline import Emit, ProcessingError, SourceMessage, run_stage, utcnow
 from engine.settings import Settings
+from simulators.coverage import Coverage, load_coverage
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +62,7 @@ class PayerProfile:
     payer_type: str
     fee_factor: Decimal
     copay: Decimal
+    deductible: Decimal  # annual, told in eligibility answers (adjudication applies it in a later issue)
     coinsurance: Decimal
     first_pass_denial_rate: float
     partial_denial_rate: float
@@ -80,6 +94,7 @@ class PayerBook:
                 payer_type=str(p["payer_type"]),
                 fee_factor=Decimal(str(p["fee_factor"])),
                 copay=Decimal(str(p["copay"])),
+                deductible=Decimal(str(p.get("deductible", "0.00"))),
                 coinsurance=Decimal(str(p["coinsurance"])),
                 first_pass_denial_rate=float(p["first_pass_denial_rate"]),
                 partial_denial_rate=float(p["partial_denial_rate"]),
@@ -203,16 +218,51 @@ def adjudicate_claim(
     yield Emit("remittances", remit.claim_id, remit)
 
 
+def answer_eligibility(request: EligibilityRequest, members: dict[str, Coverage], book: PayerBook,
+                       now: datetime) -> EligibilityResponse:
+    """271: ACTIVE with plan, copay and deductible left when the member's coverage is in
+    force on the date of service; INACTIVE with the coverage period when it is not;
+    NOT_FOUND when the payer has no such member."""
+    coverage = members.get(request.member_id)
+    profile = book.payers.get(request.payer_id)
+    found = coverage is not None and coverage.payer_id == request.payer_id
+    active = found and coverage is not None and coverage.covers(request.date_of_service)
+    reason = None
+    if not found:
+        reason = "member not found"
+    elif not active and coverage is not None:
+        reason = (f"coverage ended {coverage.end.isoformat()}" if coverage.end and coverage.end < request.date_of_service
+                  else f"coverage starts {coverage.start.isoformat()}")
+    return EligibilityResponse(
+        request_id=request.request_id,
+        encounter_id=request.encounter_id,
+        payer_id=request.payer_id,
+        member_id=request.member_id,
+        date_of_service=request.date_of_service,
+        status=EligibilityStatus.ACTIVE if active else EligibilityStatus.INACTIVE if found else EligibilityStatus.NOT_FOUND,
+        plan_id=coverage.plan_id if found and coverage else None,
+        coverage_start=coverage.start if found and coverage else None,
+        coverage_end=coverage.end if found and coverage else None,
+        copay=profile.copay if active and profile else None,
+        deductible_remaining=profile.deductible if active and profile else None,
+        reason=reason,
+        responded_at=now,
+    )
+
+
 class PayerSimulator:
-    """Consumes claims submitted (a consumer group), produces remittances."""
+    """Two consumer groups: eligibility requests → 271 answers, and claims submitted →
+    remittances. Members come from the master-data files the EHR simulator wrote."""
 
     GROUP_ID = "claimflow-payer-simulator"
+    ELIGIBILITY_GROUP_ID = "claimflow-payer-simulator-eligibility"
 
     def __init__(self, settings: Settings, bootstrap_servers: str, codec: Codec) -> None:
         self.settings = settings
         self.bootstrap_servers = bootstrap_servers
         self.codec = codec
         self.book = PayerBook.load(settings.payer_profiles_file)
+        self.members: dict[str, Coverage] | None = None
         self.stop = asyncio.Event()
 
     def process(self, messages: Sequence[SourceMessage]) -> list[Emit]:
@@ -225,6 +275,21 @@ class PayerSimulator:
             lambda claim, msg: adjudicate_claim(claim, msg, self.book, self.settings.seed, now),
         ).emits
 
+    def answer(self, messages: Sequence[SourceMessage]) -> list[Emit]:
+        now = utcnow()
+        if self.members is None:  # read when the first request comes: the EHR writes the files first
+            self.members = load_coverage(self.settings.master_data_dir)
+        members = self.members
+        return run_stage(
+            "payer-eligibility", messages, self.codec, EligibilityRequest,
+            lambda request, msg: [Emit("eligibility-responses", request.encounter_id,
+                                       answer_eligibility(request, members, self.book, now))],
+        ).emits
+
     async def run(self) -> None:
-        await run_consumer_stage(self.settings, self.bootstrap_servers, self.codec, self.GROUP_ID, "claims-submitted",
-                                 self.process, self.stop)
+        await asyncio.gather(
+            run_consumer_stage(self.settings, self.bootstrap_servers, self.codec, self.GROUP_ID, "claims-submitted",
+                               self.process, self.stop),
+            run_consumer_stage(self.settings, self.bootstrap_servers, self.codec, self.ELIGIBILITY_GROUP_ID,
+                               "eligibility-requests", self.answer, self.stop),
+        )

@@ -17,10 +17,12 @@ import pytest
 from engine.codec import Codec, default_codec
 from engine.coding_queue import QueueReader, new_action, publish_action
 from engine.coding_review import ItemStatus
-from engine.events import ClaimSubmitted, CodingActionType, Encounter, Patient, Procedure, Remittance, Sex
+from engine.events import Address, ClaimSubmitted, CodingActionType, Encounter, Patient, Procedure, Remittance, Sex
+from engine.reference import Providers
 from engine.kafka import make_producer
 from engine.run import start_worker, stop_process
 from engine.settings import Settings
+from simulators.coverage import Coverage, PatientRecord, write_master_data
 from simulators.payer import PayerSimulator
 from tests.fixtures.kafka import wait_for_record
 
@@ -29,19 +31,30 @@ pytestmark = pytest.mark.integration
 WAIT_S = 90.0
 
 
+PATIENT = Patient("MRN900001", "Test", "Patient", date(1970, 5, 17), Sex.F)
+ADDRESS = Address("1 TEST ST", "DENVER", "CO", "80202")
+MEMBER = "PPO123456789"
+
+
 def _encounter(encounter_id: str, diagnoses: list[str], lines: list[Procedure]) -> Encounter:
+    providers = Providers.load(Settings().providers_file)
     return Encounter(
-        encounter_id=encounter_id, source_system="test", occurred_at=datetime.now(timezone.utc),
-        patient=Patient("MRN900001", "Test", "Patient", date(1970, 5, 17), Sex.F),
-        payer_id="PPO01", member_id="PPO123456789", billing_npi="1234567893", rendering_npi="1912301953",
-        date_of_service=date.today() - timedelta(days=3), place_of_service="11",
-        diagnoses=diagnoses, procedures=lines, clinical_note=None,
+        encounter_id=encounter_id, source_system="test", occurred_at=datetime.now(timezone.utc), patient=PATIENT,
+        payer_id="PPO01", member_id=MEMBER, billing_npi=providers.billing.npi,
+        rendering_npi=next(iter(providers.rendering)), date_of_service=date.today() - timedelta(days=3),
+        place_of_service="11", diagnoses=diagnoses, procedures=lines, clinical_note=None, patient_address=ADDRESS,
     )
+
+
+def _the_payer_knows_the_member(settings: Settings) -> None:
+    coverage = Coverage(MEMBER, "PPO01", "PPO01-GOLD", "18", None, date(2020, 1, 1), None)
+    write_master_data([PatientRecord(PATIENT, ADDRESS, coverage)], settings.master_data_dir)
 
 
 @contextlib.asynccontextmanager
 async def engine_running(settings: Settings, codec: Codec) -> AsyncIterator[None]:
     """The worker (its own process, as `claims worker`) and the payer simulator."""
+    _the_payer_knows_the_member(settings)
     worker = start_worker(settings, settings.bootstrap_servers)
     payer = PayerSimulator(settings, settings.bootstrap_servers, codec)
     task = asyncio.create_task(payer.run())

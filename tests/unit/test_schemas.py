@@ -181,7 +181,9 @@ def test_a_named_type_is_defined_once_per_schema(raw_by_name):
 # --- evolution ------------------------------------------------------------------
 
 REFERRAL = {"name": "referral_id", "type": ["null", "string"], "default": None}
-V2_ID = 101
+V2_ID = 101  # the test's own next version of Encounter ("v2" here: one after the latest)
+LATEST_ENCOUNTER = "encounter.v2.avsc"  # the newest Encounter in schemas/registry.json
+LATEST_ENCOUNTER_ID = 13
 
 
 def _schemas_copy(settings, tmp_path: Path, name: str) -> Path:
@@ -191,12 +193,12 @@ def _schemas_copy(settings, tmp_path: Path, name: str) -> Path:
 
 
 def _add_encounter_v2(schemas: Path, field: dict[str, Any]) -> None:
-    raw = json.loads((schemas / "encounter.avsc").read_text())
+    raw = json.loads((schemas / LATEST_ENCOUNTER).read_text())
     v2 = copy.deepcopy(raw)
     v2["fields"].append(field)
     (schemas / "encounter_v2.avsc").write_text(json.dumps(v2, indent=2))
     index = json.loads((schemas / "registry.json").read_text())
-    index["schemas"].append({"id": V2_ID, "name": Encounter.SCHEMA, "version": 2, "file": "encounter_v2.avsc"})
+    index["schemas"].append({"id": V2_ID, "name": Encounter.SCHEMA, "version": 99, "file": "encounter_v2.avsc"})
     (schemas / "registry.json").write_text(json.dumps(index, indent=2))
 
 
@@ -214,14 +216,14 @@ def v2_codec(settings, tmp_path) -> Codec:
 
 def _v2_bytes(v2_codec: Codec, enc: Encounter, referral: str | None) -> bytes:
     schema = v2_codec.registry.latest[Encounter.SCHEMA]
-    assert schema.schema_id == V2_ID and schema.version == 2
+    assert schema.schema_id == V2_ID and schema.version == 99
     return v2_codec.encode_record(schema, {**to_record(enc), "referral_id": referral})
 
 
 def test_old_data_new_reader(v1_codec, v2_codec, make_encounter):
     enc = make_encounter()
     old = v1_codec.encode(enc)
-    assert old[1:5] == (1).to_bytes(4, "big")
+    assert old[1:5] == LATEST_ENCOUNTER_ID.to_bytes(4, "big")
     name, record = v2_codec.decode_record(old)
     assert name == Encounter.SCHEMA
     assert record["referral_id"] is None  # the default fills the new field
@@ -243,7 +245,7 @@ def test_new_data_old_reader_schema_ignores_the_field(settings, tmp_path, make_e
     v2_writer = Codec(registry)
     data = _v2_bytes(v2_writer, make_encounter(), "REF-778")
     old_registry = SchemaRegistry(schemas)
-    old_registry.latest[Encounter.SCHEMA] = old_registry.by_id[1]  # the old reader's own schema is v1
+    old_registry.latest[Encounter.SCHEMA] = old_registry.by_id[LATEST_ENCOUNTER_ID]  # the old reader's own
     name, record = Codec(old_registry).decode_record(data)
     assert "referral_id" not in record
     assert Codec(old_registry).decode(data, Encounter) == make_encounter()
