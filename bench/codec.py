@@ -29,7 +29,7 @@ from typing import Any, Callable
 import fastavro
 
 from engine.avro_reference import ReferenceCodec
-from engine.claims import FeeSchedule, build_claim
+from engine.claims import ClaimContext, build_claim
 from engine.codec import Codec, to_record
 from engine.coding import CodingReference, code_encounter
 from engine.events import CodedEncounter, Encounter
@@ -50,7 +50,7 @@ def real_events(settings: Settings, codec: Codec) -> list[Any]:
     the remittance carry a typical 3-line body (not the smallest one-line visit).
     """
     book = PayerBook.load(settings.payer_profiles_file)
-    fees = FeeSchedule.load(settings.fee_schedule_file)
+    claim_ctx = ClaimContext.load(settings, codec)
     coding_ref = CodingReference.load(settings)
     planned = plan_encounters(200, SEED, 0.0, 0.0, codec, book, today=TODAY)
     now = datetime.now(timezone.utc)
@@ -64,7 +64,7 @@ def real_events(settings: Settings, codec: Codec) -> list[Any]:
         emit = code_encounter(encounter, record.value, coding_ref, now)[0]
         if not isinstance(emit.event, CodedEncounter):
             continue
-        claim = build_claim(emit.event, fees, now)
+        claim = build_claim(emit.event, claim_ctx, now)
         remittance = adjudicate(claim, book, SEED, now)
         return [encounter, claim, remittance]
     raise SystemExit("no 3-line good encounter in the first 200 planned ones")

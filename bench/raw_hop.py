@@ -44,7 +44,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from engine.broker import EmbeddedBroker
-from engine.claims import FeeSchedule, build_claim
+from engine.claims import ClaimContext, build_claim
 from engine.codec import Codec
 from engine.coding import CodingReference, code_encounter
 from engine.events import ClaimSubmitted, CodedEncounter, Encounter
@@ -66,7 +66,7 @@ MAX_BATCH_BYTES = 1024 * 1024
 def claim_values(settings: Settings, codec: Codec) -> list[bytes]:
     """POOL framed ClaimSubmitted events of >= TARGET_VALUE_BYTES from the real code path."""
     book = PayerBook.load(settings.payer_profiles_file)
-    fees = FeeSchedule.load(settings.fee_schedule_file)
+    claim_ctx = ClaimContext.load(settings, codec)
     coding_ref = CodingReference.load(settings)
     now = datetime.now(timezone.utc)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)
@@ -79,7 +79,7 @@ def claim_values(settings: Settings, codec: Codec) -> list[bytes]:
         emit = code_encounter(encounter, record.value, coding_ref, now)[0]
         if not isinstance(emit.event, CodedEncounter):
             continue
-        values.append(codec.encode(_grow(build_claim(emit.event, fees, now), codec)))
+        values.append(codec.encode(_grow(build_claim(emit.event, claim_ctx, now), codec)))
     if len(values) < POOL:
         raise SystemExit(f"only {len(values)} claims from {len(planned)} planned encounters")
     return values

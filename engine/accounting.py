@@ -203,7 +203,7 @@ def identities(s: dict[str, Any]) -> list[Identity]:
         Identity("coded_after_review = coding_fixes_resolved", s["coded_after_review"], s["coding_fixes_resolved"]),
         Identity("coded = claims_submitted + scrub_rejected + eligibility_held + duplicates_dropped", s["coded"],
                  s["claims_submitted"] + s["scrub_rejected"] + s["eligibility_held"] + s["duplicates_dropped"]
-                 + dl.get("coded", 0) + dl.get("eligibility-responses", 0)),
+                 + dl.get("coded", 0) + dl.get("eligibility-responses", 0) + dl.get("eligibility-requests", 0)),
         Identity("eligibility_requests = eligibility_responses", s["eligibility_requests"],
                  s["eligibility_responses"] + dl.get("eligibility-requests", 0)),
         Identity("claims_submitted = remittances", s["claims_submitted"],

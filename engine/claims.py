@@ -175,10 +175,12 @@ def bill_coded(
             claim_id=already, encounter_id=coded.encounter_id, source_topic=message.topic,
             source_partition=message.partition, source_offset=message.offset, dropped_at=now,
         ))]
-    state.billed[coded.encounter_id] = claim_id_for(coded.encounter_id)
     answer = state.answers.get(coded.payer_id, coded.member_id, coded.date_of_service, now)
     if answer is not None:
-        return decide(coded, message.value or b"", answer, ctx, now)
+        emits = decide(coded, message.value or b"", answer, ctx, now)  # may raise: then not taken on
+        state.billed[coded.encounter_id] = claim_id_for(coded.encounter_id)
+        return emits
+    state.billed[coded.encounter_id] = claim_id_for(coded.encounter_id)  # a resend while parked is a duplicate
     state.awaiting[coded.encounter_id] = (message.value or b"").decode("latin-1")
     return [Emit("eligibility-requests", coded.encounter_id, eligibility_request(coded, now))]
 
@@ -188,11 +190,15 @@ def on_eligibility(answer: EligibilityResponse, state: ClaimStageState, ctx: Cla
     """The payer's answer: cache it, and decide the encounter that waited for it (none
     if the answer is a redelivery and the encounter was already decided)."""
     state.answers.put(answer)
-    parked = state.awaiting.pop(answer.encounter_id, None)
+    parked = state.awaiting.get(answer.encounter_id)
     if parked is None:
         return []
     coded_bytes = parked.encode("latin-1")
-    return decide(ctx.codec.decode(coded_bytes, CodedEncounter), coded_bytes, answer, ctx, now)
+    # Decided first, released after: if the claim cannot be built the answer is
+    # dead-lettered and the encounter stays parked, so replaying the answer retries it.
+    emits = decide(ctx.codec.decode(coded_bytes, CodedEncounter), coded_bytes, answer, ctx, now)
+    state.awaiting.pop(answer.encounter_id, None)
+    return emits
 
 
 def decide(coded: CodedEncounter, coded_bytes: bytes, answer: EligibilityResponse, ctx: ClaimContext,

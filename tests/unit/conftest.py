@@ -8,11 +8,11 @@ from typing import Any, Callable
 
 import pytest
 
-from engine.claims import FeeSchedule
+from engine.claims import ClaimContext, FeeSchedule
 from engine.codec import Codec
 from engine.coding import CodingReference
 from engine.denials import DenialRouting
-from engine.events import Encounter, Patient, Procedure, Sex
+from engine.events import Address, Encounter, Patient, Procedure, Provider, Sex, Subscriber
 from engine.pipeline import SourceMessage
 from engine.settings import Settings
 from simulators.payer import PayerBook
@@ -38,6 +38,12 @@ def codec(settings: Settings) -> Codec:
 @pytest.fixture(scope="session")
 def fees(settings: Settings) -> FeeSchedule:
     return FeeSchedule.load(settings.fee_schedule_file)
+
+
+@pytest.fixture(scope="session")
+def claim_ctx(settings: Settings, codec: Codec) -> ClaimContext:
+    """The claim stage's reference data: fees, providers.csv, payers.csv, places of service."""
+    return ClaimContext.load(settings, codec)
 
 
 @pytest.fixture(scope="session")
@@ -148,15 +154,23 @@ def sample_events() -> dict[type, Any]:
         DeadLetter,
         DenialWorkItem,
         DuplicateDropped,
+        EligibilityRequest,
+        EligibilityResponse,
+        EligibilityStatus,
+        FrontDeskItem,
         Finding,
         GroupCode,
         Remittance,
         RemittanceLine,
         RemittanceOutcome,
+        ScrubRejected,
         Severity,
     )
 
-    enc = base_encounter()
+    # The new optional fields set (nested records and unions on the wire), not their defaults.
+    home = Address("12 OAK ST", "AURORA", "CO", "80012")
+    spouse = Subscriber("01", "Wei", "Chen", date(1956, 1, 30), "M", home, "GRP-7781")
+    enc = dataclasses.replace(base_encounter(), patient_address=home, subscriber=spouse)
     findings = [
         Finding("ICD10_NOT_BILLABLE", Severity.ERROR, "M54.5 is a header code", "diagnoses[0]=M54.5"),
         Finding("CUSTOM_NOTE", Severity.WARNING, "unusual modifier pairing", "procedures[0].modifiers"),
@@ -183,6 +197,17 @@ def sample_events() -> dict[type, Any]:
         ],
         total_charge=Decimal("298.00"),
         submitted_at=NOW,
+        billing_provider=Provider("2176073635", "2", "CLAIMFLOW FAMILY MEDICINE GROUP", "", "207Q00000X", "841234567",
+                                  Address("100 MAIN ST", "DENVER", "CO", "802021234")),
+        rendering_provider=Provider("1701536165", "1", "CARTER", "AVA", "207Q00000X", "", None),
+        payer_name="COMMERCIAL PPO",
+        claim_filing_indicator="CI",
+        subscriber=dataclasses.replace(spouse, birth_date=None),  # registration did not record it
+        patient_first_name="Ana",
+        patient_last_name="Chen",
+        patient_birth_date=date(1958, 7, 14),
+        patient_sex="F",
+        patient_address=home,
     )
     remit = Remittance(
         remittance_id="RABCDEF012345-1",
@@ -233,6 +258,10 @@ def sample_events() -> dict[type, Any]:
             findings=findings[1:],
             coded_at=NOW,
             review_work_item_id="CR-0011223344556677",  # v2 field, set: a correction that resolved an item
+            patient_first_name="Ana",  # v3 fields, set
+            patient_last_name="Chen",
+            patient_address=home,
+            subscriber=spouse,
         ),
         CodingReviewItem: CodingReviewItem(
             work_item_id="CR-0011223344556677",
@@ -287,6 +316,55 @@ def sample_events() -> dict[type, Any]:
             denial_queue="denials.missing-information",
             remittance_id=remit.remittance_id,
             updated_at=NOW,
+        ),
+        EligibilityRequest: EligibilityRequest(
+            request_id="ER-0011223344556677",
+            encounter_id=enc.encounter_id,
+            payer_id="PPO01",
+            member_id="PPO123456789",
+            subscriber_last_name="Chen",
+            subscriber_birth_date=None,
+            date_of_service=date(2026, 2, 27),
+            requested_at=NOW,
+        ),
+        EligibilityResponse: EligibilityResponse(
+            request_id="ER-0011223344556677",
+            encounter_id=enc.encounter_id,
+            payer_id="PPO01",
+            member_id="PPO123456789",
+            date_of_service=date(2026, 2, 27),
+            status=EligibilityStatus.ACTIVE,
+            plan_id="PPO01-GOLD",
+            coverage_start=date(2021, 1, 1),
+            coverage_end=None,  # open-ended
+            copay=Decimal("30.00"),
+            deductible_remaining=Decimal("1500.00"),
+            reason=None,
+            responded_at=NOW,
+        ),
+        FrontDeskItem: FrontDeskItem(
+            work_item_id="FD-0011223344556677",
+            encounter_id=enc.encounter_id,
+            payer_id="MCD01",
+            status=EligibilityStatus.INACTIVE,
+            reason="coverage ended 2025-12-31",
+            date_of_service=date(2026, 2, 27),
+            coded=b"\x00\x00\x00\x00\x0e\x02\xff\x00coded",
+            created_at=NOW,
+        ),
+        ScrubRejected: ScrubRejected(
+            work_item_id="SR-0011223344556677",
+            claim_id=claim.claim_id,
+            encounter_id=enc.encounter_id,
+            payer_id="PPO01",
+            findings=[
+                Finding("SCRUB_NPI_INVALID", Severity.ERROR, "NPI 1701536166 fails its check digit",
+                        "rendering_provider.npi"),
+                Finding("SCRUB_TIMELY_FILING_NEAR", Severity.WARNING, "85 of 90 days used: submit now",
+                        "date_of_service"),
+            ],
+            claim=b"\x00\x00\x00\x00\x0f\x01\xfe\x00claim",
+            rejected_at=NOW,
         ),
         DuplicateDropped: DuplicateDropped(
             claim_id=claim.claim_id,

@@ -23,16 +23,23 @@ from engine.events import (
     CodingReviewItem,
     DeadLetter,
     DenialWorkItem,
+    DuplicateDropped,
+    EligibilityRequest,
+    EligibilityResponse,
+    EligibilityStatus,
     Encounter,
     Finding,
+    FrontDeskItem,
     Remittance,
+    ScrubRejected,
     Severity,
 )
 
 ENCOUNTERS = "encounters = coded_first_pass + coding_review + dead_lettered"
 FIXES = "coding_fixes = coded_after_review + coding_fixes_still_failing + coding_fixes_rejected"
 RESOLVED = "coded_after_review = coding_fixes_resolved"
-CODED = "coded = claims_submitted + duplicates_dropped"
+CODED = "coded = claims_submitted + scrub_rejected + eligibility_held + duplicates_dropped"
+ELIGIBILITY = "eligibility_requests = eligibility_responses"
 
 
 def error(rule_id: str, element: str = "diagnoses[0]") -> Finding:
@@ -102,15 +109,27 @@ def tally_of(events, codec) -> Tally:
     return tally
 
 
+def asked(samples, encounter_id: str, status: EligibilityStatus = EligibilityStatus.ACTIVE
+          ) -> list[tuple[str, str, object]]:
+    """The eligibility request for a coded encounter and the payer's answer."""
+    return [
+        ("eligibility-requests", encounter_id, dataclasses.replace(samples[EligibilityRequest],
+                                                                   encounter_id=encounter_id)),
+        ("eligibility-responses", encounter_id, dataclasses.replace(samples[EligibilityResponse],
+                                                                    encounter_id=encounter_id, status=status)),
+    ]
+
+
 def claim_flow(samples, encounter_ids: list[str]) -> list[tuple[str, str, object]]:
-    """Downstream of coding: one claim, remittance and statuses per coded encounter (one denied)."""
+    """Downstream of coding: eligibility asked and answered, one claim, remittance and
+    statuses per coded encounter (one denied)."""
     status = samples[ClaimStatus]
     events: list[tuple[str, str, object]] = []
     for index, encounter_id in enumerate(encounter_ids):
         claim_id = f"C{index:016d}"
         final = ClaimState.DENIED if index == 0 else ClaimState.PAID
         paid = Decimal("0.00") if final == ClaimState.DENIED else Decimal("100.00")
-        events += [
+        events += asked(samples, encounter_id) + [
             ("claims-submitted", claim_id, dataclasses.replace(samples[ClaimSubmitted], claim_id=claim_id,
                                                                encounter_id=encounter_id)),
             ("claim-status", claim_id, dataclasses.replace(status, claim_id=claim_id, status=ClaimState.SUBMITTED,
@@ -154,6 +173,7 @@ def test_coding_identities_hold(run_events, codec, settings):
     assert checks[RESOLVED] == {"lhs": 1, "rhs": 1, "holds": True}
     # Nothing was billed yet: the downstream identity does not hold.
     assert checks[CODED] == {"lhs": 3, "rhs": 0, "holds": False}
+    assert checks[ELIGIBILITY] == {"lhs": 0, "rhs": 0, "holds": True}
 
 
 def test_every_identity_holds_for_a_complete_run(run_events, samples, codec, settings):
@@ -161,6 +181,10 @@ def test_every_identity_holds_for_a_complete_run(run_events, samples, codec, set
     summary = summarize(tally, settings, 1.0)
     assert all(check["holds"] for check in summary["identities"].values()), summary["identities"]
     assert (summary["claims_submitted"], summary["remittances"], summary["paid"], summary["denied"]) == (3, 3, 2, 1)
+    assert (summary["eligibility_requests"], summary["eligibility_responses"], summary["eligibility_by_status"]) == (
+        3, 3, {"ACTIVE": 3})
+    assert (summary["claims_built"], summary["scrub_rejected"], summary["eligibility_held"],
+            summary["clean_claim_rate"]) == (3, 0, 0, 1.0)
     assert summary["denials_by_queue"] == {"missing-information": 1}
     assert (summary["billed_amount"], summary["paid_amount"], summary["amount_at_risk"]) == (
         "894.00", "200.00", "298.00")
@@ -306,6 +330,119 @@ def test_an_unreadable_record_is_counted_on_its_topic_but_not_read(codec, settin
 def test_identities_are_named_and_ordered(run_events, codec, settings):
     summary = summarize(tally_of(run_events, codec), settings, 1.0)
     assert [i.name for i in identities(summary)] == list(summary["identities"]) == [
-        ENCOUNTERS, FIXES, RESOLVED, CODED, "claims_submitted = remittances",
+        ENCOUNTERS, FIXES, RESOLVED, CODED, ELIGIBILITY, "claims_submitted = remittances",
         "remittances = paid + partially_paid + denied",
         "denied = sum(denials_by_queue)"]
+
+
+# --- the claim gate: eligibility, front desk, scrubber ---------------------------------------
+
+
+def clean(samples, encounter_id: str) -> list[tuple[str, str, object]]:
+    """An encounter read and coded clean on the first pass."""
+    return [("encounters", encounter_id, dataclasses.replace(samples[Encounter], encounter_id=encounter_id)),
+            ("coded", encounter_id, dataclasses.replace(samples[CodedEncounter], encounter_id=encounter_id,
+                                                        review_work_item_id=None, findings=[]))]
+
+
+def gate_run(samples) -> list[tuple[str, str, object]]:
+    """Five clean encounters past the gate: two submitted, one scrub rejected, one held at
+    the front desk (NOT_FOUND), one INACTIVE held; an EHR resend of the first dropped."""
+    rejected = samples[ScrubRejected]
+    held = samples[FrontDeskItem]
+    events: list[tuple[str, str, object]] = []
+    for encounter_id in ("G1", "G2", "G3", "G4", "G5"):
+        events += clean(samples, encounter_id)
+    events += asked(samples, "G1") + asked(samples, "G2") + asked(samples, "G3")
+    events += asked(samples, "G4", EligibilityStatus.NOT_FOUND) + asked(samples, "G5", EligibilityStatus.INACTIVE)
+    events += [
+        ("claims-submitted", "C-G1", dataclasses.replace(samples[ClaimSubmitted], claim_id="C-G1", encounter_id="G1")),
+        ("claims-submitted", "C-G2", dataclasses.replace(samples[ClaimSubmitted], claim_id="C-G2", encounter_id="G2")),
+        ("scrub-rejected", "C-G3", dataclasses.replace(rejected, claim_id="C-G3", encounter_id="G3", findings=[
+            error("SCRUB_REQUIRED", "subscriber.birth_date"), error("SCRUB_REQUIRED", "rendering_provider.name"),
+            error("SCRUB_NPI_INVALID", "rendering_provider.npi"),
+            warning("SCRUB_TIMELY_FILING_NEAR", "date_of_service")])),
+        ("front-desk", "G4", dataclasses.replace(held, encounter_id="G4", status=EligibilityStatus.NOT_FOUND)),
+        ("front-desk", "G5", dataclasses.replace(held, encounter_id="G5")),
+        *clean(samples, "G1"),
+        ("duplicates", "G1", dataclasses.replace(samples[DuplicateDropped], encounter_id="G1")),
+    ]
+    for claim_id in ("C-G1", "C-G2"):
+        events += [
+            ("remittances", claim_id, dataclasses.replace(samples[Remittance], claim_id=claim_id)),
+            ("claim-status", claim_id, dataclasses.replace(samples[ClaimStatus], claim_id=claim_id,
+                                                           status=ClaimState.PAID, paid_amount=Decimal("100.00"))),
+        ]
+    return events
+
+
+def test_claim_gate_counts(samples, codec, settings):
+    summary = summarize(tally_of(gate_run(samples), codec), settings, 1.0)
+    assert summary["coded"] == 6
+    assert (summary["eligibility_requests"], summary["eligibility_responses"]) == (5, 5)
+    assert summary["eligibility_by_status"] == {"ACTIVE": 3, "INACTIVE": 1, "NOT_FOUND": 1}
+    assert summary["eligibility_held"] == 2
+    assert (summary["claims_built"], summary["claims_submitted"], summary["scrub_rejected"]) == (3, 2, 1)
+    # Items per rule, errors only: two SCRUB_REQUIRED findings on one claim count once.
+    assert summary["scrub_findings_by_rule"] == {"SCRUB_NPI_INVALID": 1, "SCRUB_REQUIRED": 1}
+    assert summary["clean_claim_rate"] == round(2 / 3, 4) == 0.6667
+    assert summary["duplicates_dropped"] == 1
+
+
+def test_a_balanced_gate_run_holds_every_identity(samples, codec, settings):
+    tally = tally_of(gate_run(samples), codec)
+    checks = summarize(tally, settings, 1.0)["identities"]
+    assert checks[CODED] == {"lhs": 6, "rhs": 2 + 1 + 2 + 1, "holds": True}
+    assert checks[ELIGIBILITY] == {"lhs": 5, "rhs": 5, "holds": True}
+    assert all(check["holds"] for check in checks.values()), checks
+    assert all_settled(tally, 6, settings)
+
+
+def test_no_claim_built_has_no_clean_claim_rate(codec, settings):
+    summary = summarize(Tally(), settings, 1.0)
+    assert summary["clean_claim_rate"] is None
+    assert (summary["claims_built"], summary["eligibility_by_status"], summary["scrub_findings_by_rule"]) == (0, {}, {})
+
+
+def letter_from(samples, logical: str, stage: str) -> tuple[str, str, object]:
+    return ("dead-letter", f"claims.{logical}:0:1", dataclasses.replace(
+        samples[DeadLetter], source_topic=f"claims.{logical}", stage=stage))
+
+
+@pytest.mark.parametrize(
+    "extra, broken",
+    [
+        pytest.param(lambda s: [*clean(s, "G6"), ("eligibility-requests", "G6",
+                                                                      s[EligibilityRequest])],
+                     {CODED, ELIGIBILITY}, id="parked-waiting-for-its-answer"),
+        pytest.param(lambda s: [*clean(s, "G6"), *asked(s, "G6")], {CODED},
+                     id="answered-but-not-decided-yet"),
+        pytest.param(lambda s: [("eligibility-responses", "G6", s[EligibilityResponse])], {ELIGIBILITY},
+                     id="answer-without-a-request"),
+        pytest.param(lambda s: [("front-desk", "G6", s[FrontDeskItem])], {CODED}, id="front-desk-without-coded"),
+        pytest.param(lambda s: [("scrub-rejected", "C-G6", s[ScrubRejected])], {CODED},
+                     id="scrub-rejected-without-coded"),
+        pytest.param(lambda s: [*clean(s, "G6"), *asked(s, "G6", EligibilityStatus.INACTIVE),
+                                ("front-desk", "G6", s[FrontDeskItem])], set(), id="balanced-held"),
+        pytest.param(lambda s: [*clean(s, "G6"), *asked(s, "G6"),
+                                ("scrub-rejected", "C-G6", s[ScrubRejected])], set(), id="balanced-rejected"),
+        pytest.param(lambda s: [*clean(s, "G6"), letter_from(s, "coded", "claims")], set(),
+                     id="balanced-coded-dead-lettered"),
+        pytest.param(lambda s: [*clean(s, "G6"), *asked(s, "G6"),
+                                letter_from(s, "eligibility-responses", "eligibility")], set(),
+                     id="balanced-answer-dead-lettered-by-the-claim-stage"),
+    ],
+)
+def test_an_unbalanced_gate_breaks_exactly_its_identity(samples, codec, settings, extra, broken):
+    tally = tally_of(gate_run(samples) + extra(samples), codec)
+    summary = summarize(tally, settings, 1.0)
+    assert {name for name, check in summary["identities"].items() if not check["holds"]} == broken
+    assert all_settled(tally, 0, settings) is (not broken)
+
+
+def test_a_request_dead_lettered_by_the_payer_accounts_for_its_encounter(samples, codec, settings):
+    extra = [*clean(samples, "G6"), ("eligibility-requests", "G6", samples[EligibilityRequest]),
+             letter_from(samples, "eligibility-requests", "payer-eligibility")]
+    summary = summarize(tally_of(gate_run(samples) + extra, codec), settings, 1.0)
+    assert summary["identities"][ELIGIBILITY]["holds"]
+    assert summary["identities"][CODED]["holds"]

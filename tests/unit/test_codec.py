@@ -14,11 +14,14 @@ from engine.codec import MAGIC, Codec, UndecodableEvent, from_record, to_record
 from engine.events import (
     EVENT_TYPES,
     ClaimStatus,
+    ClaimSubmitted,
     CodedEncounter,
     CodingAction,
     CodingActionType,
     CodingReviewItem,
     DeadLetter,
+    EligibilityResponse,
+    EligibilityStatus,
     Encounter,
     Remittance,
     Sex,
@@ -77,26 +80,50 @@ def test_optional_fields_round_trip_as_none(codec, samples):
     action = dataclasses.replace(samples[CodingAction], action=CodingActionType.QUERY, note=None, changes=[],
                                  corrected_encounter=None)
     assert codec.decode(codec.encode(action), CodingAction) == action
+    not_found = dataclasses.replace(samples[EligibilityResponse], status=EligibilityStatus.NOT_FOUND, plan_id=None,
+                                    coverage_start=None, coverage_end=None, copay=None, deductible_remaining=None,
+                                    reason="member not found")
+    assert codec.decode(codec.encode(not_found), EligibilityResponse) == not_found
+    bare = dataclasses.replace(samples[ClaimSubmitted], billing_provider=None, rendering_provider=None,
+                               subscriber=None, patient_birth_date=None, patient_address=None)
+    assert codec.decode(codec.encode(bare), ClaimSubmitted) == bare
+    enc = samples[Encounter]
+    sparse = dataclasses.replace(enc, subscriber=dataclasses.replace(enc.subscriber, birth_date=None, address=None,
+                                                                     group_number=None))
+    assert codec.decode(codec.encode(sparse), Encounter) == sparse
 
 
 @pytest.mark.parametrize(
-    "event_type, v1_id, new_field, default",
-    [(CodedEncounter, 2, "review_work_item_id", None), (CodingReviewItem, 3, "revision", 1)],
-    ids=["CodedEncounter", "CodingReviewItem"],
+    "event_type, old_id, new_fields",
+    [
+        (CodedEncounter, 2, {"review_work_item_id", "patient_first_name", "patient_last_name", "patient_address",
+                             "subscriber"}),
+        (CodedEncounter, 10, {"patient_first_name", "patient_last_name", "patient_address", "subscriber"}),
+        (CodingReviewItem, 3, {"revision"}),
+        (Encounter, 1, {"patient_address", "subscriber"}),
+        (ClaimSubmitted, 4, {"billing_provider", "rendering_provider", "payer_name", "claim_filing_indicator",
+                             "subscriber", "patient_first_name", "patient_last_name", "patient_birth_date",
+                             "patient_sex", "patient_address"}),
+    ],
+    ids=["CodedEncounter-v1", "CodedEncounter-v2", "CodingReviewItem-v1", "Encounter-v1", "ClaimSubmitted-v1"],
 )
-def test_v1_events_still_read_with_the_v2_default(codec, samples, registry_ids, event_type, v1_id, new_field,
-                                                  default):
-    """Events written before the v2 schemas (ids 2 and 3) stay on the topics: the v2 reader fills the default."""
-    v1 = codec.registry.by_id[v1_id]
-    assert v1.name == event_type.SCHEMA and v1.version == 1
-    assert registry_ids[event_type.SCHEMA] != v1_id  # the latest is v2
+def test_older_events_still_read_with_the_new_defaults(codec, samples, registry_ids, event_type, old_id, new_fields):
+    """Events written before the latest schema stay on the topics: the latest reader fills
+    each newer field with its default (the dataclass default is the schema default)."""
+    old = codec.registry.by_id[old_id]
+    assert old.name == event_type.SCHEMA and old.version < codec.registry.latest[event_type.SCHEMA].version
+    assert registry_ids[event_type.SCHEMA] != old_id
     record = to_record(samples[event_type])
-    del record[new_field]
-    data = codec.encode_record(v1, record)
-    assert struct.unpack(">I", data[1:5]) == (v1_id,)
+    assert new_fields <= set(record)
+    for name in new_fields:
+        del record[name]
+    data = codec.encode_record(old, record)
+    assert struct.unpack(">I", data[1:5]) == (old_id,)
     decoded = codec.decode(data, event_type)
-    assert getattr(decoded, new_field) == default
-    assert decoded == dataclasses.replace(samples[event_type], **{new_field: default})
+    defaults = {f.name: f.default for f in dataclasses.fields(event_type) if f.name in new_fields}
+    assert set(defaults) == new_fields and dataclasses.MISSING not in defaults.values()
+    assert all(getattr(samples[event_type], name) != default for name, default in defaults.items())  # really set
+    assert decoded == dataclasses.replace(samples[event_type], **defaults)
 
 
 def test_timestamp_in_another_zone_is_the_same_instant(codec, samples):

@@ -15,10 +15,23 @@ import pytest
 
 from engine.claims import build_claim, claim_id_for
 from engine.coding import code_encounter
-from engine.events import ClaimLine, ClaimSubmitted, Encounter, GroupCode, Remittance, RemittanceOutcome
+from engine.events import (
+    Address,
+    ClaimLine,
+    ClaimSubmitted,
+    EligibilityRequest,
+    EligibilityResponse,
+    EligibilityStatus,
+    Encounter,
+    GroupCode,
+    Remittance,
+    RemittanceOutcome,
+    Subscriber,
+)
 from engine.pipeline import ProcessingError, SourceMessage
 from simulators.ehr import Kind, plan_encounters
-from simulators.payer import PayerBook, PayerProfile, adjudicate, adjudicate_claim
+from simulators.coverage import Coverage
+from simulators.payer import PayerBook, PayerProfile, adjudicate, adjudicate_claim, answer_eligibility
 
 SEED = 11
 N_PLANNED = 3200
@@ -29,7 +42,7 @@ CENTS = Decimal("0.01")
 
 
 @pytest.fixture(scope="module")
-def planned_claims(codec, book, fees, coding_ref) -> list[ClaimSubmitted]:
+def planned_claims(codec, book, claim_ctx, coding_ref) -> list[ClaimSubmitted]:
     """Claims built the way the pipeline builds them: EHR plan → coding → claim."""
     records = plan_encounters(N_PLANNED, seed=SEED, bad_rate=0.0, resend_rate=0.0, codec=codec, book=book,
                               today=TODAY)
@@ -39,7 +52,7 @@ def planned_claims(codec, book, fees, coding_ref) -> list[ClaimSubmitted]:
         enc = codec.decode(record.value, Encounter)
         (emit,) = code_encounter(enc, record.value, coding_ref, NOW)  # audit_rate 0: one emit
         assert emit.topic == "coded"
-        claims.append(build_claim(emit.event, fees, NOW))
+        claims.append(build_claim(emit.event, claim_ctx, NOW))
     return claims
 
 
@@ -265,4 +278,112 @@ def test_payer_book_loads_the_profiles_file(book: PayerBook, settings):
         assert profile.fee_factor == Decimal(str(p["fee_factor"]))
         assert isinstance(profile.copay, Decimal) and isinstance(profile.coinsurance, Decimal)
         assert profile.first_pass_denial_rate == p["first_pass_denial_rate"]
+        assert profile.deductible == Decimal(str(p["deductible"])) and profile.deductible >= ZERO
+    assert book.payers["MCR01"].deductible == Decimal("283.00")  # Medicare Part B 2026
     assert len(book.denial_mix) == len(doc["denial_mix"])
+
+
+# --- eligibility (270 → 271) ----------------------------------------------------------
+
+DOS = date(2026, 2, 27)
+
+
+@pytest.fixture
+def members() -> dict[str, Coverage]:
+    spouse = Subscriber("01", "Wei", "Chen", date(1956, 1, 30), "M")
+    return {
+        "PPO000000001": Coverage("PPO000000001", "PPO01", "PPO01-GOLD", "18", None, date(2021, 1, 1), None),
+        "PPO000000002": Coverage("PPO000000002", "PPO01", "PPO01-SILVER", "01", spouse, date(2019, 5, 1),
+                                 date(2025, 11, 30)),
+        "PPO000000003": Coverage("PPO000000003", "PPO01", "PPO01-BRONZE", "18", None, date(2026, 4, 1), None),
+        "MCR000000004": Coverage("MCR000000004", "MCR01", "MCR01-GOLD", "18", None, date(2011, 7, 1),
+                                 date(2026, 12, 31)),
+    }
+
+
+def request_for(member_id: str, payer_id: str = "PPO01", day: date = DOS) -> EligibilityRequest:
+    return EligibilityRequest(f"ER-{member_id}", f"ENC-{member_id}", payer_id, member_id, "Chen", date(1958, 7, 14),
+                              day, NOW)
+
+
+def test_an_active_member_gets_plan_copay_and_deductible(members, book):
+    answer = answer_eligibility(request_for("PPO000000001"), members, book, NOW)
+    assert answer == EligibilityResponse(
+        request_id="ER-PPO000000001", encounter_id="ENC-PPO000000001", payer_id="PPO01", member_id="PPO000000001",
+        date_of_service=DOS, status=EligibilityStatus.ACTIVE, plan_id="PPO01-GOLD", coverage_start=date(2021, 1, 1),
+        coverage_end=None, copay=book.payers["PPO01"].copay, deductible_remaining=book.payers["PPO01"].deductible,
+        reason=None, responded_at=NOW,
+    )
+    assert (answer.copay, answer.deductible_remaining) == (Decimal("30.00"), Decimal("1500.00"))
+    medicare = answer_eligibility(request_for("MCR000000004", "MCR01"), members, book, NOW)
+    assert (medicare.status, medicare.coverage_end, medicare.copay, medicare.deductible_remaining) == (
+        EligibilityStatus.ACTIVE, date(2026, 12, 31), Decimal("0.00"), Decimal("283.00"))
+    # The last day of coverage is covered.
+    assert answer_eligibility(request_for("MCR000000004", "MCR01", date(2026, 12, 31)), members, book,
+                              NOW).status == EligibilityStatus.ACTIVE
+
+
+def test_a_lapsed_member_is_inactive_with_the_end_date(members, book):
+    answer = answer_eligibility(request_for("PPO000000002"), members, book, NOW)
+    assert answer.status == EligibilityStatus.INACTIVE
+    assert answer.reason == "coverage ended 2025-11-30"
+    assert (answer.plan_id, answer.coverage_start, answer.coverage_end) == (
+        "PPO01-SILVER", date(2019, 5, 1), date(2025, 11, 30))
+    assert answer.copay is None and answer.deductible_remaining is None
+    after_the_end = answer_eligibility(request_for("MCR000000004", "MCR01", date(2027, 1, 1)), members, book, NOW)
+    assert (after_the_end.status, after_the_end.reason) == (EligibilityStatus.INACTIVE, "coverage ended 2026-12-31")
+
+
+def test_a_visit_before_coverage_starts_is_inactive_with_the_start_date(members, book):
+    answer = answer_eligibility(request_for("PPO000000003"), members, book, NOW)
+    assert (answer.status, answer.reason) == (EligibilityStatus.INACTIVE, "coverage starts 2026-04-01")
+    assert (answer.coverage_start, answer.coverage_end, answer.copay) == (date(2026, 4, 1), None, None)
+    # Before the start of a coverage that has since ended: still the start is the reason.
+    early = answer_eligibility(request_for("PPO000000002", day=date(2019, 4, 30)), members, book, NOW)
+    assert (early.status, early.reason) == (EligibilityStatus.INACTIVE, "coverage starts 2019-05-01")
+
+
+@pytest.mark.parametrize("member_id, payer_id", [("PPO999999999", "PPO01"), ("PPO000000001", "HMO01"),
+                                                 ("MCR000000004", "PPO01")],
+                         ids=["unknown-member", "payer-mismatch", "payer-mismatch-other-way"])
+def test_an_unknown_member_or_another_payer_s_member_is_not_found(members, book, member_id, payer_id):
+    answer = answer_eligibility(request_for(member_id, payer_id), members, book, NOW)
+    assert (answer.status, answer.reason) == (EligibilityStatus.NOT_FOUND, "member not found")
+    assert (answer.plan_id, answer.coverage_start, answer.coverage_end, answer.copay,
+            answer.deductible_remaining) == (None, None, None, None, None)
+    assert (answer.payer_id, answer.member_id, answer.request_id) == (payer_id, member_id, f"ER-{member_id}")
+
+
+def test_every_answer_round_trips_through_the_codec(members, book, codec):
+    for member_id, coverage in members.items():
+        for day in (DOS, date(2027, 6, 1), date(2010, 1, 1)):
+            answer = answer_eligibility(request_for(member_id, coverage.payer_id, day), members, book, NOW)
+            assert codec.decode(codec.encode(answer), EligibilityResponse) == answer
+            assert (answer.status == EligibilityStatus.ACTIVE) == coverage.covers(day)
+
+
+def test_the_simulator_answers_requests_from_the_master_data_files(members, book, codec, settings, tmp_path):
+    """PayerSimulator.answer reads the coverage the EHR wrote (master-data folder) and
+    answers each request keyed by its encounter; an unreadable request is dead-lettered."""
+    import dataclasses as dc
+
+    from engine.events import Patient, Sex
+    from simulators.coverage import PatientRecord, write_master_data
+    from simulators.payer import PayerSimulator
+
+    local = dc.replace(settings, state_dir=tmp_path)
+    records = [PatientRecord(Patient(f"MRN{i}", "Ana", "Chen", date(1958, 7, 14), Sex.F),
+                             Address("1 OAK ST", "DENVER", "CO", "80202"), coverage)
+               for i, coverage in enumerate(members.values())]
+    write_master_data(records, local.master_data_dir)
+    simulator = PayerSimulator(local, "unused:9092", codec)
+    requests = [request_for("PPO000000001"), request_for("PPO000000002"), request_for("PPO999999999")]
+    messages = [SourceMessage("claims.eligibility-requests", 0, i, r.encounter_id.encode(), codec.encode(r))
+                for i, r in enumerate(requests)]
+    messages.append(SourceMessage("claims.eligibility-requests", 0, 3, None, b"HL7|not-avro|"))
+    emits = simulator.answer(messages)
+    assert [(e.topic, e.key) for e in emits[:3]] == [("eligibility-responses", r.encounter_id) for r in requests]
+    assert [e.event.status for e in emits[:3]] == [EligibilityStatus.ACTIVE, EligibilityStatus.INACTIVE,
+                                                    EligibilityStatus.NOT_FOUND]
+    assert emits[3].topic == "dead-letter" and emits[3].event.stage == "payer-eligibility"
+    assert simulator.members == members

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from engine.claims import bill_coded
+from engine.claims import ClaimStageState, bill_coded, on_eligibility
 from engine.coding import code_encounter
 from engine.denials import route_remittance
-from engine.events import ClaimSubmitted, CodedEncounter, DeadLetter, Encounter, Remittance, RemittanceOutcome
+from engine.eligibility import EligibilityCache
+from engine.events import (
+    ClaimSubmitted,
+    CodedEncounter,
+    DeadLetter,
+    EligibilityRequest,
+    EligibilityResponse,
+    Encounter,
+    Remittance,
+    RemittanceOutcome,
+)
 from engine.pipeline import DEAD_LETTER_TOPIC, Emit, ProcessingError, SourceMessage, dead_letter, run_stage
-from simulators.payer import adjudicate_claim
+from simulators.coverage import Coverage
+from simulators.payer import adjudicate_claim, answer_eligibility
 
 FAILED_AT = datetime(2026, 3, 2, 16, 0, 0, 7_000, tzinfo=timezone.utc)
 
@@ -135,29 +146,48 @@ def test_default_clock_is_aware_utc(codec):
     assert letter.failed_at.utcoffset().total_seconds() == 0
 
 
-def test_stages_chain_end_to_end(codec, make_encounter, fees, routing, book, coding_ref, now):
-    """Encounter bytes → coded → claim → remittance → status/work item, each hop through the codec."""
-    encounters = [make_encounter(encounter_id=f"ENC-E2E-{i}", payer_id=payer)
+def test_stages_chain_end_to_end(codec, make_encounter, claim_ctx, routing, book, coding_ref, now):
+    """Encounter bytes → coded → eligibility request → payer's answer → claim → remittance →
+    status/work item, each hop through the codec. Every 40th member's coverage lapsed."""
+    billing, rendering = claim_ctx.providers.billing.npi, sorted(claim_ctx.providers.rendering)
+    encounters = [make_encounter(encounter_id=f"ENC-E2E-{i}", payer_id=payer, member_id=f"{payer}{i:09d}",
+                                 billing_npi=billing, rendering_npi=rendering[i % len(rendering)])
                   for i, payer in enumerate(sorted(book.payers) * 40)]
+    members = {e.member_id: Coverage(e.member_id, e.payer_id, f"{e.payer_id}-GOLD", "18", None, date(2020, 1, 1),
+                                     date(2025, 12, 31) if i % 40 == 0 else None) for i, e in enumerate(encounters)}
+    lapsed = sum(c.end is not None for c in members.values())
     coded = run_stage("coding", [msg(codec.encode(e), i) for i, e in enumerate(encounters)], codec, Encounter,
                       lambda enc, m: code_encounter(enc, m.value or b"", coding_ref, now))
     assert [e.topic for e in coded.emits] == ["coded"] * len(encounters)
     coded_msgs = [msg(codec.encode(e.event), i, topic="claims.coded") for i, e in enumerate(coded.emits)]
     coded_msgs.append(coded_msgs[0])  # a redelivery
-    billed: dict[str, str] = {}
-    claims = run_stage("claims", coded_msgs, codec, CodedEncounter,
-                       lambda c, m: bill_coded(c, m, billed, fees, now))
+    state = ClaimStageState({}, {}, EligibilityCache({}, codec, timedelta(hours=24)))
+    asked = run_stage("claims", coded_msgs, codec, CodedEncounter,
+                      lambda c, m: bill_coded(c, m, state, claim_ctx, now))
+    assert [e.topic for e in asked.emits] == ["eligibility-requests"] * len(encounters) + ["duplicates"]
+    request_msgs = [msg(codec.encode(e.event), i, topic="claims.eligibility-requests")
+                    for i, e in enumerate(asked.emits[:-1])]
+    answered = run_stage("payer-eligibility", request_msgs, codec, EligibilityRequest,
+                         lambda r, m: [Emit("eligibility-responses", r.encounter_id,
+                                            answer_eligibility(r, members, book, now))])
+    answer_msgs = [msg(codec.encode(e.event), i, topic="claims.eligibility-responses")
+                   for i, e in enumerate(answered.emits)]
+    claims = run_stage("eligibility", answer_msgs, codec, EligibilityResponse,
+                       lambda a, m: on_eligibility(a, state, claim_ctx, now))
+    assert claims.dead_letters == []
     topics = [e.topic for e in claims.emits]
-    assert topics.count("claims-submitted") == len(encounters) and topics[-1] == "duplicates"
+    assert topics.count("front-desk") == lapsed > 0
+    assert topics.count("claims-submitted") == topics.count("claim-status") == len(encounters) - lapsed
+    assert dict(state.awaiting) == {}
     claim_msgs = [msg(codec.encode(e.event), i, topic="claims.claims-submitted")
                   for i, e in enumerate(claims.emits) if e.topic == "claims-submitted"]
     remits = run_stage("payer", claim_msgs, codec, ClaimSubmitted,
                        lambda c, m: adjudicate_claim(c, m, book, 3, now))
-    assert [e.topic for e in remits.emits] == ["remittances"] * len(encounters)
+    assert [e.topic for e in remits.emits] == ["remittances"] * len(claim_msgs)
     remit_msgs = [msg(codec.encode(e.event), i, topic="claims.remittances") for i, e in enumerate(remits.emits)]
     routed = run_stage("denials", remit_msgs, codec, Remittance, lambda r, m: route_remittance(r, m, routing, now))
     assert routed.dead_letters == []
     denied = sum(e.event.outcome == RemittanceOutcome.DENIED for e in remits.emits)
     assert denied > 0
     assert sum(e.topic.startswith("denials.") for e in routed.emits) == denied
-    assert sum(e.topic == "claim-status" for e in routed.emits) == len(encounters)
+    assert sum(e.topic == "claim-status" for e in routed.emits) == len(claim_msgs)
