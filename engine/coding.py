@@ -40,6 +40,7 @@ from engine.events import (
     Severity,
     Sex,
 )
+from engine.findings import error, registrar, warning
 from engine.ncci import ModifierIndicator, MueAdjudication, MueTable, PtpTable
 from engine.pipeline import Emit
 from engine.settings import Settings
@@ -133,24 +134,7 @@ RULES: list[Rule] = []
 RULE_IDS: dict[str, str] = {}
 
 
-def rule(*rule_ids: str) -> Callable[[Rule], Rule]:
-    """Register a rule function and the ids of the findings it raises, in run order."""
-
-    def register(function: Rule) -> Rule:
-        RULES.append(function)
-        for rule_id in rule_ids:
-            RULE_IDS[rule_id] = function.__name__
-        return function
-
-    return register
-
-
-def _error(rule_id: str, message: str, element: str) -> Finding:
-    return Finding(rule_id=rule_id, severity=Severity.ERROR, message=message, element=element)
-
-
-def _warning(rule_id: str, message: str, element: str) -> Finding:
-    return Finding(rule_id=rule_id, severity=Severity.WARNING, message=message, element=element)
+rule = registrar(RULES, RULE_IDS)
 
 
 def _dx_element(index: int, dx: Icd10Info) -> str:
@@ -174,11 +158,11 @@ def required_data(chart: Chart) -> Iterator[Finding]:
     }
     for element, value in required.items():
         if not value.strip():
-            yield _error("REQUIRED_FIELD", f"{element} is missing", element)
+            yield error("REQUIRED_FIELD", f"{element} is missing", element)
     if not enc.diagnoses:
-        yield _error("REQUIRED_FIELD", "no diagnosis codes", "diagnoses")
+        yield error("REQUIRED_FIELD", "no diagnosis codes", "diagnoses")
     if not enc.procedures:
-        yield _error("REQUIRED_FIELD", "no procedure lines", "procedures")
+        yield error("REQUIRED_FIELD", "no procedure lines", "procedures")
 
 
 # --- ICD-10-CM -------------------------------------------------------------------
@@ -194,20 +178,20 @@ def diagnosis_codes(chart: Chart) -> Iterator[Finding]:
         if dx.billable:
             continue
         if not icd10_shape_ok(dx.code):
-            yield _error("ICD10_FORMAT", f"{dx.code!r} is not shaped like an ICD-10-CM code", element)
+            yield error("ICD10_FORMAT", f"{dx.code!r} is not shaped like an ICD-10-CM code", element)
         elif not dx.exists:
             if placeholder := with_placeholders(dx.code):
-                yield _error("ICD10_PLACEHOLDER_MISSING",
+                yield error("ICD10_PLACEHOLDER_MISSING",
                              f"{dx.code} lacks the placeholder X before its 7th character: {placeholder}", element)
             else:
-                yield _error("ICD10_UNKNOWN", f"{dx.code} is not in ICD-10-CM FY2026", element)
+                yield error("ICD10_UNKNOWN", f"{dx.code} is not in ICD-10-CM FY2026", element)
         elif dx.needs_seventh_character:
             example = with_seventh_character(dx.code, dx.seventh_characters[0])
-            yield _error("ICD10_SEVENTH_CHAR_MISSING",
+            yield error("ICD10_SEVENTH_CHAR_MISSING",
                          f"{dx.code} needs a 7th character ({', '.join(dx.seventh_characters)}), e.g. {example}",
                          element)
         else:
-            yield _error("ICD10_NOT_BILLABLE",
+            yield error("ICD10_NOT_BILLABLE",
                          f"{dx.code} is a header code, not billable; code to the highest specificity", element)
 
 
@@ -218,7 +202,7 @@ def excludes1(chart: Chart) -> Iterator[Finding]:
     for (i, first), (j, second) in permutations(known, 2):
         if first.code != second.code and any(ref.matches(second.bare) for ref in first.excludes1):
             if i < j or not any(ref.matches(first.bare) for ref in second.excludes1):  # report a mutual pair once
-                yield _error("ICD10_EXCLUDES1", f"{first.code} Excludes1 {second.code}: they are never coded together",
+                yield error("ICD10_EXCLUDES1", f"{first.code} Excludes1 {second.code}: they are never coded together",
                              _dx_element(j, second))
 
 
@@ -231,10 +215,10 @@ def principal_diagnosis(chart: Chart) -> Iterator[Finding]:
     principal = chart.diagnoses[0]
     element = _dx_element(0, principal)
     if principal.manifestation:
-        yield _error("ICD10_MANIFESTATION_PRINCIPAL",
+        yield error("ICD10_MANIFESTATION_PRINCIPAL",
                      f"{principal.code} is a manifestation code: code the underlying disease first", element)
     if principal.exists and is_external_cause(principal.code):
-        yield _error("ICD10_EXTERNAL_CAUSE_PRINCIPAL",
+        yield error("ICD10_EXTERNAL_CAUSE_PRINCIPAL",
                      f"{principal.code} is an external-cause code: it is never the principal diagnosis", element)
 
 
@@ -243,20 +227,20 @@ def demographics(chart: Chart) -> Iterator[Finding]:
     """Sex and age edits (Medicare Code Editor kinds) against the patient on the date of
     service — which cannot be before the patient was born."""
     if chart.age is None:
-        yield _error("PATIENT_BORN_AFTER_SERVICE", "the date of service is before the patient's birth date",
+        yield error("PATIENT_BORN_AFTER_SERVICE", "the date of service is before the patient's birth date",
                      "date_of_service")
     for index, dx in enumerate(chart.diagnoses):
         if not dx.exists:
             continue
         for edit in chart.ref.demographic_edits_for(dx.code):
             if edit.sex is not None and chart.sex != Sex.U and chart.sex != edit.sex:
-                yield _error("ICD10_SEX_CONFLICT", f"{dx.code}: {edit.label}; patient sex is {chart.sex}",
+                yield error("ICD10_SEX_CONFLICT", f"{dx.code}: {edit.label}; patient sex is {chart.sex}",
                              _dx_element(index, dx))
             if chart.age is not None and (
                 (edit.min_age is not None and chart.age < edit.min_age)
                 or (edit.max_age is not None and chart.age > edit.max_age)
             ):
-                yield _error("ICD10_AGE_CONFLICT", f"{dx.code}: {edit.label}; patient is {chart.age} on the date of service",
+                yield error("ICD10_AGE_CONFLICT", f"{dx.code}: {edit.label}; patient is {chart.age} on the date of service",
                              _dx_element(index, dx))
 
 
@@ -266,11 +250,11 @@ def diagnosis_list(chart: Chart) -> Iterator[Finding]:
     seen: dict[str, int] = {}
     for index, dx in enumerate(chart.diagnoses):
         if dx.code in seen:
-            yield _error("DX_DUPLICATE", f"{dx.code} repeats diagnosis {seen[dx.code] + 1}", _dx_element(index, dx))
+            yield error("DX_DUPLICATE", f"{dx.code} repeats diagnosis {seen[dx.code] + 1}", _dx_element(index, dx))
         else:
             seen[dx.code] = index
     if len(chart.diagnoses) > MAX_DIAGNOSES:
-        yield _error("DX_TOO_MANY", f"{len(chart.diagnoses)} diagnoses; a claim carries {MAX_DIAGNOSES}", "diagnoses")
+        yield error("DX_TOO_MANY", f"{len(chart.diagnoses)} diagnoses; a claim carries {MAX_DIAGNOSES}", "diagnoses")
 
 
 # --- CPT / HCPCS -------------------------------------------------------------------
@@ -281,7 +265,7 @@ def procedure_codes(chart: Chart) -> Iterator[Finding]:
     """CPT (5 digits; 4 digits + A/M/U, F or T) or HCPCS Level II (A–V + 4 digits) form."""
     for line in chart.lines:
         if procedure_code_kind(line.code) is None:
-            yield _error("PROC_FORMAT", f"{line.code!r} is neither a CPT nor a HCPCS Level II code",
+            yield error("PROC_FORMAT", f"{line.code!r} is neither a CPT nor a HCPCS Level II code",
                          f"{line.element}.code")
 
 
@@ -290,21 +274,21 @@ def modifiers(chart: Chart) -> Iterator[Finding]:
     """At most four modifiers a line, each a known CPT or HCPCS Level II modifier."""
     for line in chart.lines:
         if len(line.modifiers) > MAX_MODIFIERS:
-            yield _error("MODIFIER_TOO_MANY", f"{len(line.modifiers)} modifiers; a line carries {MAX_MODIFIERS}",
+            yield error("MODIFIER_TOO_MANY", f"{len(line.modifiers)} modifiers; a line carries {MAX_MODIFIERS}",
                          f"{line.element}.modifiers")
         for m_index, modifier in enumerate(line.modifiers):
             element = f"{line.element}.modifiers[{m_index}]={modifier}"
             if not modifier_shape_ok(modifier):
-                yield _error("MODIFIER_FORMAT", f"{modifier!r} is not a two-character modifier", element)
+                yield error("MODIFIER_FORMAT", f"{modifier!r} is not a two-character modifier", element)
             elif modifier not in chart.ref.modifiers:
-                yield _error("MODIFIER_UNKNOWN", f"{modifier} is not a known CPT or HCPCS modifier", element)
+                yield error("MODIFIER_UNKNOWN", f"{modifier} is not a known CPT or HCPCS modifier", element)
 
 
 @rule("UNITS_INVALID")
 def units(chart: Chart) -> Iterator[Finding]:
     for line in chart.lines:
         if line.units < 1:
-            yield _error("UNITS_INVALID", f"{line.units} units; at least 1", f"{line.element}.units")
+            yield error("UNITS_INVALID", f"{line.units} units; at least 1", f"{line.element}.units")
 
 
 @rule("NCCI_PTP", "NCCI_PTP_BYPASSED")
@@ -322,12 +306,12 @@ def ncci_ptp(chart: Chart) -> Iterator[Finding]:
         pair = f"{column2.code} (line {column2.index + 1}) with {column1.code} (line {column1.index + 1})"
         used = bypassing_modifiers(column1, column2, chart.ref.modifiers)
         if edit.modifier_indicator == ModifierIndicator.ALLOWED and used:
-            yield _warning("NCCI_PTP_BYPASSED", f"NCCI edit {pair} bypassed by modifier {', '.join(used)}; "
+            yield warning("NCCI_PTP_BYPASSED", f"NCCI edit {pair} bypassed by modifier {', '.join(used)}; "
                            "documentation must support a distinct service", f"{column2.element}.code")
         else:
             how = ("no modifier may bypass it (indicator 0)" if edit.modifier_indicator == ModifierIndicator.NOT_ALLOWED
                    else "a bypass modifier (59, XE/XS/XP/XU, anatomic, 25…) is required if the service was distinct")
-            yield _error("NCCI_PTP", f"NCCI PTP edit: {pair} is bundled ({edit.rationale or 'CMS PTP edit'}); {how}",
+            yield error("NCCI_PTP", f"NCCI PTP edit: {pair} is bundled ({edit.rationale or 'CMS PTP edit'}); {how}",
                          f"{column2.element}.code")
 
 
@@ -366,11 +350,11 @@ def mue(chart: Chart) -> Iterator[Finding]:
             continue
         if limit.adjudication == MueAdjudication.LINE:
             if line.units > limit.units:
-                yield _error("MUE_EXCEEDED", f"{line.code}: {line.units} units on one line; MUE is {limit.units} a line",
+                yield error("MUE_EXCEEDED", f"{line.code}: {line.units} units on one line; MUE is {limit.units} a line",
                              f"{line.element}.units")
         elif per_day[line.code] > limit.units and line.code not in reported:
             reported.add(line.code)
-            yield _error("MUE_EXCEEDED",
+            yield error("MUE_EXCEEDED",
                          f"{line.code}: {per_day[line.code]} units on the date of service; MUE is {limit.units} a day"
                          f" (indicator {int(limit.adjudication)})", f"{line.element}.units")
 
@@ -388,28 +372,28 @@ def dx_pointers(chart: Chart) -> Iterator[Finding]:
     for line in chart.lines:
         element = f"{line.element}.dx_pointers"
         if not 1 <= len(line.dx_pointers) <= MAX_DX_POINTERS:
-            yield _error("DX_POINTER_COUNT", f"{len(line.dx_pointers)} dx pointers; 1 to 4 required", element)
+            yield error("DX_POINTER_COUNT", f"{len(line.dx_pointers)} dx pointers; 1 to 4 required", element)
         if len(set(line.dx_pointers)) != len(line.dx_pointers):
-            yield _error("DX_POINTER_COUNT", "a diagnosis is pointed at twice on one line", element)
+            yield error("DX_POINTER_COUNT", "a diagnosis is pointed at twice on one line", element)
         for pointer in line.dx_pointers:
             if 1 <= pointer <= n_dx:
                 linked.add(pointer)
             else:
-                yield _error("DX_POINTER_RANGE", f"pointer {pointer} but {n_dx} diagnoses", element)
+                yield error("DX_POINTER_RANGE", f"pointer {pointer} but {n_dx} diagnoses", element)
     if n_dx and chart.lines and 1 not in linked:
-        yield _error("DX_PRINCIPAL_UNLINKED",
+        yield error("DX_PRINCIPAL_UNLINKED",
                      f"the principal diagnosis {chart.diagnoses[0].code} supports no line; list first the "
                      "diagnosis that is the main reason for the visit", "diagnoses[0]")
     for pointer in range(2, n_dx + 1):
         dx = chart.diagnoses[pointer - 1]
         if pointer not in linked and chart.lines and not is_external_cause(dx.code):
-            yield _warning("DX_UNLINKED", f"{dx.code} supports no line", _dx_element(pointer - 1, dx))
+            yield warning("DX_UNLINKED", f"{dx.code} supports no line", _dx_element(pointer - 1, dx))
 
 
 @rule("LINES_TOO_MANY")
 def line_count(chart: Chart) -> Iterator[Finding]:
     if len(chart.lines) > MAX_LINES:
-        yield _error("LINES_TOO_MANY", f"{len(chart.lines)} lines; a claim carries {MAX_LINES}", "procedures")
+        yield error("LINES_TOO_MANY", f"{len(chart.lines)} lines; a claim carries {MAX_LINES}", "procedures")
 
 
 # --- the stage ---------------------------------------------------------------------

@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Iterator
 
 from engine.codesets import npi_is_valid
 from engine.events import ClaimSubmitted, EligibilityResponse, EligibilityStatus, Finding, Severity
+from engine.findings import error, registrar, warning
 from engine.reference import PayerInfo
 from engine.x12_837 import FREQUENCIES, MAX_DIAGNOSES, MAX_LINES, MAX_MODIFIERS, MAX_POINTERS
 
@@ -72,24 +73,7 @@ SCRUB_RULES: list[ScrubRule] = []
 SCRUB_RULE_IDS: dict[str, str] = {}
 
 
-def scrub_rule(*rule_ids: str) -> Callable[[ScrubRule], ScrubRule]:
-    """Register a rule function and the ids of the findings it raises, in run order."""
-
-    def register(function: ScrubRule) -> ScrubRule:
-        SCRUB_RULES.append(function)
-        for rule_id in rule_ids:
-            SCRUB_RULE_IDS[rule_id] = function.__name__
-        return function
-
-    return register
-
-
-def _error(rule_id: str, message: str, element: str) -> Finding:
-    return Finding(rule_id=rule_id, severity=Severity.ERROR, message=message, element=element)
-
-
-def _warning(rule_id: str, message: str, element: str) -> Finding:
-    return Finding(rule_id=rule_id, severity=Severity.WARNING, message=message, element=element)
+scrub_rule = registrar(SCRUB_RULES, SCRUB_RULE_IDS)
 
 
 def _missing(value: object) -> bool:
@@ -109,7 +93,7 @@ def npi_check_digits(claim: ClaimSubmitted, ctx: ScrubContext) -> Iterator[Findi
     the first nine. (A missing NPI is SCRUB_REQUIRED's.)"""
     for element, npi in (("billing_provider.npi", claim.billing_npi), ("rendering_provider.npi", claim.rendering_npi)):
         if npi and not npi_is_valid(npi):
-            yield _error("SCRUB_NPI_INVALID", f"NPI {npi} is not a valid NPI (10 digits, first 1 or 2, check digit)",
+            yield error("SCRUB_NPI_INVALID", f"NPI {npi} is not a valid NPI (10 digits, first 1 or 2, check digit)",
                          element)
 
 
@@ -151,7 +135,7 @@ def required_elements(claim: ClaimSubmitted, ctx: ScrubContext) -> Iterator[Find
     values |= {"diagnoses": claim.diagnoses, "lines": claim.lines}
     for element, value in values.items():
         if _missing(value):
-            yield _error("SCRUB_REQUIRED", _missing_message(claim, element), element)
+            yield error("SCRUB_REQUIRED", _missing_message(claim, element), element)
 
 
 def _missing_message(claim: ClaimSubmitted, element: str) -> str:
@@ -168,7 +152,7 @@ def _missing_message(claim: ClaimSubmitted, element: str) -> str:
 def payer_known(claim: ClaimSubmitted, ctx: ScrubContext) -> Iterator[Finding]:
     """The payer is in the payer master data (its name, SBR09 and filing limit come from it)."""
     if ctx.payer is None or ctx.payer.payer_id != claim.payer_id:
-        yield _error("SCRUB_UNKNOWN_PAYER", f"payer {claim.payer_id!r} is not in the payer master data", "payer_id")
+        yield error("SCRUB_UNKNOWN_PAYER", f"payer {claim.payer_id!r} is not in the payer master data", "payer_id")
 
 
 # --- when ----------------------------------------------------------------------------
@@ -177,7 +161,7 @@ def payer_known(claim: ClaimSubmitted, ctx: ScrubContext) -> Iterator[Finding]:
 @scrub_rule("SCRUB_DOS_FUTURE")
 def service_not_in_future(claim: ClaimSubmitted, ctx: ScrubContext) -> Iterator[Finding]:
     if claim.date_of_service > ctx.today:
-        yield _error("SCRUB_DOS_FUTURE", f"date of service {claim.date_of_service} is after today ({ctx.today})",
+        yield error("SCRUB_DOS_FUTURE", f"date of service {claim.date_of_service} is after today ({ctx.today})",
                      "date_of_service")
 
 
@@ -186,7 +170,7 @@ def service_not_before_birth(claim: ClaimSubmitted, ctx: ScrubContext) -> Iterat
     """Service on the day of birth is fine (a newborn's first exam)."""
     born = claim.patient_birth_date
     if born is not None and claim.date_of_service < born:
-        yield _error("SCRUB_DOS_BEFORE_BIRTH", f"date of service {claim.date_of_service} is before the patient's "
+        yield error("SCRUB_DOS_BEFORE_BIRTH", f"date of service {claim.date_of_service} is before the patient's "
                      f"birth date {born}", "date_of_service")
 
 
@@ -199,11 +183,11 @@ def service_within_coverage(claim: ClaimSubmitted, ctx: ScrubContext) -> Iterato
         return
     dos = claim.date_of_service
     if answer.status != EligibilityStatus.ACTIVE:
-        yield _error("SCRUB_DOS_OUTSIDE_COVERAGE", f"the payer answered {answer.status} for {dos}", "date_of_service")
+        yield error("SCRUB_DOS_OUTSIDE_COVERAGE", f"the payer answered {answer.status} for {dos}", "date_of_service")
     elif (answer.coverage_start is not None and dos < answer.coverage_start) or (
         answer.coverage_end is not None and dos > answer.coverage_end
     ):
-        yield _error("SCRUB_DOS_OUTSIDE_COVERAGE", f"date of service {dos} is outside coverage "
+        yield error("SCRUB_DOS_OUTSIDE_COVERAGE", f"date of service {dos} is outside coverage "
                      f"{answer.coverage_start or 'open'}..{answer.coverage_end or 'open'}", "date_of_service")
 
 
@@ -216,7 +200,7 @@ def line_dates(claim: ClaimSubmitted, ctx: ScrubContext) -> Iterator[Finding]:
         day = line.date_of_service
         if day != claim.date_of_service:
             after = f", after today ({ctx.today})" if day > ctx.today else ""
-            yield _error("SCRUB_LINE_DATE", f"line {line.line_number} is dated {day}{after}; the claim "
+            yield error("SCRUB_LINE_DATE", f"line {line.line_number} is dated {day}{after}; the claim "
                          f"{claim.date_of_service}", f"lines[{index}].date_of_service")
 
 
@@ -229,10 +213,10 @@ def timely_filing(claim: ClaimSubmitted, ctx: ScrubContext) -> Iterator[Finding]
     age = (ctx.today - claim.date_of_service).days
     limit = ctx.payer.timely_filing_days
     if age > limit:
-        yield _error("SCRUB_TIMELY_FILING", f"{age} days after the date of service; {ctx.payer.name} accepts claims "
+        yield error("SCRUB_TIMELY_FILING", f"{age} days after the date of service; {ctx.payer.name} accepts claims "
                      f"for {limit} days", "date_of_service")
     elif limit - age <= limit * TIMELY_FILING_NEAR_MARGIN:
-        yield _warning("SCRUB_TIMELY_FILING_NEAR", f"{age} of {limit} days used: submit now", "date_of_service")
+        yield warning("SCRUB_TIMELY_FILING_NEAR", f"{age} of {limit} days used: submit now", "date_of_service")
 
 
 # --- what ------------------------------------------------------------------------------
@@ -243,14 +227,14 @@ def total_is_sum_of_lines(claim: ClaimSubmitted, ctx: ScrubContext) -> Iterator[
     """CLM02 = Σ SV102."""
     lines = sum((line.charge for line in claim.lines), Decimal("0.00"))
     if lines != claim.total_charge:
-        yield _error("SCRUB_TOTAL_MISMATCH", f"total charge {claim.total_charge} but the lines sum to {lines}",
+        yield error("SCRUB_TOTAL_MISMATCH", f"total charge {claim.total_charge} but the lines sum to {lines}",
                      "total_charge")
 
 
 @scrub_rule("SCRUB_POS_INVALID")
 def place_of_service_listed(claim: ClaimSubmitted, ctx: ScrubContext) -> Iterator[Finding]:
     if claim.place_of_service not in ctx.places_of_service:
-        yield _error("SCRUB_POS_INVALID", f"place of service {claim.place_of_service!r} is not in the CMS list",
+        yield error("SCRUB_POS_INVALID", f"place of service {claim.place_of_service!r} is not in the CMS list",
                      "place_of_service")
 
 
@@ -258,9 +242,9 @@ def place_of_service_listed(claim: ClaimSubmitted, ctx: ScrubContext) -> Iterato
 def frequency(claim: ClaimSubmitted, ctx: ScrubContext) -> Iterator[Finding]:
     """CLM05-3 is 1 original, 7 replacement or 8 void; 7 and 8 name the original (REF*F8)."""
     if claim.frequency_code not in FREQUENCIES:
-        yield _error("SCRUB_FREQUENCY", f"frequency code {claim.frequency_code!r} is not 1, 7 or 8", "frequency_code")
+        yield error("SCRUB_FREQUENCY", f"frequency code {claim.frequency_code!r} is not 1, 7 or 8", "frequency_code")
     elif claim.frequency_code != "1" and not claim.original_claim_id:
-        yield _error("SCRUB_FREQUENCY", f"frequency {claim.frequency_code} needs the original claim's number",
+        yield error("SCRUB_FREQUENCY", f"frequency {claim.frequency_code} needs the original claim's number",
                      "original_claim_id")
 
 
@@ -268,11 +252,11 @@ def frequency(claim: ClaimSubmitted, ctx: ScrubContext) -> Iterator[Finding]:
 def claim_limits(claim: ClaimSubmitted, ctx: ScrubContext) -> Iterator[Finding]:
     """What one 837P claim can carry: 12 diagnoses (HI), 50 lines (2400), a 38-character CLM01."""
     if len(claim.diagnoses) > MAX_DIAGNOSES:
-        yield _error("SCRUB_LIMITS", f"{len(claim.diagnoses)} diagnoses (at most {MAX_DIAGNOSES})", "diagnoses")
+        yield error("SCRUB_LIMITS", f"{len(claim.diagnoses)} diagnoses (at most {MAX_DIAGNOSES})", "diagnoses")
     if len(claim.lines) > MAX_LINES:
-        yield _error("SCRUB_LIMITS", f"{len(claim.lines)} lines (at most {MAX_LINES})", "lines")
+        yield error("SCRUB_LIMITS", f"{len(claim.lines)} lines (at most {MAX_LINES})", "lines")
     if len(claim.patient_control_number) > MAX_PATIENT_CONTROL_NUMBER:
-        yield _error("SCRUB_LIMITS", f"patient control number longer than {MAX_PATIENT_CONTROL_NUMBER} characters",
+        yield error("SCRUB_LIMITS", f"patient control number longer than {MAX_PATIENT_CONTROL_NUMBER} characters",
                      "patient_control_number")
 
 
@@ -294,7 +278,7 @@ def line_shapes(claim: ClaimSubmitted, ctx: ScrubContext) -> Iterator[Finding]:
         if line.charge < 0:
             problems.append(f"charge {line.charge}")
         for problem in problems:
-            yield _error("SCRUB_LINE_INVALID", f"line {line.line_number}: {problem}", element)
+            yield error("SCRUB_LINE_INVALID", f"line {line.line_number}: {problem}", element)
 
 
 def scrub_claim(claim: ClaimSubmitted, ctx: ScrubContext) -> list[Finding]:
