@@ -31,18 +31,18 @@ from engine.events import (
     EligibilityResponse,
     EligibilityStatus,
     FrontDeskItem,
+    SELF,
     Provider,
     ScrubRejected,
-    Severity,
     Subscriber,
 )
+from engine.findings import has_errors
 from engine.pipeline import Emit, ProcessingError, SourceMessage
 from engine.reference import PayerInfo, Providers, load_payers
 from engine.scrubber import ScrubContext, load_places_of_service, scrub_claim, scrub_item_id
 from engine.settings import Settings
 
 CENTS = Decimal("0.01")
-SELF = "18"  # X12 individual relationship code: the patient is the subscriber
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ def decide(coded: CodedEncounter, coded_bytes: bytes, answer: EligibilityRespons
     claim = build_claim(coded, ctx, now)
     findings = scrub_claim(claim, ScrubContext(payer=ctx.payers.get(claim.payer_id), eligibility=answer,
                                                 today=now.date(), places_of_service=ctx.places_of_service))
-    if any(f.severity == Severity.ERROR for f in findings):
+    if has_errors(findings):
         return [Emit("scrub-rejected", claim.claim_id, ScrubRejected(
             work_item_id=scrub_item_id(claim.claim_id), claim_id=claim.claim_id, encounter_id=claim.encounter_id,
             payer_id=claim.payer_id, findings=findings, claim=ctx.codec.encode(claim), rejected_at=now,

@@ -37,10 +37,9 @@ from engine.events import (
     CodingReviewItem,
     Encounter,
     Finding,
-    Severity,
     Sex,
 )
-from engine.findings import error, registrar, warning
+from engine.findings import error, errors_first, has_errors, registrar, warning
 from engine.ncci import ModifierIndicator, MueAdjudication, MueTable, PtpTable
 from engine.pipeline import Emit
 from engine.settings import Settings
@@ -406,11 +405,7 @@ def check_encounter(enc: Encounter, ref: CodingReference, rules: Sequence[Rule] 
 
 def check_chart(chart: Chart, rules: Sequence[Rule] = RULES) -> list[Finding]:
     findings = [finding for check in rules for finding in check(chart)]
-    return sorted(findings, key=lambda f: f.severity != Severity.ERROR)
-
-
-def has_errors(findings: Iterable[Finding]) -> bool:
-    return any(f.severity == Severity.ERROR for f in findings)
+    return errors_first(findings)
 
 
 def review_item_id(encounter_id: str) -> str:

@@ -45,23 +45,26 @@ def eligibility_request(coded: CodedEncounter, now: datetime) -> EligibilityRequ
     )
 
 
+def _in_period(answer: EligibilityResponse, day: date) -> bool:
+    """``day`` inside the answer's coverage period (both ends inclusive, no end: open);
+    with no period given, only the date the payer was asked about."""
+    if answer.coverage_start is None:
+        return answer.date_of_service == day
+    return answer.coverage_start <= day and (answer.coverage_end is None or day <= answer.coverage_end)
+
+
 def decides(answer: EligibilityResponse, day: date) -> bool:
     """Whether an answer given for one date of service settles another."""
     if answer.status == EligibilityStatus.NOT_FOUND:
         return True
-    if answer.coverage_start is None:
+    if answer.coverage_start is None:  # no period: it speaks for the date asked about only
         return answer.date_of_service == day
-    inside = answer.coverage_start <= day and (answer.coverage_end is None or day <= answer.coverage_end)
-    return inside == (answer.status == EligibilityStatus.ACTIVE) or answer.date_of_service == day
+    return _in_period(answer, day) == (answer.status == EligibilityStatus.ACTIVE) or answer.date_of_service == day
 
 
 def covers(answer: EligibilityResponse, day: date) -> bool:
     """ACTIVE on ``day``: the answer's coverage period includes it."""
-    if answer.status != EligibilityStatus.ACTIVE:
-        return False
-    if answer.coverage_start is None:
-        return answer.date_of_service == day
-    return answer.coverage_start <= day and (answer.coverage_end is None or day <= answer.coverage_end)
+    return answer.status == EligibilityStatus.ACTIVE and _in_period(answer, day)
 
 
 @dataclass(frozen=True)

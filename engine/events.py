@@ -79,6 +79,10 @@ class Address:
     postal_code: str
 
 
+#: X12 individual relationship code (SBR02, PAT01) for "the patient is the subscriber".
+SELF = "18"
+
+
 @dataclass(slots=True)
 class Subscriber:
     """The insured person and how the patient relates to them (837P SBR, 2010BA)."""

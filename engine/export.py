@@ -6,12 +6,9 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord
-
 from engine.codec import Codec
 from engine.events import ClaimSubmitted
-from engine.kafka import assign_all, read_to_highwater
+from engine.kafka import read_topic
 from engine.settings import Settings
 
 #: ISA13 / GS06 / ST02 are 9 digits; the counter wraps after 999,999,999 interchanges.
@@ -21,15 +18,7 @@ MAX_CONTROL_NUMBER = 999_999_999
 async def submitted_claims(settings: Settings, bootstrap_servers: str, codec: Codec,
                            since: datetime | None = None) -> list[ClaimSubmitted]:
     """Every claim on claims-submitted (submitted at or after ``since``), oldest first."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        partitions = await assign_all(consumer, [settings.topic("claims-submitted")])
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        await read_to_highwater(consumer, partitions, timeout_s=120.0, on_records=records.extend)
-    finally:
-        await consumer.stop()
+    records = await read_topic(bootstrap_servers, settings.topic("claims-submitted"), timeout_s=120.0)
     claims = [codec.decode(r.value, ClaimSubmitted) for r in records]
     chosen = [c for c in claims if since is None or c.submitted_at >= since]
     return sorted(chosen, key=lambda c: (c.submitted_at, c.claim_id))

@@ -3,7 +3,7 @@ each rule function with the ids it raises (so README, summaries and tests can na
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from typing import Callable, Iterable, TypeVar
 
 from engine.events import Finding, Severity
 
@@ -16,6 +16,16 @@ def error(rule_id: str, message: str, element: str) -> Finding:
 
 def warning(rule_id: str, message: str, element: str) -> Finding:
     return Finding(rule_id=rule_id, severity=Severity.WARNING, message=message, element=element)
+
+
+def has_errors(findings: Iterable[Finding]) -> bool:
+    """An ERROR stops the encounter (coding) or the claim (scrubber); WARNINGs travel."""
+    return any(f.severity == Severity.ERROR for f in findings)
+
+
+def errors_first(findings: list[Finding]) -> list[Finding]:
+    """Errors before warnings, each in the order the rules raised them (a stable sort)."""
+    return sorted(findings, key=lambda f: f.severity != Severity.ERROR)
 
 
 def registrar(functions: list[F], ids: dict[str, str]) -> Callable[..., Callable[[F], F]]:

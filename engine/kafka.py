@@ -121,6 +121,22 @@ async def read_to_highwater(
     raise TimeoutError(f"not read to the high watermark of {len(partitions)} partitions in {timeout_s}s")
 
 
+async def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 30.0
+                     ) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record on ``topic`` now, without a consumer group: read to each partition's
+    fetch high watermark, bounded by ``timeout_s``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = await assign_all(consumer, [topic])
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        await read_to_highwater(consumer, partitions, timeout_s, records.extend)
+        return records
+    finally:
+        await consumer.stop()
+
+
 async def _caught_up(consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
     highwater = consumer.highwater(tp)
     return highwater is not None and await consumer.position(tp) >= highwater

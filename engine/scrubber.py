@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from engine.codesets import npi_is_valid
-from engine.events import ClaimSubmitted, EligibilityResponse, EligibilityStatus, Finding, Severity
-from engine.findings import error, registrar, warning
+from engine.events import SELF, ClaimSubmitted, EligibilityResponse, EligibilityStatus, Finding
+from engine.findings import error, errors_first, registrar, warning
 from engine.reference import PayerInfo
 from engine.x12_837 import FREQUENCIES, MAX_DIAGNOSES, MAX_LINES, MAX_MODIFIERS, MAX_POINTERS
 
@@ -37,7 +37,6 @@ CARC 29 (time limit for filing has expired), which is a write-off. The last tent
 the time a biller needs to work such a rejection, so the claim should go out now and
 be watched. An exact fraction, so the boundary day does not depend on float rounding."""
 
-SELF = "18"  # X12 individual relationship code (SBR02): the patient is the subscriber
 #: 837P 5010 PAT01, the patient's relationship to the insured when not the insured:
 #: 01 spouse, 19 child, 20 employee, 21 unknown, 39 organ donor, 40 cadaver donor,
 #: 53 life partner, G8 other relationship.
@@ -285,7 +284,7 @@ def scrub_claim(claim: ClaimSubmitted, ctx: ScrubContext) -> list[Finding]:
     """Every finding of every rule, errors first; rule order, then finding order, within
     a severity (the sort is stable)."""
     findings = [finding for check in SCRUB_RULES for finding in check(claim, ctx)]
-    return sorted(findings, key=lambda f: f.severity != Severity.ERROR)
+    return errors_first(findings)
 
 
 def scrub_item_id(claim_id: str) -> str:

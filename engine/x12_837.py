@@ -40,7 +40,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 
 from engine.codesets import normalize_icd10
-from engine.events import Address, ClaimLine, ClaimSubmitted, Provider, Subscriber
+from engine.events import SELF, Address, ClaimLine, ClaimSubmitted, Provider, Subscriber
 from engine.settings import Settings
 
 IMPLEMENTATION = "005010X222A1"
@@ -54,7 +54,6 @@ MAX_DIAGNOSES = 12  # one HI segment (max use 1) with HI01..HI12
 MAX_MODIFIERS = 4
 MAX_POINTERS = 4
 MAX_LINES = 50
-SELF = "18"
 FREQUENCIES = frozenset({"1", "7", "8"})
 CENTS = Decimal("0.01")
 _DELIMITERS = (SEGMENT_TERMINATOR, ELEMENT_SEPARATOR, COMPONENT_SEPARATOR, REPETITION_SEPARATOR, "\n", "\r")

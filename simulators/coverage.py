@@ -16,11 +16,10 @@ from datetime import date
 from pathlib import Path
 from typing import Iterable
 
-from engine.events import Address, Patient, Sex, Subscriber
+from engine.events import SELF, Address, Patient, Sex, Subscriber
 
 COVERAGE_FILE = "coverage.csv"
 PATIENTS_FILE = "patients.csv"
-SELF = "18"  # X12 individual relationship code: the patient is the subscriber
 
 
 @dataclass(frozen=True)

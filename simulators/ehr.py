@@ -22,11 +22,11 @@ from typing import Callable, Iterator, Sequence
 from engine.codec import Codec
 from engine.codesets import npi_check_digit
 from engine.coding import age_on
-from engine.events import Address, Encounter, Patient, Procedure, Sex, Subscriber
+from engine.events import SELF, Address, Encounter, Patient, Procedure, Sex, Subscriber
 from engine.kafka import make_producer
 from engine.reference import Providers
 from engine.settings import Settings
-from simulators.coverage import SELF, Coverage, PatientRecord
+from simulators.coverage import Coverage, PatientRecord
 from simulators.payer import PayerBook
 
 log = logging.getLogger(__name__)
