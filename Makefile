@@ -27,6 +27,7 @@ test-unit: setup
 bench: setup
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/coding.py
+	$(BIN)/python bench/payer.py
 	$(BIN)/python bench/loop.py
 
 clean:

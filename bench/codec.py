@@ -29,13 +29,14 @@ from typing import Any, Callable
 import fastavro
 
 from engine.avro_reference import ReferenceCodec
-from engine.claims import ClaimContext, build_claim
+from engine.claims import ClaimContext, FeeSchedule, build_claim
 from engine.codec import Codec, to_record
 from engine.coding import CodingReference, code_encounter
 from engine.events import CodedEncounter, Encounter
 from engine.settings import Settings
 from simulators.ehr import Kind, plan_encounters
-from simulators.payer import PayerBook, adjudicate
+from simulators.adjudication import Calibration, MemberState, PayerBook, PayerReference, adjudicate
+from simulators.coverage import Coverage
 
 REPEATS = 5
 MIN_REPEAT_S = 0.2
@@ -65,7 +66,10 @@ def real_events(settings: Settings, codec: Codec) -> list[Any]:
         if not isinstance(emit.event, CodedEncounter):
             continue
         claim = build_claim(emit.event, claim_ctx, now)
-        remittance = adjudicate(claim, book, SEED, now)
+        members = {claim.member_id: Coverage(claim.member_id, claim.payer_id, f"{claim.payer_id}-GOLD", "18", None,
+                                             claim.date_of_service.replace(year=2000), None)}
+        ref = PayerReference(book, members, {}, FeeSchedule.load(settings.fee_schedule_file).charges, SEED)
+        remittance = adjudicate(claim, MemberState(), ref, Calibration(), codec, now).remittances[0]
         return [encounter, claim, remittance]
     raise SystemExit("no 3-line good encounter in the first 200 planned ones")
 

@@ -27,7 +27,7 @@ from engine.events import Encounter
 from engine.ncci import ModifierIndicator, PtpEdit, PtpTable
 from engine.settings import Settings
 from simulators.ehr import UNREADABLE_KINDS, plan_encounters
-from simulators.payer import PayerBook
+from simulators.adjudication import PayerBook
 
 N_ENCOUNTERS = 5000
 REPEATS = 5

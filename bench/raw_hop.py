@@ -50,7 +50,7 @@ from engine.coding import CodingReference, code_encounter
 from engine.events import ClaimSubmitted, CodedEncounter, Encounter
 from engine.settings import Settings
 from simulators.ehr import Kind, plan_encounters
-from simulators.payer import PayerBook
+from simulators.adjudication import PayerBook
 
 PARTITIONS = 8
 TARGET_VALUE_BYTES = 600

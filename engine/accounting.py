@@ -29,6 +29,7 @@ COUNTED_TOPICS = (
     "duplicates",
     "remittances",
     "claim-status",
+    "statements",
     "dead-letter",
 )
 DENIAL_PREFIX = "denials."
@@ -62,8 +63,27 @@ class Tally:
     repeated_claim_ids: int = 0
     billed_amount: Decimal = Decimal("0.00")
     paid_amount: Decimal = Decimal("0.00")
+    patient_responsibility: Decimal = Decimal("0.00")
+    statement_amount: Decimal = Decimal("0.00")
     at_risk_amount: Decimal = Decimal("0.00")
     unreadable: int = 0
+    #: CARCs that are cost sharing or contractual, never a denial (denial_routing.yaml).
+    not_denials: frozenset[str] = frozenset({"1", "2", "3", "45"})
+    remittance_ids: set[str] = field(default_factory=set)
+    repeated_remittances: int = 0
+    remittances_by_status: Counter[str] = field(default_factory=Counter)
+    voids_reversed: int = 0
+    voids_submitted: int = 0
+    unbalanced_remittances: int = 0
+    #: First-pass (original claims, not reversals): per payer, claims answered and denied
+    #: (any denial, claim or line), and the CARC that decided each denial.
+    first_pass_by_payer: Counter[str] = field(default_factory=Counter)
+    first_pass_denied_by_payer: Counter[str] = field(default_factory=Counter)
+    deciding_carcs_by_payer: dict[str, Counter[str]] = field(default_factory=dict)
+    #: For the accumulator figure, in memory only (never printed): claim → member and
+    #: date, and each first-pass answer's paid and allowed.
+    claim_member: dict[str, tuple[str, str, Any]] = field(default_factory=dict)
+    first_pass_amounts: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
 
     def add(self, logical: str, key: bytes | None, value: bytes | None, codec: Codec) -> None:
         if logical.startswith(DENIAL_PREFIX):
@@ -76,13 +96,20 @@ class Tally:
             if claim_id in self.claim_ids:
                 self.repeated_claim_ids += 1
             self.claim_ids.add(claim_id)
+            record = self._record(codec, value)
+            if record is not None:
+                self.voids_submitted += record["frequency_code"] == "8"
+                self.claim_member[claim_id] = (record["payer_id"], record["member_id"], record["date_of_service"])
         elif logical == "claim-status":
             record = self._record(codec, value)
             if record is not None:
                 self.claim_states[record["status"]] += 1
-                if record["status"] != "SUBMITTED":
-                    self.billed_amount += record["billed_amount"]
-                    self.paid_amount += record["paid_amount"] or 0
+        elif logical == "remittances":
+            record = self._record(codec, value)
+            if record is not None:
+                self._remittance(record)
+        elif logical == "statements":
+            self.statement_amount += self._field(codec, value, "amount", Decimal(0))
         elif logical == "coded":
             record = self._record(codec, value)
             if record is not None:
@@ -117,6 +144,31 @@ class Tally:
             source = self._field(codec, value, "source_topic", "?")
             self.dead_letters_by_source[source] += 1
 
+    def _remittance(self, r: dict[str, Any]) -> None:
+        if r["remittance_id"] in self.remittance_ids:  # delivered twice (at-least-once): counted once
+            self.repeated_remittances += 1
+            return
+        self.remittance_ids.add(r["remittance_id"])
+        status = r["claim_status_code"]
+        self.remittances_by_status[status] += 1
+        self.billed_amount += r["billed_amount"]
+        self.paid_amount += r["paid_amount"]
+        self.patient_responsibility += r["patient_responsibility"]
+        self.unbalanced_remittances += not balances(r)
+        if status == "22":
+            self.voids_reversed += r["claim_frequency_code"] == "8"
+            return
+        if r["claim_frequency_code"] != "1":
+            return
+        payer = r["payer_id"]
+        self.first_pass_by_payer[payer] += 1
+        adjustments = [*r["adjustments"], *(a for line in r["lines"] for a in line["adjustments"])]
+        deciding = next((a for a in adjustments if a["group_code"] != "PR" and a["carc"] not in self.not_denials), None)
+        if deciding is not None:
+            self.first_pass_denied_by_payer[payer] += 1
+            self.deciding_carcs_by_payer.setdefault(payer, Counter())[deciding["carc"]] += 1
+        self.first_pass_amounts[r["claim_id"]] = (r["paid_amount"], r["allowed_amount"])
+
     def _record(self, codec: Codec, value: bytes | None) -> dict[str, Any] | None:
         try:
             return codec.decode_record(value)[1]
@@ -127,6 +179,38 @@ class Tally:
     def _field(self, codec: Codec, value: bytes | None, name: str, default: Any) -> Any:
         record = self._record(codec, value)
         return default if record is None else record[name]
+
+
+def balances(r: dict[str, Any]) -> bool:
+    """The 835 rule on a decoded remittance: billed − Σ CAS = paid on the claim and on
+    every line, and patient responsibility = Σ PR."""
+    lines_ok = all(line["billed_amount"] - sum(a["amount"] for a in line["adjustments"]) == line["paid_amount"]
+                   for line in r["lines"])
+    adjustments = [*r["adjustments"], *(a for line in r["lines"] for a in line["adjustments"])]
+    claim_ok = r["billed_amount"] - sum(a["amount"] for a in adjustments) == r["paid_amount"]
+    pr_ok = sum((a["amount"] for a in adjustments if a["group_code"] == "PR"), Decimal(0)) == r["patient_responsibility"]
+    return lines_ok and claim_ok and pr_ok
+
+
+def payer_share_by_visit(tally: Tally) -> dict[str, dict[str, str | None]]:
+    """Per payer: what the payer paid ÷ allowed on members' first claim of a plan year and on
+    their later claims (claims paid at least in part), in the order the claims were
+    submitted (the order the payer adjudicates them): accumulators make later visits pay more."""
+    visits: dict[tuple[str, str, int], list[str]] = {}
+    for claim_id, (payer, member, day) in tally.claim_member.items():  # in submission order
+        if claim_id in tally.first_pass_amounts:
+            visits.setdefault((payer, member, day.year), []).append(claim_id)
+    sums: dict[str, dict[str, list[Decimal]]] = {}
+    for (payer, _, _), claims in visits.items():
+        for ordinal, claim_id in enumerate(claims):
+            paid, allowed = tally.first_pass_amounts[claim_id]
+            if allowed > 0:
+                slot = sums.setdefault(payer, {"first": [Decimal(0), Decimal(0)], "later": [Decimal(0), Decimal(0)]})
+                which = slot["first" if ordinal == 0 else "later"]
+                which[0] += paid
+                which[1] += allowed
+    return {payer: {k: (str((v[0] / v[1]).quantize(Decimal("0.001"))) if v[1] else None) for k, v in slot.items()}
+            for payer, slot in sorted(sums.items())}
 
 
 @dataclass(frozen=True)
@@ -143,7 +227,7 @@ class Identity:
 def summarize(tally: Tally, settings: Settings, elapsed_s: float) -> dict[str, Any]:
     """The summary JSON: integer counts, identities, money as strings."""
     r = tally.records
-    dl_from = {settings.topic(t): t for t in COUNTED_TOPICS}
+    dl_from = {settings.topic(t): t for t in (*COUNTED_TOPICS, "payer-claims")}
     dead_by_stage_input = Counter({dl_from.get(src, src): n for src, n in tally.dead_letters_by_source.items()})
     summary: dict[str, Any] = {
         "encounters": r["encounters"],
@@ -174,9 +258,26 @@ def summarize(tally: Tally, settings: Settings, elapsed_s: float) -> dict[str, A
         "claims_submitted": r["claims-submitted"],
         "duplicates_dropped": r["duplicates"],
         "remittances": r["remittances"],
+        "remittances_repeated": tally.repeated_remittances,
+        "remittances_by_status": dict(sorted(tally.remittances_by_status.items())),
+        "reversals": tally.remittances_by_status["22"],
+        "voids_submitted": tally.voids_submitted,
+        "voids_reversed": tally.voids_reversed,
+        "remittances_unbalanced": tally.unbalanced_remittances,
         "paid": tally.claim_states["PAID"],
         "partially_paid": tally.claim_states["PARTIALLY_PAID"],
         "denied": tally.claim_states["DENIED"],
+        "reversed": tally.claim_states["REVERSED"],
+        "first_pass_by_payer": {
+            payer: {"claims": n, "denied": tally.first_pass_denied_by_payer[payer],
+                    "denial_rate": round(tally.first_pass_denied_by_payer[payer] / n, 4),
+                    "deciding_carcs": dict(sorted(tally.deciding_carcs_by_payer.get(payer, Counter()).items()))}
+            for payer, n in sorted(tally.first_pass_by_payer.items())
+        },
+        "payer_share_of_allowed_by_visit": payer_share_by_visit(tally),
+        "statements": r["statements"],
+        "statement_amount": str(tally.statement_amount),
+        "patient_responsibility": str(tally.patient_responsibility),
         "denials_by_queue": dict(sorted(tally.denials_by_queue.items())),
         "repeated_claim_ids": tally.repeated_claim_ids,
         "billed_amount": str(tally.billed_amount),
@@ -206,10 +307,17 @@ def identities(s: dict[str, Any]) -> list[Identity]:
                  + dl.get("coded", 0) + dl.get("eligibility-responses", 0) + dl.get("eligibility-requests", 0)),
         Identity("eligibility_requests = eligibility_responses", s["eligibility_requests"],
                  s["eligibility_responses"] + dl.get("eligibility-requests", 0)),
-        Identity("claims_submitted = remittances", s["claims_submitted"],
-                 s["remittances"] + dl.get("claims-submitted", 0)),
-        Identity("remittances = paid + partially_paid + denied", s["remittances"],
-                 s["paid"] + s["partially_paid"] + s["denied"] + dl.get("remittances", 0)),
+        # Every claim gets one answer; a replacement also reverses its original, a void
+        # is answered by that reversal alone.
+        Identity("claims_submitted - voids_reversed = remittances - reversals",
+                 s["claims_submitted"] - s["voids_reversed"],
+                 s["remittances"] - s["remittances_repeated"] - s["reversals"] + dl.get("claims-submitted", 0)
+                 + dl.get("payer-claims", 0)),
+        Identity("remittances = paid + partially_paid + denied + reversed", s["remittances"] - s["remittances_repeated"],
+                 s["paid"] + s["partially_paid"] + s["denied"] + s["reversed"] + dl.get("remittances", 0)),
+        Identity("remittances_unbalanced = 0", s["remittances_unbalanced"], 0),
+        Identity("statement_amount = patient_responsibility", int(Decimal(s["statement_amount"]) * 100),
+                 int(Decimal(s["patient_responsibility"]) * 100)),
         Identity("denied = sum(denials_by_queue)", s["denied"], sum(s["denials_by_queue"].values())),
     ]
 

@@ -195,14 +195,14 @@ def simulate_ehr(
     from engine.codec import default_codec
     from simulators.coverage import write_master_data
     from simulators.ehr import plan_encounters, practice_for, send_planned
-    from simulators.payer import PayerBook
+    from simulators.adjudication import PayerBook
 
     settings = _settings()
     bootstrap = _bootstrap(settings)
     codec = default_codec(settings.schemas_dir)
     book = PayerBook.load(settings.payer_profiles_file)
     practice = practice_for(seed, book)
-    write_master_data(practice.records(), settings.master_data_dir)
+    write_master_data(practice.records(), settings.master_data_dir, practice.authorizations)
     planned = plan_encounters(
         encounters, seed, settings.bad_rate if bad_rate is None else bad_rate,
         settings.resend_rate if resend_rate is None else resend_rate, codec, book,
@@ -218,22 +218,23 @@ def simulate_master_data(seed: Annotated[int, typer.Option()] = 1) -> None:
     """Write the simulated patients and coverage for a seed (what the payer simulator knows)."""
     from simulators.coverage import write_master_data
     from simulators.ehr import practice_for
-    from simulators.payer import PayerBook
+    from simulators.adjudication import PayerBook
 
     settings = _settings()
     practice = practice_for(seed, PayerBook.load(settings.payer_profiles_file))
-    write_master_data(practice.records(), settings.master_data_dir)
+    write_master_data(practice.records(), settings.master_data_dir, practice.authorizations)
     console.print(f"{len(practice.members)} patients and their coverage in {settings.master_data_dir}")
 
 
 @simulate_app.command("payer")
-def simulate_payer(seed: Annotated[int, typer.Option()] = 1) -> None:
-    """Run the payer simulator: claims submitted → remittances, until Ctrl-C."""
-    from engine.codec import default_codec
-    from simulators.payer import PayerSimulator
+def simulate_payer(seed: Annotated[Optional[int], typer.Option(help="Default: CLAIMS_SEED.")] = None) -> None:
+    """Run the payer simulator (a faust app): eligibility answers, adjudication with
+    accumulators, remittances paid out after each payer's latency; until Ctrl-C."""
+    from simulators.payer import run_payer
 
-    settings = replace(_settings(), seed=seed)
-    _serve_until_signal(PayerSimulator(settings, _bootstrap(settings), default_codec(settings.schemas_dir)))
+    settings = _settings()
+    settings = replace(settings, seed=seed if seed is not None else settings.seed)
+    run_payer(settings, _bootstrap(settings))
 
 
 @simulate_app.command("coder")

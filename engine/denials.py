@@ -1,5 +1,5 @@
-"""Denial routing: a remittance updates its claim's status, and a denial becomes a work
-item in the queue its CARC calls for (``engine/data/denial_routing.yaml``)."""
+"""Denial routing: a denial becomes a work item in the queue its CARC calls for
+(``engine/data/denial_routing.yaml``). Posting (``engine/posting.py``) calls it."""
 
 from __future__ import annotations
 
@@ -8,27 +8,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
 from engine.events import (
     Adjustment,
-    ClaimState,
-    ClaimStatus,
     DenialWorkItem,
     GroupCode,
     Remittance,
     RemittanceOutcome,
 )
-from engine.pipeline import Emit, ProcessingError, SourceMessage
-
-_STATE_FOR_OUTCOME = {
-    RemittanceOutcome.PAID: ClaimState.PAID,
-    RemittanceOutcome.PARTIALLY_PAID: ClaimState.PARTIALLY_PAID,
-    RemittanceOutcome.DENIED: ClaimState.DENIED,
-}
-
+from engine.pipeline import ProcessingError
 
 @dataclass(frozen=True)
 class Category:
@@ -121,57 +112,33 @@ def work_item_id(remittance_id: str) -> str:
     return "DN-" + hashlib.blake2b(remittance_id.encode(), digest_size=8).hexdigest().upper()
 
 
-def route_remittance(
-    remit: Remittance, message: SourceMessage, routing: DenialRouting, now: datetime
-) -> Iterator[Emit]:
-    """The denial-routing stage for one remittance: the claim's new status, and a
-    work item when the claim was denied."""
-    state = _STATE_FOR_OUTCOME[remit.outcome]
-    queue: str | None = None
-    item: DenialWorkItem | None = None
-    if remit.outcome == RemittanceOutcome.DENIED:
-        deciding = routing.deciding_adjustment(remit)
-        if deciding is None:
-            raise ProcessingError(f"remittance {remit.remittance_id} is denied but carries no denial CARC")
-        all_rarcs = [*remit.rarcs, *(r for line in remit.lines for r in line.rarcs)]
-        category = routing.category_for(deciding, all_rarcs)
-        queue = category.queue
-        adjustments = remit.all_adjustments()
-        carcs = list(dict.fromkeys(a.carc for a in adjustments))
-        item = DenialWorkItem(
-            work_item_id=work_item_id(remit.remittance_id),
-            claim_id=remit.claim_id,
-            remittance_id=remit.remittance_id,
-            encounter_id=remit.encounter_id,
-            payer_id=remit.payer_id,
-            category=category.name,
-            queue=queue,
-            carc=deciding.carc,
-            group_code=str(deciding.group_code),
-            all_carcs=carcs,
-            rarcs=list(dict.fromkeys(all_rarcs)),
-            reasons=list(dict.fromkeys(routing.reason(str(a.group_code), a.carc) for a in adjustments)),
-            amount_at_risk=amount_at_risk(remit, routing),
-            billed_amount=remit.billed_amount,
-            suggested_action=category.suggested_action,
-            recoverable=category.recoverable,
-            date_of_service=remit.date_of_service,
-            created_at=now,
-        )
-    yield Emit(
-        "claim-status",
-        remit.claim_id,
-        ClaimStatus(
-            claim_id=remit.claim_id,
-            encounter_id=remit.encounter_id,
-            payer_id=remit.payer_id,
-            status=state,
-            billed_amount=remit.billed_amount,
-            paid_amount=remit.paid_amount,
-            denial_queue=queue,
-            remittance_id=remit.remittance_id,
-            updated_at=now,
-        ),
+def denial_item(remit: Remittance, routing: DenialRouting, now: datetime) -> DenialWorkItem | None:
+    """The work item for a denied claim (None when the remittance is not a denial)."""
+    if remit.outcome != RemittanceOutcome.DENIED:
+        return None
+    deciding = routing.deciding_adjustment(remit)
+    if deciding is None:
+        raise ProcessingError(f"remittance {remit.remittance_id} is denied but carries no denial CARC")
+    all_rarcs = [*remit.rarcs, *(r for line in remit.lines for r in line.rarcs)]
+    category = routing.category_for(deciding, all_rarcs)
+    adjustments = remit.all_adjustments()
+    return DenialWorkItem(
+        work_item_id=work_item_id(remit.remittance_id),
+        claim_id=remit.claim_id,
+        remittance_id=remit.remittance_id,
+        encounter_id=remit.encounter_id,
+        payer_id=remit.payer_id,
+        category=category.name,
+        queue=category.queue,
+        carc=deciding.carc,
+        group_code=str(deciding.group_code),
+        all_carcs=list(dict.fromkeys(a.carc for a in adjustments)),
+        rarcs=list(dict.fromkeys(all_rarcs)),
+        reasons=list(dict.fromkeys(routing.reason(str(a.group_code), a.carc) for a in adjustments)),
+        amount_at_risk=amount_at_risk(remit, routing),
+        billed_amount=remit.billed_amount,
+        suggested_action=category.suggested_action,
+        recoverable=category.recoverable,
+        date_of_service=remit.date_of_service,
+        created_at=now,
     )
-    if item is not None and queue is not None:
-        yield Emit(queue, remit.claim_id, item)

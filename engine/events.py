@@ -40,6 +40,7 @@ class RemittanceOutcome(StrEnum):
     PAID = "PAID"
     PARTIALLY_PAID = "PARTIALLY_PAID"
     DENIED = "DENIED"
+    REVERSED = "REVERSED"  # CLP02 22: an earlier payment taken back (replacement or void)
 
 
 class ClaimState(StrEnum):
@@ -47,6 +48,17 @@ class ClaimState(StrEnum):
     PAID = "PAID"
     PARTIALLY_PAID = "PARTIALLY_PAID"
     DENIED = "DENIED"
+    REVERSED = "REVERSED"
+
+
+class ClaimStatusCode(StrEnum):
+    """CLP02 claim status codes Claimflow writes and reads."""
+
+    PRIMARY = "1"
+    SECONDARY = "2"
+    TERTIARY = "3"
+    DENIED = "4"
+    REVERSAL = "22"
 
 
 class EligibilityStatus(StrEnum):
@@ -162,6 +174,21 @@ class RemittanceLine:
     paid_amount: Decimal
     adjustments: list[Adjustment]
     rarcs: list[str] = field(default_factory=list)
+    modifiers: list[str] = field(default_factory=list)
+    units: int = 1
+    #: SVC06: the code as billed, when the payer adjudicated another (None: unchanged).
+    submitted_procedure_code: str | None = None
+    submitted_modifiers: list[str] = field(default_factory=list)
+    date_of_service: date | None = None
+
+
+@dataclass(slots=True)
+class ProviderAdjustment:
+    """One PLB adjustment; a positive amount reduces the payment."""
+
+    reason_code: str
+    reference: str | None
+    amount: Decimal
 
 
 # --- events (one Avro schema each) ------------------------------------------
@@ -369,6 +396,11 @@ class Remittance:
     payment_date: date
     trace_number: str
     adjudicated_at: datetime
+    claim_frequency_code: str = "1"
+    payer_name: str = ""
+    payee_npi: str = ""
+    payment_method: str = "ACH"
+    source: str = "payer-simulator"
 
     def all_adjustments(self) -> list[Adjustment]:
         """Claim-level CAS followed by every line's CAS."""
@@ -410,6 +442,74 @@ class ClaimStatus:
     denial_queue: str | None
     remittance_id: str | None
     updated_at: datetime
+    allowed_amount: Decimal | None = None
+    patient_responsibility: Decimal | None = None
+    contractual_adjustment: Decimal | None = None
+    denied_amount: Decimal | None = None
+    balance: Decimal | None = None
+    payer_claim_control_number: str | None = None
+    remittances_posted: int = 0
+
+
+@dataclass(slots=True)
+class PatientStatement:
+    """What the patient owes after a remittance; negative: a credit after a reversal."""
+
+    SCHEMA: ClassVar[str] = f"{NAMESPACE}.PatientStatement"
+    statement_id: str
+    claim_id: str
+    encounter_id: str
+    patient_control_number: str
+    payer_id: str
+    remittance_id: str
+    amount: Decimal
+    deductible: Decimal
+    coinsurance: Decimal
+    copay: Decimal
+    other: Decimal
+    statement_date: date
+    due_date: date
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class PaymentReceived:
+    """One 835 transaction (a check or EFT) as ingested."""
+
+    SCHEMA: ClassVar[str] = f"{NAMESPACE}.PaymentReceived"
+    payment_id: str
+    payer_id: str
+    payer_name: str
+    trace_number: str
+    payment_method: str
+    payment_amount: Decimal
+    payment_date: date
+    claim_payments: int
+    matched: int
+    unapplied: int
+    provider_adjustments: list[ProviderAdjustment]
+    source: str
+    received_at: datetime
+
+
+@dataclass(slots=True)
+class UnappliedPayment:
+    """A claim payment that matched none of our claims: unapplied cash, never dropped."""
+
+    SCHEMA: ClassVar[str] = f"{NAMESPACE}.UnappliedPayment"
+    item_id: str
+    payer_id: str
+    payer_name: str
+    trace_number: str
+    patient_control_number: str
+    payer_claim_control_number: str
+    claim_status_code: str
+    billed_amount: Decimal
+    paid_amount: Decimal
+    reason: str
+    x12_segments: str  # the CLP loop as received (PHI)
+    source: str
+    received_at: datetime
 
 
 @dataclass(slots=True)
@@ -450,6 +550,9 @@ EVENT_TYPES: tuple[type, ...] = (
     Remittance,
     DenialWorkItem,
     ClaimStatus,
+    PatientStatement,
+    PaymentReceived,
+    UnappliedPayment,
     DuplicateDropped,
     DeadLetter,
 )

@@ -43,8 +43,10 @@ def make_group_consumer(
 
 
 def encode_emit(settings: Settings, codec: Codec, emit: Emit) -> tuple[str, bytes, bytes]:
-    """(real topic name, key bytes, framed Avro value) of a stage's emit."""
-    return settings.topic(emit.topic), emit.key.encode(), codec.encode(emit.event)
+    """(real topic name, key bytes, framed Avro value) of a stage's emit; an event that is
+    already framed bytes (a record passed on unchanged) goes as it is."""
+    value = emit.event if isinstance(emit.event, bytes) else codec.encode(emit.event)
+    return settings.topic(emit.topic), emit.key.encode(), value
 
 
 SendFn = Callable[[str, bytes, bytes], Awaitable[Awaitable[object]]]

@@ -30,7 +30,7 @@ from engine.topics import apply_topics, load_topics
 from simulators.coder import CoderSimulator
 from simulators.coverage import write_master_data
 from simulators.ehr import Practice, endless_plan, plan_encounters, practice_for, send_planned
-from simulators.payer import PayerBook, PayerSimulator
+from simulators.adjudication import PayerBook, profile_fit
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +70,19 @@ async def broker_for(settings: Settings) -> AsyncIterator[str]:
         broker.stop()
 
 
-def start_worker(settings: Settings, bootstrap_servers: str) -> subprocess.Popen[bytes]:
-    """The engine's agents in their own process (as in production: `claims worker`).
-    Its log goes to ``worker.log`` in the state directory, off the live screen."""
+def start_worker(settings: Settings, bootstrap_servers: str, command: tuple[str, ...] = ("worker",),
+                 log_path: Path | None = None) -> subprocess.Popen[bytes]:
+    """The engine's agents in their own process (as in production: `claims worker`), or
+    another faust app (`claims simulate payer`). Its log goes to the state directory
+    (``worker.log``), off the live screen."""
     env = {**os.environ, "CLAIMS_KAFKA_BOOTSTRAP": bootstrap_servers, "CLAIMS_TOPIC_PREFIX": settings.topic_prefix,
-           "CLAIMS_APP_ID": settings.app_id, "CLAIMS_SEED": str(settings.seed)}
-    settings.worker_log_file.parent.mkdir(parents=True, exist_ok=True)
-    with settings.worker_log_file.open("ab") as log_file:
+           "CLAIMS_APP_ID": settings.app_id, "CLAIMS_SEED": str(settings.seed),
+           "CLAIMS_STATE_DIR": str(settings.state_dir)}
+    log_path = log_path or settings.worker_log_file
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log_file:
         return subprocess.Popen(
-            [sys.executable, "-m", "engine", "worker"],
+            [sys.executable, "-m", "engine", *command],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
@@ -124,12 +128,17 @@ def progress_table(tally: Tally, summary: dict[str, Any], rate: float, elapsed: 
         ("paid", summary["paid"]),
         ("partially paid", summary["partially_paid"]),
         ("denied", summary["denied"]),
+        ("reversed (CLP02 22)", summary["reversed"]),
+        ("patient statements", summary["statements"]),
     ]
     for name, value in rows:
         table.add_row(name, f"{value:,}")
     for queue, n in summary["denials_by_queue"].items():
         table.add_row(f"  denial queue {queue}", f"{n:,}")
-    table.add_row("billed / paid $", f"{summary['billed_amount']} / {summary['paid_amount']}")
+    table.add_row("billed / paid / patient $", f"{summary['billed_amount']} / {summary['paid_amount']} / "
+                  f"{summary['patient_responsibility']}")
+    for payer, seen in summary["first_pass_by_payer"].items():
+        table.add_row(f"  {payer} first-pass denial rate", f"{seen['denial_rate']:.1%} of {seen['claims']:,}")
     return table
 
 
@@ -141,7 +150,7 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
     # The run's patients and their coverage, as files: the payer simulator answers
     # eligibility from them, as a payer knows its members.
     practice = practice_for(options.seed, book)
-    write_master_data(practice.records(), settings.master_data_dir)
+    write_master_data(practice.records(), settings.master_data_dir, practice.authorizations)
     t0 = time.monotonic()
     async with broker_for(settings) as bootstrap:
         console.print(f"broker: {bootstrap}")
@@ -149,15 +158,15 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
         console.print(f"topics: {report.lines()[-1]}")
         worker = start_worker(settings, bootstrap)
         console.print(f"worker: pid {worker.pid}, log {settings.worker_log_file}")
+        payer = start_worker(settings, bootstrap, ("simulate", "payer"), settings.payer_log_file)
+        console.print(f"payer simulator: pid {payer.pid}, log {settings.payer_log_file}")
         readback = ReadBack(settings, bootstrap, codec, routing.queues())
-        payer = PayerSimulator(settings, bootstrap, codec)
         coder = CoderSimulator(settings, bootstrap, codec) if options.coder else None
         stop_ehr = asyncio.Event()
         tasks: list[asyncio.Task[Any]] = []
         try:
             await readback.start()
             await readback.mark_baseline()
-            tasks.append(asyncio.create_task(payer.run(), name="payer-simulator"))
             if coder is not None:
                 tasks.append(asyncio.create_task(coder.run(), name="coder-simulator"))
             sent = [0]
@@ -173,11 +182,10 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
                 tasks.append(asyncio.create_task(
                     _send_endless(settings, bootstrap, codec, book, options, sent, stop_ehr, practice), name="ehr"))
             started = time.monotonic()
-            elapsed, interrupted = await _watch(settings, readback, worker, tasks, expected, options, console,
-                                                started, sent)
+            elapsed, interrupted = await _watch(settings, readback, {"engine worker": worker, "payer simulator": payer},
+                                                tasks, expected, options, console, started, sent)
         finally:
             stop_ehr.set()
-            payer.stop.set()
             if coder is not None:
                 coder.stop.set()
             for task in tasks:
@@ -185,7 +193,9 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
                     await asyncio.wait_for(task, 10)
             await readback.stop()
             stop_process(worker)
+            stop_process(payer)
     summary = summarize(readback.tally, settings, elapsed)
+    summary["denials_vs_payer_profiles"] = profile_fit(summary["first_pass_by_payer"], book)
     summary["seed"] = options.seed
     summary["startup_s"] = round(started - t0, 2)
     summary["interrupted"] = interrupted
@@ -215,7 +225,7 @@ async def _send_endless(settings: Settings, bootstrap: str, codec: Any, book: Pa
         base += n
 
 
-async def _watch(settings: Settings, readback: ReadBack, worker: subprocess.Popen[bytes],
+async def _watch(settings: Settings, readback: ReadBack, processes: dict[str, subprocess.Popen[bytes]],
                  tasks: list[asyncio.Task[Any]], expected: int, options: RunOptions, console: Console,
                  started: float, sent: list[int]) -> tuple[float, bool]:
     """Poll the topics until the run settles (or Ctrl-C); keep the screen live."""
@@ -234,9 +244,10 @@ async def _watch(settings: Settings, readback: ReadBack, worker: subprocess.Pope
                     live.update(progress_table(readback.tally, summary, rate, now - started, sent[0]))
                 if expected >= 0 and all_settled(readback.tally, expected, settings, options.coder):
                     return now - started, False
-                if worker.poll() is not None:
-                    raise RunFailed(f"the engine worker exited with code {worker.returncode} "
-                                    f"(see {settings.worker_log_file})")
+                for name, process in processes.items():
+                    if process.poll() is not None:
+                        raise RunFailed(f"the {name} exited with code {process.returncode} (see its log in "
+                                        f"{settings.state_dir})")
                 for task in tasks:
                     if task.done() and task.exception() is not None:
                         raise RunFailed(f"{task.get_name()} failed: {task.exception()!r}")

@@ -96,6 +96,8 @@ class Settings:
     x12_receiver_name: str = field(default_factory=lambda: _env("CLAIMS_X12_RECEIVER_NAME", "CLAIMFLOW CLEARINGHOUSE"))
     #: ISA15: T (test) until a clearinghouse has certified the feed, then P.
     x12_usage: str = field(default_factory=lambda: _env("CLAIMS_X12_USAGE", "T"))
+    #: Days a patient has to pay a statement (due date = the payer's payment date + this).
+    statement_due_days: int = field(default_factory=lambda: _env_int("CLAIMS_STATEMENT_DUE_DAYS", 30))
     denial_routing_file: Path = field(
         default_factory=lambda: Path(
             _env("CLAIMS_DENIAL_ROUTING", str(PROJECT_ROOT / "engine" / "data" / "denial_routing.yaml"))
@@ -109,6 +111,12 @@ class Settings:
         )
     )
     seed: int = field(default_factory=lambda: _env_int("CLAIMS_SEED", 1))
+    #: Simulated seconds per real second for payer latency: a payment due 14–30 days
+    #: after submission is released 14–30 × 86,400 / scale seconds later (default: a
+    #: simulated day every 0.05 s). 0 releases every remittance at once.
+    payer_time_scale: float = field(default_factory=lambda: _env_float("CLAIMS_PAYER_TIME_SCALE", 1_728_000.0))
+    #: How often the payer simulator looks for payments that have come due (seconds).
+    payer_release_interval_s: float = field(default_factory=lambda: _env_float("CLAIMS_PAYER_RELEASE_INTERVAL_S", 0.1))
     #: Encounters per second the EHR simulator emits in an open-ended run. Each
     #: encounter leaves ~2.3 KB in the embedded broker's RAM (measured, README):
     #: ~0.4 GB an hour at the default.
@@ -139,8 +147,17 @@ class Settings:
         return self.state_dir / "master"
 
     @property
+    def payer_app_id(self) -> str:
+        """The payer simulator's faust app (its own consumer group and tables)."""
+        return f"{self.app_id}-payer"
+
+    @property
     def worker_log_file(self) -> Path:
         return self.state_dir / "worker.log"
+
+    @property
+    def payer_log_file(self) -> Path:
+        return self.state_dir / "payer.log"
 
     def topic(self, logical_name: str) -> str:
         """Full topic name of a logical topic (``encounters`` → ``claims.encounters``)."""

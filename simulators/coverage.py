@@ -43,8 +43,10 @@ class PatientRecord:
     coverage: Coverage
 
 
-def write_master_data(records: Iterable[PatientRecord], folder: Path) -> None:
+def write_master_data(records: Iterable[PatientRecord], folder: Path,
+                      authorizations: Iterable["Authorization"] = ()) -> None:
     folder.mkdir(parents=True, exist_ok=True)
+    write_authorizations(authorizations, folder)
     records = list(records)
     with (folder / PATIENTS_FILE).open("w", newline="") as handle:
         out = csv.writer(handle)
@@ -88,3 +90,45 @@ def load_coverage(folder: Path) -> dict[str, Coverage]:
                 end=date.fromisoformat(row["coverage_end"]) if row["coverage_end"] else None,
             )
     return coverage
+
+
+AUTHORIZATIONS_FILE = "authorizations.csv"
+
+
+@dataclass(frozen=True)
+class Authorization:
+    """A prior authorization a payer issued for one member and one service."""
+
+    auth_number: str
+    payer_id: str
+    member_id: str
+    procedure_code: str
+    start: date
+    end: date
+
+    def covers(self, day: date) -> bool:
+        return self.start <= day <= self.end
+
+
+def write_authorizations(authorizations: Iterable[Authorization], folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / AUTHORIZATIONS_FILE).open("w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["auth_number", "payer_id", "member_id", "procedure_code", "start", "end"])
+        for a in authorizations:
+            out.writerow([a.auth_number, a.payer_id, a.member_id, a.procedure_code, a.start.isoformat(),
+                          a.end.isoformat()])
+
+
+def load_authorizations(folder: Path) -> dict[tuple[str, str], list[Authorization]]:
+    """Authorizations by (member id, procedure code); none when the file is absent."""
+    path = folder / AUTHORIZATIONS_FILE
+    found: dict[tuple[str, str], list[Authorization]] = {}
+    if not path.exists():
+        return found
+    with path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            auth = Authorization(row["auth_number"], row["payer_id"], row["member_id"], row["procedure_code"],
+                                 date.fromisoformat(row["start"]), date.fromisoformat(row["end"]))
+            found.setdefault((auth.member_id, auth.procedure_code), []).append(auth)
+    return found

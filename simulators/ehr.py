@@ -26,8 +26,8 @@ from engine.events import SELF, Address, Encounter, Patient, Procedure, Sex, Sub
 from engine.kafka import make_producer
 from engine.reference import Providers
 from engine.settings import Settings
-from simulators.coverage import Coverage, PatientRecord
-from simulators.payer import PayerBook
+from simulators.adjudication import PayerBook
+from simulators.coverage import Authorization, Coverage, PatientRecord
 
 log = logging.getLogger(__name__)
 
@@ -224,6 +224,9 @@ class Practice:
     rendering_npis: tuple[str, ...]
     members: tuple[Member, ...]
     fitting: dict[str, tuple[Member, ...]]  # template name → covered patients of the right sex and age
+    #: Prior authorizations the payers issued to these patients (payer_profiles.yaml:
+    #: which codes need one, and how many are valid, expired or never obtained).
+    authorizations: tuple[Authorization, ...] = ()
 
     @classmethod
     def generate(cls, rng: random.Random, book: PayerBook, today: date, n_patients: int = 600,
@@ -253,13 +256,32 @@ class Practice:
             members.append(Member(patient, payer_id, member_id, age, address, coverage))
         covered = [m for m in members if not m.lapsed]
         fitting = {visit.name: tuple(m for m in covered if _fits(visit, m)) for visit in VISITS}
-        return cls(providers.billing.npi, tuple(providers.rendering), tuple(members), fitting)
+        authorizations = tuple(_authorizations(rng, book, covered, today))
+        return cls(providers.billing.npi, tuple(providers.rendering), tuple(members), fitting, authorizations)
 
     def patients_for(self, visit: VisitTemplate) -> tuple[Member, ...]:
         return self.fitting[visit.name]
 
     def records(self) -> list[PatientRecord]:
         return [PatientRecord(m.patient, m.address, m.coverage) for m in self.members]
+
+
+def _authorizations(rng: random.Random, book: PayerBook, members: Sequence[Member], today: date
+                    ) -> Iterator[Authorization]:
+    """For every listed service of each member's payer: a valid authorization (covering
+    every date of service the simulator draws), an expired one, or none."""
+    codes = sorted({code for line in (ln for v in VISITS for ln in v.lines) for code in [line[0]]})
+    for member in members:
+        profile = book.payers[member.payer_id]
+        for code in (c for c in codes if c in profile.prior_auth_codes):
+            draw = rng.random()
+            number = f"PA{rng.randrange(10**9, 10**10)}"
+            if draw < book.authorization_valid:
+                yield Authorization(number, member.payer_id, member.member_id, code, today - timedelta(days=90),
+                                    today + timedelta(days=90))
+            elif draw < book.authorization_valid + book.authorization_expired:
+                yield Authorization(number, member.payer_id, member.member_id, code, today - timedelta(days=200),
+                                    today - timedelta(days=40))
 
 
 def _coverage(rng: random.Random, patient: Patient, age: int, payer_id: str, member_id: str, today: date) -> Coverage:

@@ -1,228 +1,71 @@
-"""The payer simulator: answers eligibility (270 → 271) from the members it knows, and
-adjudicates submitted claims and answers with remittances.
+"""The payer simulator: its own faust app (``{app_id}-payer``). It answers eligibility
+(270 → 271) from the members it knows, and adjudicates claims into remittances that it
+pays out after the payer's latency, in simulated time.
 
-``adjudicate`` is pure and deterministic: the outcome of a claim depends only on the
-seed, the payer profile and the claim, never on arrival order, so the same seed gives
-the same outcomes however the run is partitioned or redelivered.
+Three agents and a timer:
 
-Balancing (835 rule) holds on every line and claim: billed − Σ adjustments = paid, and
-patient responsibility = Σ PR adjustments.
+- ``eligibility-requests`` → ``eligibility-responses`` (stateless);
+- ``claims-submitted`` → ``payer-claims``: the claim re-keyed by payer|member, so each
+  member's state lives in one partition;
+- ``payer-claims``: adjudicate (``simulators/adjudication.py``) against the member's
+  state in the ``payer_members`` table — accumulators per plan year, claims adjudicated
+  (duplicates, reversals), and the remittances waiting for their payment date;
+- a timer releases each remittance when its payment date comes (``CLAIMS_PAYER_TIME_SCALE``
+  simulated seconds per real second) onto ``remittances``, then forgets it. A crash between
+  the two sends it again: posting is idempotent by remittance id.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import logging
-import random
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
-from typing import Any, Iterator, Sequence
+import time
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Sequence
 
-import yaml
+import faust
 
-from engine.codec import Codec
+from engine.claims import FeeSchedule
+from engine.codec import Codec, default_codec
 from engine.events import (
-    Adjustment,
-    ClaimLine,
     ClaimSubmitted,
     EligibilityRequest,
     EligibilityResponse,
     EligibilityStatus,
-    GroupCode,
-    Remittance,
-    RemittanceLine,
-    RemittanceOutcome,
 )
-from engine.kafka import run_consumer_stage
-from engine.pipeline import Emit, ProcessingError, SourceMessage, run_stage, utcnow
+from engine.faust_app import add_batch_agent, faust_send, make_faust_app, run_app, string_table
+from engine.kafka import produce_emits
+from engine.pipeline import Emit, ProcessingError, SourceMessage, StageResult, run_stage, utcnow
 from engine.settings import Settings
-from simulators.coverage import Coverage, load_coverage
+from simulators.adjudication import (
+    Calibration,
+    MemberState,
+    PayerBook,
+    PayerReference,
+    PendingPayment,
+    adjudicate,
+    release_at,
+)
+from simulators.coverage import Coverage, load_authorizations, load_coverage
 
 log = logging.getLogger(__name__)
 
-CENTS = Decimal("0.01")
-ZERO = Decimal("0.00")
+MEMBERS_TABLE = "payer_members"
+#: Every this many seconds the release timer re-reads the whole member table for payments
+#: it has no note of (a table recovered after a restart or a rebalance).
+RESCAN_S = 5.0
 
 
-@dataclass(frozen=True)
-class DenialReason:
-    carc: str
-    group_code: GroupCode
-    rarc: str | None
-    weight: float
-
-
-@dataclass(frozen=True)
-class PayerProfile:
-    payer_id: str
-    name: str
-    payer_type: str
-    fee_factor: Decimal
-    copay: Decimal
-    deductible: Decimal  # annual, told in eligibility answers (adjudication applies it in a later issue)
-    coinsurance: Decimal
-    first_pass_denial_rate: float
-    partial_denial_rate: float
-    payment_lag_days: int
-    share: float
-
-
-@dataclass(frozen=True)
-class PayerBook:
-    """Every payer profile plus the denial mixes they draw from."""
-
-    payers: dict[str, PayerProfile]
-    denial_mix: tuple[DenialReason, ...]
-    partial_denial_mix: tuple[DenialReason, ...]
-
-    @classmethod
-    def load(cls, path: Path) -> "PayerBook":
-        doc: dict[str, Any] = yaml.safe_load(path.read_text())
-
-        def reasons(rows: list[dict[str, Any]]) -> tuple[DenialReason, ...]:
-            return tuple(
-                DenialReason(str(r["carc"]), GroupCode(r["group"]), r.get("rarc"), float(r["weight"])) for r in rows
-            )
-
-        payers = {
-            str(p["payer_id"]): PayerProfile(
-                payer_id=str(p["payer_id"]),
-                name=str(p["name"]),
-                payer_type=str(p["payer_type"]),
-                fee_factor=Decimal(str(p["fee_factor"])),
-                copay=Decimal(str(p["copay"])),
-                deductible=Decimal(str(p.get("deductible", "0.00"))),
-                coinsurance=Decimal(str(p["coinsurance"])),
-                first_pass_denial_rate=float(p["first_pass_denial_rate"]),
-                partial_denial_rate=float(p["partial_denial_rate"]),
-                payment_lag_days=int(p["payment_lag_days"]),
-                share=float(p["share"]),
-            )
-            for p in doc["payers"]
-        }
-        return cls(payers, reasons(doc["denial_mix"]), reasons(doc["partial_denial_mix"]))
-
-
-def _rng(seed: int, claim_id: str) -> random.Random:
-    return random.Random(f"payer:{seed}:{claim_id}")
-
-
-def _pick(rng: random.Random, mix: Sequence[DenialReason]) -> DenialReason:
-    return rng.choices(mix, weights=[r.weight for r in mix], k=1)[0]
-
-
-def _money(value: Decimal) -> Decimal:
-    return value.quantize(CENTS, rounding=ROUND_HALF_UP)
-
-
-def _denied_line(line: ClaimLine, reason: DenialReason) -> RemittanceLine:
-    return RemittanceLine(
-        line_number=line.line_number,
-        procedure_code=line.procedure_code,
-        billed_amount=line.charge,
-        allowed_amount=ZERO,
-        paid_amount=ZERO,
-        adjustments=[Adjustment(reason.group_code, reason.carc, line.charge, line.units)],
-        rarcs=[reason.rarc] if reason.rarc else [],
-    )
-
-
-def _paid_line(line: ClaimLine, profile: PayerProfile, copay_due: Decimal) -> tuple[RemittanceLine, Decimal]:
-    """One paid line and the copay still due after it (copay is taken once per claim)."""
-    allowed = min(line.charge, _money(line.charge * profile.fee_factor))
-    adjustments: list[Adjustment] = []
-    if line.charge > allowed:
-        adjustments.append(Adjustment(GroupCode.CO, "45", line.charge - allowed))
-    copay = min(copay_due, allowed)
-    if copay > ZERO:
-        adjustments.append(Adjustment(GroupCode.PR, "3", copay))
-    coinsurance = _money((allowed - copay) * profile.coinsurance)
-    if coinsurance > ZERO:
-        adjustments.append(Adjustment(GroupCode.PR, "2", coinsurance))
-    paid = allowed - copay - coinsurance
-    return (
-        RemittanceLine(line.line_number, line.procedure_code, line.charge, allowed, paid, adjustments),
-        copay_due - copay,
-    )
-
-
-def adjudicate(claim: ClaimSubmitted, book: PayerBook, seed: int, now: datetime) -> Remittance:
-    profile = book.payers.get(claim.payer_id)
-    if profile is None:
-        raise ProcessingError(f"claim {claim.claim_id}: payer {claim.payer_id!r} unknown to the simulator")
-    rng = _rng(seed, claim.claim_id)
-    draw = rng.random()
-    lines: list[RemittanceLine] = []
-    claim_rarcs: list[str] = []
-    if draw < profile.first_pass_denial_rate:
-        reason = _pick(rng, book.denial_mix)
-        lines = [_denied_line(line, reason) for line in claim.lines]
-        claim_rarcs = [reason.rarc] if reason.rarc else []
-    else:
-        denied_index = -1
-        if len(claim.lines) > 1 and rng.random() < profile.partial_denial_rate:
-            denied_index = rng.randrange(1, len(claim.lines))  # never the first (E/M) line
-        partial_reason = _pick(rng, book.partial_denial_mix)
-        copay_due = profile.copay
-        for index, line in enumerate(claim.lines):
-            if index == denied_index:
-                lines.append(_denied_line(line, partial_reason))
-            else:
-                paid_line, copay_due = _paid_line(line, profile, copay_due)
-                lines.append(paid_line)
-    paid = sum((line.paid_amount for line in lines), ZERO)
-    allowed = sum((line.allowed_amount for line in lines), ZERO)
-    patient_responsibility = sum(
-        (a.amount for line in lines for a in line.adjustments if a.group_code == GroupCode.PR), ZERO
-    )
-    fully_denied = all(line.allowed_amount == ZERO and line.paid_amount == ZERO for line in lines)
-    some_denied = any(line.allowed_amount == ZERO for line in lines)
-    outcome = (
-        RemittanceOutcome.DENIED
-        if fully_denied
-        else RemittanceOutcome.PARTIALLY_PAID if some_denied else RemittanceOutcome.PAID
-    )
-    payment_date = claim.submitted_at.date() + timedelta(days=profile.payment_lag_days)
-    digest = hashlib.blake2b(f"{claim.payer_id}:{claim.claim_id}".encode(), digest_size=6).hexdigest().upper()
-    return Remittance(
-        remittance_id=f"R{digest}-1",
-        claim_id=claim.claim_id,
-        encounter_id=claim.encounter_id,
-        encounter_occurred_at=claim.encounter_occurred_at,
-        patient_control_number=claim.patient_control_number,
-        payer_id=claim.payer_id,
-        payer_claim_control_number=f"{claim.payer_id}{digest}",
-        date_of_service=claim.date_of_service,
-        claim_status_code="4" if outcome == RemittanceOutcome.DENIED else "1",
-        outcome=outcome,
-        billed_amount=claim.total_charge,
-        allowed_amount=allowed,
-        paid_amount=paid,
-        patient_responsibility=patient_responsibility,
-        adjustments=[],
-        rarcs=claim_rarcs,
-        lines=lines,
-        payment_date=payment_date,
-        trace_number=f"EFT{payment_date:%Y%m%d}{claim.payer_id}",
-        adjudicated_at=now,
-    )
-
-
-def adjudicate_claim(
-    claim: ClaimSubmitted, message: SourceMessage, book: PayerBook, seed: int, now: datetime
-) -> Iterator[Emit]:
-    remit = adjudicate(claim, book, seed, now)
-    yield Emit("remittances", remit.claim_id, remit)
+def member_key(claim: ClaimSubmitted) -> str:
+    return f"{claim.payer_id}|{claim.member_id}"
 
 
 def answer_eligibility(request: EligibilityRequest, members: dict[str, Coverage], book: PayerBook,
                        now: datetime) -> EligibilityResponse:
-    """271: ACTIVE with plan, copay and deductible left when the member's coverage is in
-    force on the date of service; INACTIVE with the coverage period when it is not;
-    NOT_FOUND when the payer has no such member."""
+    """271: ACTIVE with plan, copay and deductible when the member's coverage is in force
+    on the date of service; INACTIVE with the coverage period when it is not; NOT_FOUND
+    when the payer has no such member. (The deductible quoted is the plan's annual one;
+    the accumulators live with adjudication, in another partition.)"""
     coverage = members.get(request.member_id)
     profile = book.payers.get(request.payer_id)
     found = coverage is not None and coverage.payer_id == request.payer_id
@@ -233,6 +76,7 @@ def answer_eligibility(request: EligibilityRequest, members: dict[str, Coverage]
     elif not active and coverage is not None:
         reason = (f"coverage ended {coverage.end.isoformat()}" if coverage.end and coverage.end < request.date_of_service
                   else f"coverage starts {coverage.start.isoformat()}")
+    plan = profile.plan(coverage.plan_id) if active and profile and coverage else None
     return EligibilityResponse(
         request_id=request.request_id,
         encounter_id=request.encounter_id,
@@ -243,53 +87,131 @@ def answer_eligibility(request: EligibilityRequest, members: dict[str, Coverage]
         plan_id=coverage.plan_id if found and coverage else None,
         coverage_start=coverage.start if found and coverage else None,
         coverage_end=coverage.end if found and coverage else None,
-        copay=profile.copay if active and profile else None,
-        deductible_remaining=profile.deductible if active and profile else None,
+        copay=plan.copays.get("office", Decimal("0.00")) if plan else None,
+        deductible_remaining=plan.deductible if plan else None,
         reason=reason,
         responded_at=now,
     )
 
 
-class PayerSimulator:
-    """Two consumer groups: eligibility requests → 271 answers, and claims submitted →
-    remittances. Members come from the master-data files the EHR simulator wrote."""
+class PayerRuntime:
+    """The payer's state outside the table: reference data (read when the first claim
+    comes, after the EHR has written the master data), per-payer calibration, and a
+    note of when each member's next payment is due."""
 
-    GROUP_ID = "claimflow-payer-simulator"
-    ELIGIBILITY_GROUP_ID = "claimflow-payer-simulator-eligibility"
-
-    def __init__(self, settings: Settings, bootstrap_servers: str, codec: Codec) -> None:
+    def __init__(self, settings: Settings, codec: Codec) -> None:
         self.settings = settings
-        self.bootstrap_servers = bootstrap_servers
         self.codec = codec
         self.book = PayerBook.load(settings.payer_profiles_file)
-        self.members: dict[str, Coverage] | None = None
-        self.stop = asyncio.Event()
+        self.fees = FeeSchedule.load(settings.fee_schedule_file).charges
+        self._reference: PayerReference | None = None
+        self._members: dict[str, Coverage] | None = None
+        self.calibration: dict[str, Calibration] = {}
+        self.next_due: dict[str, float] = {}
 
-    def process(self, messages: Sequence[SourceMessage]) -> list[Emit]:
+    @property
+    def members(self) -> dict[str, Coverage]:
+        if self._members is None:
+            self._members = load_coverage(self.settings.master_data_dir)
+        return self._members
+
+    @property
+    def reference(self) -> PayerReference:
+        if self._reference is None:
+            self._reference = PayerReference(self.book, self.members,
+                                             load_authorizations(self.settings.master_data_dir), self.fees,
+                                             self.settings.seed)
+        return self._reference
+
+    def answer(self, messages: Sequence[SourceMessage]) -> StageResult:
         now = utcnow()
-        return run_stage(
-            "payer",
-            messages,
-            self.codec,
-            ClaimSubmitted,
-            lambda claim, msg: adjudicate_claim(claim, msg, self.book, self.settings.seed, now),
-        ).emits
+        return run_stage("payer-eligibility", messages, self.codec, EligibilityRequest,
+                         lambda request, msg: [Emit("eligibility-responses", request.encounter_id,
+                                                    answer_eligibility(request, self.members, self.book, now))])
 
-    def answer(self, messages: Sequence[SourceMessage]) -> list[Emit]:
+    def intake(self, messages: Sequence[SourceMessage]) -> StageResult:
+        return run_stage("payer-intake", messages, self.codec, ClaimSubmitted,
+                         lambda claim, msg: [Emit("payer-claims", member_key(claim), msg.value or b"")])
+
+    def adjudicate(self, messages: Sequence[SourceMessage], table: Any) -> StageResult:
+        """Adjudicate each claim against its member's state; remittances wait in the state
+        until their payment date (or go at once when the time scale is 0)."""
         now = utcnow()
-        if self.members is None:  # read when the first request comes: the EHR writes the files first
-            self.members = load_coverage(self.settings.master_data_dir)
-        members = self.members
-        return run_stage(
-            "payer-eligibility", messages, self.codec, EligibilityRequest,
-            lambda request, msg: [Emit("eligibility-responses", request.encounter_id,
-                                       answer_eligibility(request, members, self.book, now))],
-        ).emits
 
-    async def run(self) -> None:
-        await asyncio.gather(
-            run_consumer_stage(self.settings, self.bootstrap_servers, self.codec, self.GROUP_ID, "claims-submitted",
-                               self.process, self.stop),
-            run_consumer_stage(self.settings, self.bootstrap_servers, self.codec, self.ELIGIBILITY_GROUP_ID,
-                               "eligibility-requests", self.answer, self.stop),
-        )
+        def one(claim: ClaimSubmitted, msg: SourceMessage) -> list[Emit]:
+            key = member_key(claim)
+            state = MemberState.loads(table.get(key))
+            cal = self.calibration.setdefault(claim.payer_id, Calibration())
+            try:
+                result = adjudicate(claim, state, self.reference, cal, self.codec, now)
+            except ValueError as exc:
+                raise ProcessingError(str(exc)) from exc
+            emits = []
+            for remit in result.remittances:
+                due = release_at(claim, remit.payment_date, self.settings.payer_time_scale)
+                if self.settings.payer_time_scale <= 0:
+                    emits.append(Emit("remittances", remit.claim_id, remit))
+                else:
+                    state.pending.append(PendingPayment(due, self.codec.encode(remit)))
+                    self.next_due[key] = min(self.next_due.get(key, due), due)
+            table[key] = state.dumps()
+            return emits
+
+        return run_stage("payer", messages, self.codec, ClaimSubmitted, one)
+
+    def due_payments(self, table: Any, now: float) -> list[tuple[str, MemberState, list[PendingPayment]]]:
+        """Members with payments due by ``now``: (key, state, the due payments)."""
+        found = []
+        for key in [k for k, due in self.next_due.items() if due <= now]:
+            del self.next_due[key]
+            state = MemberState.loads(table.get(key))
+            due = [p for p in state.pending if p.due_at <= now]
+            later = [p.due_at for p in state.pending if p.due_at > now]
+            if later:
+                self.next_due[key] = min(later)
+            if due:
+                found.append((key, state, due))
+        return found
+
+    def rescan(self, table: Any) -> None:
+        for key, raw in list(table.items()):
+            pending = MemberState.loads(raw).pending
+            if pending:
+                self.next_due[key] = min(self.next_due.get(key, float("inf")), min(p.due_at for p in pending))
+
+
+def make_payer_app(settings: Settings, bootstrap_servers: str) -> faust.App:
+    app = make_faust_app(settings, settings.payer_app_id, bootstrap_servers)
+    codec = default_codec(settings.schemas_dir)
+    runtime = PayerRuntime(settings, codec)
+    members = string_table(app, MEMBERS_TABLE)  # payer|member → MemberState
+    send = faust_send(app)
+
+    add_batch_agent(app, settings, codec, "eligibility-requests", runtime.answer)
+    add_batch_agent(app, settings, codec, "claims-submitted", runtime.intake)
+    add_batch_agent(app, settings, codec, "payer-claims", lambda msgs: runtime.adjudicate(msgs, members))
+
+    last_scan = [0.0]
+
+    @app.timer(interval=settings.payer_release_interval_s)
+    async def release_due_payments() -> None:
+        now = time.time()
+        if now - last_scan[0] > RESCAN_S:
+            last_scan[0] = now
+            runtime.rescan(members)
+        for key, _, due in runtime.due_payments(members, now):
+            emits = [Emit("remittances", (codec.decode_record(p.remittance)[1])["claim_id"], p.remittance)
+                     for p in due]
+            await produce_emits(send, settings, codec, emits)
+            # Read again after the await: the adjudication agent may have written this member meanwhile.
+            current = MemberState.loads(members.get(key))
+            released = {(p.due_at, p.remittance) for p in due}
+            current.pending = [p for p in current.pending if (p.due_at, p.remittance) not in released]
+            members[key] = current.dumps()
+
+    return app
+
+
+def run_payer(settings: Settings, bootstrap_servers: str) -> None:
+    """Run the payer simulator in this process until SIGTERM/SIGINT."""
+    run_app(make_payer_app(settings, bootstrap_servers), settings)

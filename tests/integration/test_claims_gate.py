@@ -20,7 +20,7 @@ from engine.export import submitted_claims
 from engine.run import RunOptions, run_closed_loop
 from engine.x12_837 import read_837p, validate_837p, write_837p
 from simulators.ehr import ELIGIBILITY_KINDS, EXPECTED_SCRUB_RULE, SCRUB_KINDS, plan_encounters, practice_for
-from simulators.payer import PayerBook
+from simulators.adjudication import PayerBook
 from tests.fixtures.kafka import SettingsFactory, read_topic
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from engine.events import CodingReviewItem, DeadLetter, Encounter, Severity
 from engine.run import RunOptions, run_closed_loop
 from engine.settings import Settings
 from simulators.ehr import CODING_ERROR_KINDS, EXPECTED_RULE, UNREADABLE_KINDS, Kind, plan_encounters
-from simulators.payer import PayerBook
+from simulators.adjudication import PayerBook
 from tests.fixtures.kafka import SettingsFactory, read_topic
 
 pytestmark = pytest.mark.integration
@@ -59,6 +59,13 @@ async def test_closed_loop_settles_and_balances(settings_factory: SettingsFactor
     assert summary["coding_audits_closed"] == summary["coding_audit_sampled"]
     assert summary["coded"] == summary["coded_first_pass"] + summary["coded_after_review"]
     assert summary["duplicates_dropped"] == kinds[Kind.RESEND]
+    # Payer and posting: every claim answered, every remittance balanced and posted once,
+    # the patients' shares billed.
+    assert summary["remittances_unbalanced"] == 0
+    assert summary["remittances"] - summary["remittances_repeated"] == summary["claims_submitted"]
+    assert summary["statements"] > 0
+    assert summary["statement_amount"] == summary["patient_responsibility"]
+    assert set(summary["first_pass_by_payer"]) == set(PayerBook.load(settings.payer_profiles_file).payers)
 
     await _every_bad_encounter_is_findable(settings, planned)
     await _no_claim_id_twice(settings)

@@ -4,7 +4,6 @@ simulator and answered with a remittance; a queried item waits for the provider.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import subprocess
@@ -23,7 +22,6 @@ from engine.kafka import make_producer
 from engine.run import start_worker, stop_process
 from engine.settings import Settings
 from simulators.coverage import Coverage, PatientRecord, write_master_data
-from simulators.payer import PayerSimulator
 from tests.fixtures.kafka import wait_for_record
 
 pytestmark = pytest.mark.integration
@@ -53,17 +51,16 @@ def _the_payer_knows_the_member(settings: Settings) -> None:
 
 @contextlib.asynccontextmanager
 async def engine_running(settings: Settings, codec: Codec) -> AsyncIterator[None]:
-    """The worker (its own process, as `claims worker`) and the payer simulator."""
+    """The worker (its own process, as `claims worker`) and the payer simulator (its own
+    process, as `claims simulate payer`)."""
     _the_payer_knows_the_member(settings)
     worker = start_worker(settings, settings.bootstrap_servers)
-    payer = PayerSimulator(settings, settings.bootstrap_servers, codec)
-    task = asyncio.create_task(payer.run())
+    payer = start_worker(settings, settings.bootstrap_servers, ("simulate", "payer"), settings.payer_log_file)
     try:
         yield
     finally:
-        payer.stop.set()
-        await asyncio.wait_for(task, 30)
         stop_process(worker)
+        stop_process(payer)
 
 
 def claims(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:

@@ -233,13 +233,44 @@ def sample_events() -> dict[type, Any]:
                 Adjustment(GroupCode.PR, "2", Decimal("21.30")),
             ]),
             RemittanceLine(2, "J3301", Decimal("88.00"), Decimal("0.00"), Decimal("0.00"),
-                           [Adjustment(GroupCode.CO, "97", Decimal("88.00"), 4)], ["M15"]),
+                           [Adjustment(GroupCode.CO, "97", Decimal("88.00"), 4)], ["M15"],
+                           modifiers=[], units=4, submitted_procedure_code="J3302", submitted_modifiers=["JW"],
+                           date_of_service=date(2026, 2, 27)),  # v2 line fields, set
         ],
         payment_date=date(2026, 3, 20),
         trace_number="EFT20260320PPO01",
         adjudicated_at=NOW,
+        claim_frequency_code="7",  # v2 fields, set
+        payer_name="COMMERCIAL PPO",
+        payee_npi="1912301953",
+        payment_method="ACH",
+        source="835:era-20260320.txt",
     )
+    from engine.events import PatientStatement, PaymentReceived, ProviderAdjustment, UnappliedPayment
+
     return {
+        PatientStatement: PatientStatement(
+            statement_id="ST-0011223344556677", claim_id=claim.claim_id, encounter_id=enc.encounter_id,
+            patient_control_number=claim.claim_id, payer_id="PPO01", remittance_id=remit.remittance_id,
+            amount=Decimal("51.30"), deductible=Decimal("0.00"), coinsurance=Decimal("21.30"),
+            copay=Decimal("30.00"), other=Decimal("0.00"), statement_date=date(2026, 3, 20),
+            due_date=date(2026, 4, 19), created_at=NOW,
+        ),
+        PaymentReceived: PaymentReceived(
+            payment_id="PAY-0011223344556677", payer_id="PPO01", payer_name="COMMERCIAL PPO",
+            trace_number="EFT20260320PPO01", payment_method="ACH", payment_amount=Decimal("71.50"),
+            payment_date=date(2026, 3, 20), claim_payments=2, matched=1, unapplied=1,
+            provider_adjustments=[ProviderAdjustment("L6", "INTEREST", Decimal("-3.00")),
+                                  ProviderAdjustment("WO", None, Decimal("15.00"))],
+            source="835:era-20260320.txt", received_at=NOW,
+        ),
+        UnappliedPayment: UnappliedPayment(
+            item_id="UA-0011223344556677", payer_id="PPO01", payer_name="COMMERCIAL PPO",
+            trace_number="EFT20260320PPO01", patient_control_number="C-UNKNOWN-1",
+            payer_claim_control_number="PPO01FFFF", claim_status_code="1", billed_amount=Decimal("100.00"),
+            paid_amount=Decimal("0.00"), reason="no claim with patient control number C-UNKNOWN-1",
+            x12_segments="CLP*C-UNKNOWN-1*1*100*0*0*12*PPO01FFFF~", source="835:era-20260320.txt", received_at=NOW,
+        ),
         type(enc): enc,
         CodedEncounter: CodedEncounter(
             encounter_id=enc.encounter_id,
@@ -316,6 +347,13 @@ def sample_events() -> dict[type, Any]:
             denial_queue="denials.missing-information",
             remittance_id=remit.remittance_id,
             updated_at=NOW,
+            allowed_amount=Decimal("0.00"),  # v2 fields, set
+            patient_responsibility=Decimal("0.00"),
+            contractual_adjustment=Decimal("0.00"),
+            denied_amount=Decimal("298.00"),
+            balance=Decimal("298.00"),
+            payer_claim_control_number="MCA01ABCDEF",
+            remittances_posted=1,
         ),
         EligibilityRequest: EligibilityRequest(
             request_id="ER-0011223344556677",

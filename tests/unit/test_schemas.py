@@ -287,22 +287,61 @@ def test_new_field_without_default_breaks_old_data(settings, tmp_path, v1_codec,
         breaking.decode(old, Encounter)
 
 
+def _evolves(older: Any, newer: Any, where: str) -> None:
+    """``newer`` reads data written with ``older``: records keep their fields in order,
+    unchanged or evolved the same way, and only add fields with a default; enums keep
+    their symbols in order and may append; everything else is unchanged."""
+    if isinstance(older, dict) and isinstance(newer, dict) and older.get("type") == newer.get("type") == "record":
+        old_fields = {f["name"]: f for f in older["fields"]}
+        kept = [f for f in newer["fields"] if f["name"] in old_fields]
+        assert [f["name"] for f in kept] == [f["name"] for f in older["fields"]], where
+        for f in kept:
+            _evolves(old_fields[f["name"]]["type"], f["type"], f"{where}.{f['name']}")
+        added = [f for f in newer["fields"] if f["name"] not in old_fields]
+        assert all("default" in f for f in added), (where, added)
+    elif isinstance(older, dict) and isinstance(newer, dict) and older.get("type") == newer.get("type") == "enum":
+        assert newer["symbols"][: len(older["symbols"])] == older["symbols"], where
+        assert {k: v for k, v in newer.items() if k not in ("symbols", "doc")} == \
+            {k: v for k, v in older.items() if k not in ("symbols", "doc")}, where
+    elif isinstance(older, dict) and isinstance(newer, dict) and older.get("type") == newer.get("type") == "array":
+        _evolves(older["items"], newer["items"], f"{where}[]")
+    elif isinstance(older, list) and isinstance(newer, list):
+        assert len(older) == len(newer), where
+        for o, n in zip(older, newer):
+            _evolves(o, n, where)
+    else:
+        assert older == newer, where
+
+
 def test_every_registered_version_follows_the_evolution_rule(settings, index):
-    """Each later version of a schema keeps the earlier fields, unchanged and in order, and
-    only adds fields with a default (CodedEncounter v2, CodingReviewItem v2 ...)."""
+    """Each later version of a schema keeps the earlier fields, in order, and only adds
+    fields with a default (CodedEncounter v2, CodingReviewItem v2 ...); nested records
+    evolve by the same rule and enums only append symbols (Remittance v2: REVERSED)."""
     by_name: dict[str, list[dict[str, Any]]] = {}
     for entry in sorted(index, key=lambda e: (e["name"], e["version"])):
         by_name.setdefault(entry["name"], []).append(entry)
     evolved = {name for name, entries in by_name.items() if len(entries) > 1}
-    assert {"org.claimflow.events.CodedEncounter", "org.claimflow.events.CodingReviewItem"} <= evolved
+    assert {"org.claimflow.events.CodedEncounter", "org.claimflow.events.Remittance"} <= evolved
     for name in evolved:
         versions = [json.loads((settings.schemas_dir / e["file"]).read_text()) for e in by_name[name]]
         assert [e["version"] for e in by_name[name]] == list(range(1, len(versions) + 1)), name
         for older, newer in zip(versions, versions[1:]):
-            old_fields = {f["name"]: f for f in older["fields"]}
-            kept = [f for f in newer["fields"] if f["name"] in old_fields]
-            assert [f["name"] for f in kept] == [f["name"] for f in older["fields"]], name
-            for f in kept:
-                assert f["type"] == old_fields[f["name"]]["type"], (name, f["name"])
-            added = [f for f in newer["fields"] if f["name"] not in old_fields]
-            assert added and all("default" in f for f in added), (name, added)
+            old_names = {f["name"] for f in older["fields"]}
+            assert any(f["name"] not in old_names for f in newer["fields"]), name
+            _evolves(older, newer, name)
+
+
+def test_the_evolution_rule_rejects_what_old_data_cannot_feed():
+    base = {"type": "record", "name": "R", "fields": [
+        {"name": "a", "type": {"type": "enum", "name": "E", "symbols": ["X", "Y"]}}]}
+    appended = copy.deepcopy(base)
+    appended["fields"][0]["type"]["symbols"].append("Z")
+    _evolves(base, appended, "R")
+    reordered = copy.deepcopy(base)
+    reordered["fields"][0]["type"]["symbols"] = ["Y", "X"]
+    with pytest.raises(AssertionError):
+        _evolves(base, reordered, "R")
+    no_default = copy.deepcopy(base)
+    no_default["fields"].append({"name": "b", "type": "string"})
+    with pytest.raises(AssertionError):
+        _evolves(base, no_default, "R")
