@@ -5,6 +5,9 @@ generator writes ``005010X222A2`` into GS08/ST03 (pyx12 4.0.0 has no map for it 
 with "Map not found"), fills what a spec leaves out with random values and fixes POS 11,
 frequency 1 and one diagnosis pointer; pyx12 4.0.0 (``validate_837p``) is the judge.
 
+Segment primitives, the ISA, splitting and silent pyx12 runs are shared with the 835 in
+``engine.x12``.
+
 Layout: one interchange, one functional group, one transaction per at most 5,000 claims
 (the guide's recommended limit), in each: billing provider HL 20 → subscriber HL 22 →
 (dependent) patient HL 23. A subscriber who is the patient (relationship 18, or no
@@ -31,23 +34,31 @@ What the file does not carry, so ``read_837p`` fills placeholders:
 
 from __future__ import annotations
 
-import io
-import logging
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import astuple, dataclass, field, replace
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from engine.codesets import normalize_icd10
 from engine.events import SELF, Address, ClaimLine, ClaimSubmitted, Provider, Subscriber
 from engine.settings import Settings
+from engine.x12 import (
+    SEGMENT_TERMINATOR,
+    composite as _composite,
+    d8 as _d8,
+    get as _get,
+    hhmm as _hhmm,
+    isa,
+    money as _money,
+    parse_amount as _decimal,
+    parse_date as _date,
+    pyx12_errors as _pyx12_errors,
+    safe_decimal as _safe_decimal,
+    seg as _seg,
+    split as _split,
+)
 
 IMPLEMENTATION = "005010X222A1"
-SEGMENT_TERMINATOR = "~"
-ELEMENT_SEPARATOR = "*"
-COMPONENT_SEPARATOR = ":"
-REPETITION_SEPARATOR = "^"
 MAX_CLAIMS_PER_TRANSACTION = 5000
 MAX_CLAIMS_PER_PATIENT_LOOP = 100  # loop 2300 repeats at most 100 times per 2000B/2000C
 MAX_DIAGNOSES = 12  # one HI segment (max use 1) with HI01..HI12
@@ -55,8 +66,6 @@ MAX_MODIFIERS = 4
 MAX_POINTERS = 4
 MAX_LINES = 50
 FREQUENCIES = frozenset({"1", "7", "8"})
-CENTS = Decimal("0.01")
-_DELIMITERS = (SEGMENT_TERMINATOR, ELEMENT_SEPARATOR, COMPONENT_SEPARATOR, REPETITION_SEPARATOR, "\n", "\r")
 
 
 # --- writing -----------------------------------------------------------------
@@ -86,7 +95,7 @@ def write_837p(
     chunks = _chunks(_grouped(claims), max_claims_per_transaction)
     body = [seg for n, chunk in enumerate(chunks, 1) for seg in _transaction(chunk, settings, n, control_number, stamp)]
     segments = [
-        _isa(settings, control_number, stamp),
+        isa(settings.x12_sender_id, settings.x12_receiver_id, settings.x12_usage, control_number, stamp),
         _seg("GS", "HC", settings.x12_sender_id, settings.x12_receiver_id, _d8(stamp), _hhmm(stamp),
              str(control_number), "X", IMPLEMENTATION),
         *body,
@@ -370,32 +379,6 @@ def _line_loop(line: ClaimLine, number: int) -> list[str]:
 # --- segment primitives -------------------------------------------------------------
 
 
-def _clean(value: str) -> str:
-    """Free text without delimiters (a ``*`` in a street name would split the element)."""
-    for delimiter in _DELIMITERS:
-        value = value.replace(delimiter, " ")
-    return " ".join(value.split())
-
-
-class _Composite(str):
-    """An element already joined from cleaned components: ``_seg`` keeps its separators."""
-
-
-def _seg(seg_id: str, *elements: str) -> str:
-    """A segment with trailing empty elements dropped (X12 forbids trailing separators)."""
-    values = [e if isinstance(e, _Composite) else _clean(e) for e in elements]
-    while values and values[-1] == "":
-        values.pop()
-    return ELEMENT_SEPARATOR.join([seg_id, *values])
-
-
-def _composite(*components: str) -> _Composite:
-    values = [_clean(c) for c in components]
-    while values and values[-1] == "":
-        values.pop()
-    return _Composite(COMPONENT_SEPARATOR.join(values))
-
-
 def _nm1(entity: str, entity_type: str, name: str, first: str, qualifier: str, identifier: str) -> str:
     first_name = first if entity_type == "1" else ""
     return _seg("NM1", entity, entity_type, name, first_name, "", "", "", qualifier, identifier)
@@ -405,30 +388,6 @@ def _address(address: Address | None) -> list[str]:
     if address is None:
         return []
     return [_seg("N3", address.line1), _seg("N4", address.city, address.state, address.postal_code)]
-
-
-def _isa(settings: Settings, control_number: int, created: datetime) -> str:
-    """ISA with its fixed widths: 105 characters, 106 with the terminator."""
-    fields = [
-        "ISA", "00", " " * 10, "00", " " * 10,
-        "ZZ", f"{settings.x12_sender_id:<15}", "ZZ", f"{settings.x12_receiver_id:<15}",
-        created.strftime("%y%m%d"), _hhmm(created), REPETITION_SEPARATOR, "00501",
-        f"{control_number:09d}", "0", settings.x12_usage, COMPONENT_SEPARATOR,
-    ]
-    return ELEMENT_SEPARATOR.join(fields)
-
-
-def _money(amount: Decimal) -> str:
-    """X12 R type without needless zeros: 140, 140.5, 140.55."""
-    return format(amount.quantize(CENTS).normalize(), "f")
-
-
-def _d8(day: date) -> str:
-    return day.strftime("%Y%m%d")
-
-
-def _hhmm(moment: datetime) -> str:
-    return moment.strftime("%H%M")
 
 
 # --- reading -------------------------------------------------------------------------
@@ -508,22 +467,6 @@ def read_837p(text: str) -> list[ClaimSubmitted]:
             handler(reader, elements)
     _flush(reader)
     return reader.claims
-
-
-def _split(text: str) -> tuple[list[list[str]], str]:
-    start = text.lstrip()
-    if not start.startswith("ISA") or len(start) < 106:
-        raise ValueError("not an X12 interchange: it must begin with a 106-character ISA")
-    element, component, terminator = start[3], start[104], start[105]
-    pieces = start[:105].split(element)
-    if len(pieces) != 17 or len(pieces[16]) != 1 or terminator.isalnum() or terminator.isspace():
-        raise ValueError("not an X12 interchange: the ISA must be exactly 106 characters with 16 elements")
-    raw = (s.strip("\r\n") for s in start.split(terminator))
-    return [s.split(element) for s in raw if s.strip()], component
-
-
-def _get(elements: list[str], position: int) -> str:
-    return elements[position] if position < len(elements) else ""
 
 
 def _on_bht(reader: _Reader, e: list[str]) -> None:
@@ -687,30 +630,7 @@ def _claim_line(line: _Line) -> ClaimLine:
                      date_of_service=line.service_date)
 
 
-def _decimal(text: str) -> Decimal:
-    try:
-        return Decimal(text).quantize(CENTS)
-    except InvalidOperation:
-        raise ValueError(f"not an X12 amount: {text!r}") from None
-
-
-def _date(text: str) -> date:
-    return datetime.strptime(text, "%Y%m%d").date()
-
-
 # --- validation ------------------------------------------------------------------------
-
-_VALIDATION_LOCK = threading.Lock()
-
-
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
 
 def validate_837p(text: str) -> list[str]:
     """Every finding for ``text`` (empty: clean): pyx12's 005010X222A1 validation, then the
@@ -721,36 +641,6 @@ def validate_837p(text: str) -> list[str]:
     except ValueError as exc:
         return [str(exc)]
     return _pyx12_errors(text) + _balance_errors(segments) + _hl_child_errors(segments) + _hi_errors(segments, component)
-
-
-def _pyx12_errors(text: str) -> list[str]:
-    """pyx12 reports through its ``pyx12`` logger: the records are collected here and
-    kept from propagating (nothing reaches stdout, stderr or the root logger). Its
-    defaults (``ParamsBase``), not ~/.pyx12.conf.xml, so every machine judges alike."""
-    import pyx12.errors
-    import pyx12.params
-    import pyx12.x12n_document
-
-    logger = logging.getLogger("pyx12")
-    collect = _Collect()
-    with _VALIDATION_LOCK:
-        propagate, level = logger.propagate, logger.level
-        logger.addHandler(collect)
-        logger.propagate = False
-        logger.setLevel(logging.ERROR)
-        try:
-            ok = pyx12.x12n_document.x12n_document(
-                param=pyx12.params.ParamsBase(), src_file=io.StringIO(text), fd_997=None, fd_html=None,
-            )
-        except (pyx12.errors.EngineError, pyx12.errors.X12Error) as exc:
-            ok = False
-            collect.messages.append(f"pyx12: {exc}")
-        finally:
-            logger.removeHandler(collect)
-            logger.propagate, logger.level = propagate, level
-    if not ok and not collect.messages:
-        collect.messages.append("pyx12: document is not valid")
-    return collect.messages
 
 
 def _balance_errors(segments: list[list[str]]) -> list[str]:
@@ -790,10 +680,3 @@ def _hi_errors(segments: list[list[str]], component: str) -> list[str]:
     return [f"claimflow: HI code {code!r} has a dot (X12 carries ICD-10-CM codes without it)"
             for elements in segments if elements[0] == "HI"
             for composite in elements[1:] for code in composite.split(component)[1:2] if "." in code]
-
-
-def _safe_decimal(text: str) -> Decimal | None:
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        return None

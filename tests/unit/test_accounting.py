@@ -30,6 +30,7 @@ from engine.events import (
     Encounter,
     Finding,
     FrontDeskItem,
+    PatientStatement,
     Remittance,
     ScrubRejected,
     Severity,
@@ -135,9 +136,13 @@ def claim_flow(samples, encounter_ids: list[str]) -> list[tuple[str, str, object
             ("claim-status", claim_id, dataclasses.replace(status, claim_id=claim_id, status=ClaimState.SUBMITTED,
                                                            billed_amount=Decimal("298.00"), paid_amount=None)),
             ("remittances", claim_id, dataclasses.replace(samples[Remittance], claim_id=claim_id,
-                                                          encounter_id=encounter_id)),
+                                                          encounter_id=encounter_id, remittance_id=f"R{index}",
+                                                          claim_frequency_code="1")),
             ("claim-status", claim_id, dataclasses.replace(status, claim_id=claim_id, status=final,
                                                            billed_amount=Decimal("298.00"), paid_amount=paid)),
+            ("statements", claim_id, dataclasses.replace(samples[PatientStatement], claim_id=claim_id,
+                                                         remittance_id=f"R{index}",
+                                                         amount=samples[Remittance].patient_responsibility)),
         ]
     events.append(("denials.missing-information", "C0000000000000000", samples[DenialWorkItem]))
     return events
@@ -186,8 +191,9 @@ def test_every_identity_holds_for_a_complete_run(run_events, samples, codec, set
     assert (summary["claims_built"], summary["scrub_rejected"], summary["eligibility_held"],
             summary["clean_claim_rate"]) == (3, 0, 0, 1.0)
     assert summary["denials_by_queue"] == {"missing-information": 1}
+    # Money comes from the remittances (each posted once): three answers, 298.00 billed and 83.50 paid each.
     assert (summary["billed_amount"], summary["paid_amount"], summary["amount_at_risk"]) == (
-        "894.00", "200.00", "298.00")
+        "894.00", "250.50", "298.00")
     assert all_settled(tally, 4, settings)
     assert all_settled(tally, 4, settings, coder_running=True)  # the review item and the audit were acted on
     assert not all_settled(tally, 5, settings)  # an encounter not read back yet
@@ -330,9 +336,9 @@ def test_an_unreadable_record_is_counted_on_its_topic_but_not_read(codec, settin
 def test_identities_are_named_and_ordered(run_events, codec, settings):
     summary = summarize(tally_of(run_events, codec), settings, 1.0)
     assert [i.name for i in identities(summary)] == list(summary["identities"]) == [
-        ENCOUNTERS, FIXES, RESOLVED, CODED, ELIGIBILITY, "claims_submitted = remittances",
-        "remittances = paid + partially_paid + denied",
-        "denied = sum(denials_by_queue)"]
+        ENCOUNTERS, FIXES, RESOLVED, CODED, ELIGIBILITY, "claims_submitted - voids_reversed = remittances - reversals",
+        "remittances = paid + partially_paid + denied + reversed", "remittances_unbalanced = 0",
+        "statement_amount = patient_responsibility", "denied = sum(denials_by_queue)"]
 
 
 # --- the claim gate: eligibility, front desk, scrubber ---------------------------------------
@@ -369,9 +375,13 @@ def gate_run(samples) -> list[tuple[str, str, object]]:
     ]
     for claim_id in ("C-G1", "C-G2"):
         events += [
-            ("remittances", claim_id, dataclasses.replace(samples[Remittance], claim_id=claim_id)),
+            ("remittances", claim_id, dataclasses.replace(samples[Remittance], claim_id=claim_id,
+                                                          remittance_id=f"R-{claim_id}", claim_frequency_code="1")),
             ("claim-status", claim_id, dataclasses.replace(samples[ClaimStatus], claim_id=claim_id,
                                                            status=ClaimState.PAID, paid_amount=Decimal("100.00"))),
+            ("statements", claim_id, dataclasses.replace(samples[PatientStatement], claim_id=claim_id,
+                                                         remittance_id=f"R-{claim_id}",
+                                                         amount=samples[Remittance].patient_responsibility)),
         ]
     return events
 
@@ -446,3 +456,72 @@ def test_a_request_dead_lettered_by_the_payer_accounts_for_its_encounter(samples
     summary = summarize(tally_of(gate_run(samples) + extra, codec), settings, 1.0)
     assert summary["identities"][ELIGIBILITY]["holds"]
     assert summary["identities"][CODED]["holds"]
+
+
+# --- payer answers: repeats, balancing, reversals, first pass per payer ---------------------
+
+
+def _remittance(samples, claim_id: str, remittance_id: str, **changes: object) -> tuple[str, str, object]:
+    changes = {"claim_frequency_code": "1", **changes}
+    return ("remittances", claim_id, dataclasses.replace(samples[Remittance], claim_id=claim_id,
+                                                         remittance_id=remittance_id, **changes))
+
+
+def test_a_remittance_delivered_twice_counts_once(samples, codec):
+    tally = tally_of([_remittance(samples, "C1", "R1"), _remittance(samples, "C1", "R1")], codec)
+    assert tally.repeated_remittances == 1
+    assert tally.remittances_by_status == {"1": 1}
+    assert tally.paid_amount == samples[Remittance].paid_amount
+
+
+def test_an_unbalanced_remittance_breaks_its_identity(samples, codec, settings):
+    off_by_a_cent = _remittance(samples, "C1", "R1", paid_amount=samples[Remittance].paid_amount + Decimal("0.01"))
+    summary = summarize(tally_of([off_by_a_cent], codec), settings, 1.0)
+    assert summary["remittances_unbalanced"] == 1
+    assert not summary["identities"]["remittances_unbalanced = 0"]["holds"]
+
+
+def test_a_void_answered_by_its_reversal_balances_the_claim_identity(samples, codec, settings):
+    void = dataclasses.replace(samples[ClaimSubmitted], claim_id="C-VOID", frequency_code="8", original_claim_id="C1")
+    original = samples[Remittance]
+    reversal = ("remittances", "C1", dataclasses.replace(
+        original, remittance_id="R-REV", claim_id="C1", claim_status_code="22", claim_frequency_code="8",
+        billed_amount=-original.billed_amount, allowed_amount=-original.allowed_amount,
+        paid_amount=-original.paid_amount, patient_responsibility=-original.patient_responsibility,
+        adjustments=[dataclasses.replace(a, amount=-a.amount) for a in original.adjustments],
+        lines=[dataclasses.replace(ln, billed_amount=-ln.billed_amount, allowed_amount=-ln.allowed_amount,
+                                   paid_amount=-ln.paid_amount,
+                                   adjustments=[dataclasses.replace(a, amount=-a.amount) for a in ln.adjustments])
+               for ln in original.lines]))
+    events = [("claims-submitted", "C1", dataclasses.replace(samples[ClaimSubmitted], claim_id="C1")),
+              _remittance(samples, "C1", "R1"), ("claims-submitted", "C-VOID", void), reversal]
+    summary = summarize(tally_of(events, codec), settings, 1.0)
+    assert (summary["claims_submitted"], summary["voids_submitted"], summary["voids_reversed"],
+            summary["reversals"], summary["remittances_unbalanced"]) == (2, 1, 1, 1, 0)
+    assert summary["identities"]["claims_submitted - voids_reversed = remittances - reversals"]["holds"]
+    assert summary["paid_amount"] == "0.00"  # the payment and its reversal
+
+
+def test_first_pass_denials_per_payer_count_claims_with_any_denial(samples, codec, settings):
+    paid = _remittance(samples, "C1", "R1", payer_id="MCR01", lines=samples[Remittance].lines[:1],
+                       adjustments=[], billed_amount=Decimal("210.00"), paid_amount=Decimal("85.20"),
+                       allowed_amount=Decimal("136.50"))
+    partly = _remittance(samples, "C2", "R2", payer_id="MCR01")  # line 2 denied CO-97 after a CO-253
+    replacement = _remittance(samples, "C3", "R3", payer_id="MCR01", claim_frequency_code="7")
+    summary = summarize(tally_of([paid, partly, replacement], codec), settings, 1.0)
+    # CO-253 (sequestration) is not in not_denials, so it decides before the line's CO-97.
+    assert summary["first_pass_by_payer"] == {
+        "MCR01": {"claims": 2, "denied": 1, "denial_rate": 0.5, "deciding_carcs": {"253": 1}}}
+
+
+def test_later_visits_share_of_allowed_is_reported_per_payer_in_submission_order(samples, codec, settings):
+    claim = samples[ClaimSubmitted]
+    events = []
+    for index, paid in enumerate(("0.00", "50.00", "100.00")):
+        claim_id = f"C{index}"
+        events.append(("claims-submitted", claim_id, dataclasses.replace(claim, claim_id=claim_id,
+                                                                        member_id="M1", payer_id="MCR01")))
+        events.append(_remittance(samples, claim_id, f"R{index}", payer_id="MCR01", allowed_amount=Decimal("100.00"),
+                                  paid_amount=Decimal(paid)))
+    summary = summarize(tally_of(events, codec), settings, 1.0)
+    assert summary["payer_share_of_allowed_by_visit"] == {"MCR01": {"first": "0.000", "later": "0.750"}}
