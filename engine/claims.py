@@ -53,9 +53,14 @@ class FeeSchedule:
 
     @classmethod
     def load(cls, path: Path) -> "FeeSchedule":
+        charges: dict[str, Decimal] = {}
         with path.open(newline="") as handle:
-            rows = csv.DictReader(line for line in handle if not line.startswith("#"))
-            return cls({row["code"].strip().upper(): Decimal(row["charge"]) for row in rows})
+            for row in csv.DictReader(line for line in handle if not line.startswith("#")):
+                code = row["code"].strip().upper()
+                if code in charges:
+                    raise ValueError(f"{path}: procedure {code} is listed twice")
+                charges[code] = Decimal(row["charge"])
+        return cls(charges)
 
     def charge(self, code: str, units: int) -> Decimal:
         try:

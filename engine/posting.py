@@ -20,7 +20,6 @@ from engine.denials import DenialRouting, denial_item
 from engine.events import (
     ClaimState,
     ClaimStatus,
-    ClaimStatusCode,
     GroupCode,
     PatientStatement,
     Remittance,
@@ -170,7 +169,3 @@ def post_remittance(remit: Remittance, ledgers: MutableMapping[str, str], routin
         yield Emit("statements", remit.claim_id, statement)
     if item is not None:
         yield Emit(item.queue, remit.claim_id, item)
-
-
-def is_reversal(remit: Remittance) -> bool:
-    return remit.claim_status_code == ClaimStatusCode.REVERSAL

@@ -392,6 +392,8 @@ def rule_denials(claim: ClaimSubmitted, profile: PayerProfile, ref: PayerReferen
     def claim_denial(carc: str, group: GroupCode = GroupCode.CO, rarc: str | None = None) -> list[Denial]:
         return [Denial(DenialReason(carc, group, rarc, "claim"), None, True)]
 
+    if claim.frequency_code == VOID:  # a void asks only to take the original back
+        return claim_denial("129") if original is None or original.reversed else []
     coverage = ref.members.get(claim.member_id)
     if coverage is None or coverage.payer_id != claim.payer_id:
         return claim_denial("31")
@@ -607,7 +609,9 @@ def adjudicate(claim: ClaimSubmitted, state: MemberState, ref: PayerReference, c
         denials = [stochastic] if stochastic is not None else []
 
     remittances: list[Remittance] = []
-    if original is not None and not denials:
+    # A claim-level denial of a replacement leaves the original standing; a line-level one
+    # does not stop the replacement from replacing it.
+    if original is not None and not any(d.line_numbers is None for d in denials):
         original_remit = codec.decode(original.remittance, Remittance)
         remittances.append(reversal_of(original_remit, claim, payment_date, now))
         original.reversed = True
@@ -666,10 +670,11 @@ def profile_fit(first_pass_by_payer: Mapping[str, Mapping[str, Any]], book: Paye
             continue
         by_category: dict[str, int] = {c.name: 0 for c in profile.categories}
         for carc, n in seen["deciding_carcs"].items():
-            by_category[profile.category_of(carc)] += n
+            category = profile.category_of(carc)  # "other" even when the payer has no such category
+            by_category[category] = by_category.get(category, 0) + n
         denied = max(1, seen["denied"])
         shares = {name: round(n / denied, 4) for name, n in by_category.items()}
-        targets = {c.name: round(c.share, 4) for c in profile.categories}
+        targets = {name: 0.0 for name in by_category} | {c.name: round(c.share, 4) for c in profile.categories}
         report[payer_id] = {
             "denial_rate": seen["denial_rate"],
             "target_rate": profile.first_pass_denial_rate,

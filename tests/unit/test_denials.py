@@ -1,4 +1,4 @@
-"""engine.denials: CARC routing, amount at risk, and the denial-routing stage."""
+"""engine.denials: CARC routing, amount at risk, and the denial work item posting makes of a denial."""
 
 from __future__ import annotations
 
@@ -11,20 +11,18 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.denials import DenialRouting, amount_at_risk, route_remittance, work_item_id
+from engine.denials import DenialRouting, amount_at_risk, denial_item, work_item_id
 from engine.events import (
     Adjustment,
-    ClaimState,
-    ClaimStatus,
     DenialWorkItem,
     GroupCode,
     Remittance,
     RemittanceLine,
     RemittanceOutcome,
 )
-from engine.pipeline import ProcessingError, SourceMessage
+from engine.pipeline import ProcessingError
+from simulators.adjudication import NOT_DENIALS
 
-MSG = SourceMessage("claims.remittances", 1, 99, b"C1", b"")
 CO, PR, OA, PI = GroupCode.CO, GroupCode.PR, GroupCode.OA, GroupCode.PI
 
 
@@ -131,10 +129,24 @@ def test_queues_are_declared_topics_carrying_denial_work_items(routing, routing_
         assert topics[queue]["schema"] == DenialWorkItem.SCHEMA
 
 
-def test_every_carc_the_payer_simulator_denies_with_has_a_named_category(routing, book):
-    for reason in [*book.denial_mix, *book.partial_denial_mix]:
-        assert reason.carc not in routing.not_denials
-        assert reason.carc in routing.category_by_carc, reason
+#: The CARCs of the payer simulator's deterministic rules (simulators/adjudication.py).
+RULE_CARCS = ("31", "26", "27", "29", "129", "18", "197", "15")
+
+
+def test_every_carc_the_payer_simulator_denies_with_has_a_category(routing, book):
+    carcs = set(RULE_CARCS)
+    for profile in book.payers.values():
+        carcs |= {r.carc for c in profile.categories for r in c.reasons}
+        carcs |= set(profile.non_covered) | {rule.carc for rule in profile.bundled}
+    assert {"16", "96", "204", "97", "234", "119", "50", "4", "22"} <= carcs
+    assert not carcs & routing.not_denials
+    named = {carc for carc in carcs if carc in routing.category_by_carc}
+    assert carcs - named == {"129"}  # prior processing information incorrect: no queue of its own
+    assert routing.category_for(adj(CO, "129", "1.00"), []).name == routing.default_category == "other"
+
+
+def test_the_simulator_and_the_routing_agree_on_what_is_not_a_denial(routing):
+    assert routing.not_denials == NOT_DENIALS == {"1", "2", "3", "45"}
 
 
 def test_from_dict_rejects_a_carc_in_two_categories(routing_doc):
@@ -210,43 +222,25 @@ def test_amount_at_risk_of_a_full_denial_is_billed_minus_paid_minus_patient_shar
     assert amount_at_risk(r, routing) == r.billed_amount - r.paid_amount - r.patient_responsibility
 
 
-# --- the stage --------------------------------------------------------------------------
+# --- the work item -----------------------------------------------------------------------
 
 
-def test_paid_remittance_emits_only_a_claim_status(routing, now):
-    r = paid_remit()
-    emits = list(route_remittance(r, MSG, routing, now))
-    assert len(emits) == 1
-    (emit,) = emits
-    assert (emit.topic, emit.key) == ("claim-status", r.claim_id)
-    status = emit.event
-    assert isinstance(status, ClaimStatus)
-    assert (status.status, status.billed_amount, status.paid_amount, status.denial_queue, status.remittance_id,
-            status.claim_id, status.encounter_id, status.payer_id, status.updated_at) == (
-        ClaimState.PAID, r.billed_amount, r.paid_amount, None, r.remittance_id, r.claim_id, r.encounter_id,
-        r.payer_id, now)
+@pytest.mark.parametrize("outcome", [RemittanceOutcome.PAID, RemittanceOutcome.PARTIALLY_PAID,
+                                     RemittanceOutcome.REVERSED])
+def test_no_work_item_unless_the_claim_is_denied(routing, now, outcome):
+    partial = remit([line(1, "140.00", [adj(CO, "45", "40.00")]), line(2, "30.00", [adj(CO, "97", "30.00")])],
+                    outcome)
+    assert denial_item(partial, routing, now) is None
+    assert denial_item(dataclasses.replace(paid_remit(), outcome=outcome), routing, now) is None
 
 
-def test_partially_paid_remittance_sets_partially_paid_status(routing, now):
-    r = remit([line(1, "140.00", [adj(CO, "45", "40.00")]), line(2, "30.00", [adj(CO, "97", "30.00")])],
-              RemittanceOutcome.PARTIALLY_PAID)
-    emits = list(route_remittance(r, MSG, routing, now))
-    assert emits[0].topic == "claim-status"
-    assert emits[0].event.status == ClaimState.PARTIALLY_PAID
-    assert emits[0].event.paid_amount == r.paid_amount
-
-
-def test_denied_remittance_emits_status_and_work_item(routing, routing_doc, codec, now):
+def test_a_denied_remittance_becomes_a_work_item_in_its_queue(routing, routing_doc, codec, now):
     r = denied_remit("197", rarcs=["N54"])
-    emits = list(route_remittance(r, MSG, routing, now))
-    assert [e.topic for e in emits] == ["claim-status", "denials.authorization"]
-    status, item = emits[0].event, emits[1].event
-    assert emits[1].key == r.claim_id
-    assert (status.status, status.denial_queue, status.paid_amount) == (ClaimState.DENIED, "denials.authorization",
-                                                                       Decimal("0.00"))
+    item = denial_item(r, routing, now)
     assert isinstance(item, DenialWorkItem)
     spec = routing_doc["categories"]["authorization"]
     assert (item.category, item.queue, item.carc, item.group_code) == ("authorization", spec["queue"], "197", "CO")
+    assert item.queue == "denials.authorization"
     assert (item.suggested_action, item.recoverable) == (spec["suggested_action"], spec["recoverable"])
     assert (item.claim_id, item.remittance_id, item.encounter_id, item.payer_id, item.date_of_service) == (
         r.claim_id, r.remittance_id, r.encounter_id, r.payer_id, r.date_of_service)
@@ -254,25 +248,34 @@ def test_denied_remittance_emits_status_and_work_item(routing, routing_doc, code
     assert item.rarcs == ["N54"]  # claim and line remarks, de-duplicated
     assert item.reasons == [f"CO-197: {routing_doc['reasons']['197']}"]
     assert item.billed_amount == r.billed_amount
-    assert item.amount_at_risk == r.billed_amount - r.paid_amount - r.patient_responsibility
+    assert item.amount_at_risk == r.billed_amount - r.paid_amount - r.patient_responsibility == Decimal("158.00")
     assert item.created_at == now
     assert item.work_item_id == work_item_id(r.remittance_id)
     assert codec.decode(codec.encode(item), DenialWorkItem) == item
-    assert codec.decode(codec.encode(status), ClaimStatus) == status
+
+
+@pytest.mark.parametrize("carc, group, queue", [
+    ("31", CO, "denials.eligibility"), ("29", CO, "denials.timely-filing"), ("18", OA, "denials.duplicate"),
+    ("96", CO, "denials.non-covered"), ("97", CO, "denials.bundling"), ("50", CO, "denials.medical-necessity"),
+    ("119", CO, "denials.benefit-maximum"), ("22", OA, "denials.coordination-of-benefits"),
+    ("16", CO, "denials.missing-information"), ("4", CO, "denials.coding"), ("129", CO, "denials.other"),
+])
+def test_each_denial_lands_in_its_queue(routing, now, carc, group, queue):
+    item = denial_item(denied_remit(carc, group), routing, now)
+    assert (item.queue, item.carc, item.group_code) == (queue, carc, str(group))
 
 
 def test_line_level_coding_remark_reroutes_carc_16(routing, now):
     r = remit([line(1, "140.00", [adj(CO, "16", "140.00")], ["M51"])], RemittanceOutcome.DENIED)
     assert r.rarcs == []
-    emits = list(route_remittance(r, MSG, routing, now))
-    assert emits[1].topic == "denials.coding"
-    assert emits[1].event.rarcs == ["M51"]
+    item = denial_item(r, routing, now)
+    assert (item.queue, item.rarcs) == ("denials.coding", ["M51"])
 
 
 def test_all_carcs_and_reasons_in_order_without_repeats(routing, now):
     r = remit([line(1, "140.00", [adj(OA, "18", "140.00")]), line(2, "18.00", [adj(CO, "29", "18.00")]),
                line(3, "18.00", [adj(OA, "18", "18.00")])], RemittanceOutcome.DENIED)
-    item = list(route_remittance(r, MSG, routing, now))[1].event
+    item = denial_item(r, routing, now)
     assert (item.carc, item.group_code, item.category) == ("18", "OA", "duplicate")
     assert item.all_carcs == ["18", "29"]
     assert [reason.split(":")[0] for reason in item.reasons] == ["OA-18", "CO-29"]
@@ -283,16 +286,15 @@ def test_unknown_reason_text_falls_back(routing):
 
 
 def test_work_item_id_is_deterministic_from_the_remittance_id(routing, now):
-    first = list(route_remittance(denied_remit(), MSG, routing, now))[1].event
-    later = datetime(2027, 1, 1, tzinfo=timezone.utc)
-    again = list(route_remittance(denied_remit(), MSG, routing, later))[1].event
-    other = list(route_remittance(denied_remit(remittance_id="RBBBBBBBBBBBB-1"), MSG, routing, now))[1].event
+    first = denial_item(denied_remit(), routing, now)
+    again = denial_item(denied_remit(), routing, datetime(2027, 1, 1, tzinfo=timezone.utc))
+    other = denial_item(denied_remit(remittance_id="RBBBBBBBBBBBB-1"), routing, now)
     assert first.work_item_id == again.work_item_id == work_item_id("RAAAAAAAAAAAA-1")
     assert first.work_item_id != other.work_item_id
-    assert first.work_item_id.startswith("DN-")
+    assert first.work_item_id.startswith("DN-") and len(first.work_item_id) == 19
 
 
 def test_denied_without_a_denial_carc_is_a_processing_error(routing, now):
     r = dataclasses.replace(paid_remit(), outcome=RemittanceOutcome.DENIED)
     with pytest.raises(ProcessingError, match="no denial CARC"):
-        list(route_remittance(r, MSG, routing, now))
+        denial_item(r, routing, now)

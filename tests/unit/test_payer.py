@@ -1,20 +1,17 @@
-"""simulators.payer: adjudication is balanced, deterministic and true to the payer profiles.
+"""simulators.payer: eligibility answers (270 → 271) and the payer runtime — intake
+re-keyed by payer|member, adjudication against the member's state in a table (a plain
+dict here), remittances held until their payment date, and recovery after a restart.
 
-Property tests as plain loops over seeded claims (no hypothesis dependency).
-"""
+Adjudication itself is tested in test_adjudication.py."""
 
 from __future__ import annotations
 
 import dataclasses
-import random
-from collections import Counter
 from datetime import date, datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 import pytest
 
-from engine.claims import build_claim, claim_id_for
-from engine.coding import code_encounter
 from engine.events import (
     Address,
     ClaimLine,
@@ -22,270 +19,25 @@ from engine.events import (
     EligibilityRequest,
     EligibilityResponse,
     EligibilityStatus,
-    Encounter,
-    GroupCode,
+    Patient,
     Remittance,
     RemittanceOutcome,
+    Sex,
     Subscriber,
 )
-from engine.pipeline import ProcessingError, SourceMessage
-from simulators.ehr import Kind, plan_encounters
-from simulators.coverage import Coverage
-from simulators.payer import PayerBook, PayerProfile, adjudicate, adjudicate_claim, answer_eligibility
+from engine.pipeline import SourceMessage
+from engine.settings import Settings
+from simulators.adjudication import Calibration, MemberState, release_at
+from simulators.coverage import Authorization, Coverage, PatientRecord, write_master_data
+from simulators.payer import PayerRuntime, answer_eligibility, member_key
 
-SEED = 11
-N_PLANNED = 3200
-TODAY = date(2026, 3, 2)
-NOW = datetime(2026, 3, 2, 15, 0, tzinfo=timezone.utc)
-ZERO = Decimal("0.00")
-CENTS = Decimal("0.01")
-
-
-@pytest.fixture(scope="module")
-def planned_claims(codec, book, claim_ctx, coding_ref) -> list[ClaimSubmitted]:
-    """Claims built the way the pipeline builds them: EHR plan → coding → claim."""
-    records = plan_encounters(N_PLANNED, seed=SEED, bad_rate=0.0, resend_rate=0.0, codec=codec, book=book,
-                              today=TODAY)
-    claims = []
-    for record in records:
-        assert record.kind == Kind.GOOD
-        enc = codec.decode(record.value, Encounter)
-        (emit,) = code_encounter(enc, record.value, coding_ref, NOW)  # audit_rate 0: one emit
-        assert emit.topic == "coded"
-        claims.append(build_claim(emit.event, claim_ctx, NOW))
-    return claims
-
-
-@pytest.fixture(scope="module")
-def random_claims(book, fees) -> list[ClaimSubmitted]:
-    """Synthesised claims: 1–12 random lines of random fee-schedule codes and units, any payer."""
-    rng = random.Random("unit-test-random-claims")
-    codes = sorted(fees.charges)
-    claims = []
-    for index in range(1500):
-        n_lines = rng.randint(1, 12)
-        lines = []
-        for number in range(1, n_lines + 1):
-            code = rng.choice(codes)
-            units = rng.randint(1, 6)
-            lines.append(ClaimLine(number, code, [], units, fees.charge(code, units), [1], date(2026, 2, 1)))
-        claim_id = claim_id_for(f"RANDOM-{index}")
-        claims.append(ClaimSubmitted(
-            claim_id=claim_id, encounter_id=f"RANDOM-{index}", encounter_occurred_at=NOW,
-            patient_control_number=claim_id, frequency_code="1", original_claim_id=None,
-            payer_id=rng.choice(sorted(book.payers)), member_id="M1", patient_id="MRN1", billing_npi="1912301953",
-            rendering_npi="1234567893", date_of_service=date(2026, 2, 1), place_of_service="11", diagnoses=["I10"],
-            lines=lines, total_charge=sum((ln.charge for ln in lines), ZERO), submitted_at=NOW,
-        ))
-    return claims
-
-
-def for_payer(claim: ClaimSubmitted, payer_id: str) -> ClaimSubmitted:
-    return dataclasses.replace(claim, payer_id=payer_id)
-
-
-def money(value: Decimal) -> Decimal:
-    return value.quantize(CENTS, rounding=ROUND_HALF_UP)
-
-
-def total(values) -> Decimal:
-    return sum(values, ZERO)
-
-
-def check_remittance(claim: ClaimSubmitted, remit: Remittance, profile: PayerProfile) -> None:
-    """Every invariant of one remittance, derived from the 835 rules and the profile."""
-    assert remit.claim_id == claim.claim_id and remit.encounter_id == claim.encounter_id
-    assert remit.payer_id == claim.payer_id and remit.patient_control_number == claim.patient_control_number
-    assert remit.date_of_service == claim.date_of_service
-    assert remit.payment_date == claim.submitted_at.date() + timedelta(days=profile.payment_lag_days)
-    assert remit.billed_amount == claim.total_charge
-    assert [(ln.line_number, ln.procedure_code, ln.billed_amount) for ln in remit.lines] == [
-        (ln.line_number, ln.procedure_code, ln.charge) for ln in claim.lines]
-
-    for rl in remit.lines:
-        adjustments = total(a.amount for a in rl.adjustments)
-        assert rl.billed_amount - adjustments == rl.paid_amount
-        assert rl.paid_amount >= ZERO
-        assert ZERO <= rl.allowed_amount <= rl.billed_amount
-        assert all(a.amount > ZERO for a in rl.adjustments)
-        assert all(a.amount == a.amount.quantize(CENTS) for a in rl.adjustments)
-        if rl.allowed_amount > ZERO:  # a paid line: contract, copay, coinsurance
-            expected_allowed = min(rl.billed_amount, money(rl.billed_amount * profile.fee_factor))
-            assert rl.allowed_amount == expected_allowed
-            co45 = total(a.amount for a in rl.adjustments if (a.group_code, a.carc) == (GroupCode.CO, "45"))
-            assert co45 == rl.billed_amount - rl.allowed_amount
-            copay = total(a.amount for a in rl.adjustments if (a.group_code, a.carc) == (GroupCode.PR, "3"))
-            coins = total(a.amount for a in rl.adjustments if (a.group_code, a.carc) == (GroupCode.PR, "2"))
-            assert coins == money((rl.allowed_amount - copay) * profile.coinsurance)
-            assert {(a.group_code, a.carc) for a in rl.adjustments} <= {
-                (GroupCode.CO, "45"), (GroupCode.PR, "3"), (GroupCode.PR, "2")}
-        else:  # a denied line: one CAS for the whole charge
-            assert rl.paid_amount == ZERO
-            (only,) = rl.adjustments
-            assert only.amount == rl.billed_amount
-
-    all_adjustments = remit.all_adjustments()
-    assert remit.billed_amount - total(a.amount for a in all_adjustments) == remit.paid_amount
-    assert remit.patient_responsibility == total(a.amount for a in all_adjustments if a.group_code == GroupCode.PR)
-    assert remit.paid_amount == total(ln.paid_amount for ln in remit.lines)
-    assert remit.allowed_amount == total(ln.allowed_amount for ln in remit.lines)
-    assert remit.paid_amount >= ZERO
-    assert remit.allowed_amount <= remit.billed_amount
-    copay_total = total(a.amount for a in all_adjustments if (a.group_code, a.carc) == (GroupCode.PR, "3"))
-    assert copay_total == min(profile.copay, remit.allowed_amount)  # copay is taken once per claim
-
-    fully_denied = remit.paid_amount == ZERO and all(ln.allowed_amount == ZERO for ln in remit.lines)
-    assert (remit.outcome == RemittanceOutcome.DENIED) == fully_denied
-    assert (remit.claim_status_code == "4") == fully_denied
-    some_denied = any(ln.allowed_amount == ZERO for ln in remit.lines)
-    if not fully_denied:
-        assert remit.outcome == (RemittanceOutcome.PARTIALLY_PAID if some_denied else RemittanceOutcome.PAID)
-        assert remit.claim_status_code == "1"
-        assert remit.lines[0].allowed_amount > ZERO  # a partial denial never hits the first (E/M) line
-        assert sum(ln.allowed_amount == ZERO for ln in remit.lines) <= 1
-
-
-def test_enough_claims(planned_claims, random_claims):
-    assert len(planned_claims) == N_PLANNED
-    assert len(planned_claims) + len(random_claims) >= 3000
-    assert len({c.payer_id for c in planned_claims}) == 5
-
-
-def test_every_remittance_balances_and_follows_its_profile(planned_claims, random_claims, book, codec):
-    outcomes: Counter[RemittanceOutcome] = Counter()
-    for claim in [*planned_claims, *random_claims]:
-        remit = adjudicate(claim, book, SEED, NOW)
-        check_remittance(claim, remit, book.payers[claim.payer_id])
-        outcomes[remit.outcome] += 1
-    assert set(outcomes) == set(RemittanceOutcome)  # every branch was exercised
-
-
-def test_remittances_round_trip_through_the_codec(planned_claims, book, codec):
-    for claim in planned_claims[:500]:
-        remit = adjudicate(claim, book, SEED, NOW)
-        assert codec.decode(codec.encode(remit), Remittance) == remit
-
-
-def test_same_seed_same_remittances_in_any_order(planned_claims, book):
-    first = [adjudicate(c, book, SEED, NOW) for c in planned_claims]
-    backwards = [adjudicate(c, book, SEED, NOW) for c in reversed(planned_claims)]
-    assert first == backwards[::-1]
-
-
-def test_different_seed_changes_outcomes_somewhere(planned_claims, book):
-    a = [adjudicate(c, book, SEED, NOW).outcome for c in planned_claims]
-    b = [adjudicate(c, book, SEED + 1, NOW).outcome for c in planned_claims]
-    differing = sum(x != y for x, y in zip(a, b))
-    assert differing > len(planned_claims) // 50
-
-
-@pytest.fixture(scope="module")
-def per_profile(planned_claims, book) -> dict[str, list[tuple[ClaimSubmitted, Remittance]]]:
-    """Every planned claim adjudicated by every payer (≥ 3000 claims per profile)."""
-    return {
-        payer_id: [(c, adjudicate(c, book, SEED, NOW)) for c in (for_payer(c, payer_id) for c in planned_claims)]
-        for payer_id in book.payers
-    }
-
-
-def test_each_profile_balances(per_profile, book):
-    for payer_id, pairs in per_profile.items():
-        for claim, remit in pairs:
-            check_remittance(claim, remit, book.payers[payer_id])
-
-
-def test_denial_rate_matches_each_profile(per_profile, book):
-    for payer_id, pairs in per_profile.items():
-        assert len(pairs) >= 2000
-        denied = sum(r.outcome == RemittanceOutcome.DENIED for _, r in pairs)
-        rate = denied / len(pairs)
-        expected = book.payers[payer_id].first_pass_denial_rate
-        assert abs(rate - expected) <= 0.04, f"{payer_id}: {rate:.3f} vs {expected}"
-
-
-def test_partial_denial_rate_matches_each_profile(per_profile, book):
-    for payer_id, pairs in per_profile.items():
-        eligible = [r for c, r in pairs if len(c.lines) > 1 and r.outcome != RemittanceOutcome.DENIED]
-        assert len(eligible) >= 1000
-        partial = sum(r.outcome == RemittanceOutcome.PARTIALLY_PAID for r in eligible) / len(eligible)
-        expected = book.payers[payer_id].partial_denial_rate
-        assert abs(partial - expected) <= 0.03, f"{payer_id}: {partial:.3f} vs {expected}"
-    single_line = [r for pairs in per_profile.values() for c, r in pairs if len(c.lines) == 1]
-    assert single_line and all(r.outcome != RemittanceOutcome.PARTIALLY_PAID for r in single_line)
-
-
-def test_denials_use_the_denial_mixes(per_profile, book):
-    full = {(r.carc, r.group_code, r.rarc) for r in book.denial_mix}
-    partial = {(r.carc, r.group_code) for r in book.partial_denial_mix}
-    seen_full, seen_partial = set(), set()
-    for pairs in per_profile.values():
-        for _, remit in pairs:
-            if remit.outcome == RemittanceOutcome.DENIED:
-                reasons = {(a.carc, a.group_code) for ln in remit.lines for a in ln.adjustments}
-                assert len(reasons) == 1
-                ((carc, group),) = reasons
-                rarc = remit.rarcs[0] if remit.rarcs else None
-                assert (carc, group, rarc) in full
-                assert all(ln.rarcs == remit.rarcs for ln in remit.lines)
-                seen_full.add((carc, group, rarc))
-            elif remit.outcome == RemittanceOutcome.PARTIALLY_PAID:
-                (denied,) = [ln for ln in remit.lines if ln.allowed_amount == ZERO]
-                (a,) = denied.adjustments
-                assert (a.carc, a.group_code) in partial
-                seen_partial.add((a.carc, a.group_code))
-    assert seen_full == full
-    assert seen_partial == partial
-
-
-def test_profiles_have_different_fee_factors(planned_claims, book):
-    factors = {p.payer_id: p.fee_factor for p in book.payers.values()}
-    assert len(set(factors.values())) == len(factors)
-    low, high = min(factors, key=factors.get), max(factors, key=factors.get)
-    compared = 0
-    for claim in planned_claims:
-        a = adjudicate(for_payer(claim, low), book, SEED, NOW)
-        b = adjudicate(for_payer(claim, high), book, SEED, NOW)
-        if a.outcome == b.outcome == RemittanceOutcome.PAID:
-            assert a.allowed_amount < b.allowed_amount
-            for la, lb, cl in zip(a.lines, b.lines, claim.lines, strict=True):
-                assert la.allowed_amount == min(cl.charge, money(cl.charge * factors[low]))
-                assert lb.allowed_amount == min(cl.charge, money(cl.charge * factors[high]))
-            compared += 1
-    assert compared > 100
-
-
-def test_unknown_payer_is_a_processing_error(planned_claims, book):
-    with pytest.raises(ProcessingError, match="NOPE9"):
-        adjudicate(for_payer(planned_claims[0], "NOPE9"), book, SEED, NOW)
-
-
-def test_adjudicate_claim_emits_one_remittance_keyed_by_claim(planned_claims, book):
-    claim = planned_claims[0]
-    (emit,) = list(adjudicate_claim(claim, SourceMessage("claims.claims-submitted", 0, 0, None, b""), book, SEED,
-                                    NOW))
-    assert (emit.topic, emit.key) == ("remittances", claim.claim_id)
-    assert emit.event == adjudicate(claim, book, SEED, NOW)
-    assert emit.event.adjudicated_at == NOW
-
-
-def test_payer_book_loads_the_profiles_file(book: PayerBook, settings):
-    import yaml
-
-    doc = yaml.safe_load(settings.payer_profiles_file.read_text())
-    assert list(book.payers) == [str(p["payer_id"]) for p in doc["payers"]]
-    for p in doc["payers"]:
-        profile = book.payers[p["payer_id"]]
-        assert profile.fee_factor == Decimal(str(p["fee_factor"]))
-        assert isinstance(profile.copay, Decimal) and isinstance(profile.coinsurance, Decimal)
-        assert profile.first_pass_denial_rate == p["first_pass_denial_rate"]
-        assert profile.deductible == Decimal(str(p["deductible"])) and profile.deductible >= ZERO
-    assert book.payers["MCR01"].deductible == Decimal("283.00")  # Medicare Part B 2026
-    assert len(book.denial_mix) == len(doc["denial_mix"])
+UTC = timezone.utc
+NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+DOS = date(2026, 2, 27)
+SCALE = 86_400.0  # one real second per simulated day
 
 
 # --- eligibility (270 → 271) ----------------------------------------------------------
-
-DOS = date(2026, 2, 27)
 
 
 @pytest.fixture
@@ -298,6 +50,8 @@ def members() -> dict[str, Coverage]:
         "PPO000000003": Coverage("PPO000000003", "PPO01", "PPO01-BRONZE", "18", None, date(2026, 4, 1), None),
         "MCR000000004": Coverage("MCR000000004", "MCR01", "MCR01-GOLD", "18", None, date(2011, 7, 1),
                                  date(2026, 12, 31)),
+        "PPO000000005": Coverage("PPO000000005", "PPO01", "PPO01-BRONZE", "18", None, date(2021, 1, 1), None),
+        "PPO000000006": Coverage("PPO000000006", "PPO01", "PPO01-SILVER", "18", None, date(2021, 1, 1), None),
     }
 
 
@@ -306,27 +60,36 @@ def request_for(member_id: str, payer_id: str = "PPO01", day: date = DOS) -> Eli
                               day, NOW)
 
 
-def test_an_active_member_gets_plan_copay_and_deductible(members, book):
+def test_an_active_member_gets_the_plan_s_copay_and_deductible(members, book):
     answer = answer_eligibility(request_for("PPO000000001"), members, book, NOW)
     assert answer == EligibilityResponse(
         request_id="ER-PPO000000001", encounter_id="ENC-PPO000000001", payer_id="PPO01", member_id="PPO000000001",
         date_of_service=DOS, status=EligibilityStatus.ACTIVE, plan_id="PPO01-GOLD", coverage_start=date(2021, 1, 1),
-        coverage_end=None, copay=book.payers["PPO01"].copay, deductible_remaining=book.payers["PPO01"].deductible,
-        reason=None, responded_at=NOW,
+        coverage_end=None, copay=Decimal("20.00"), deductible_remaining=Decimal("500.00"), reason=None,
+        responded_at=NOW,
     )
-    assert (answer.copay, answer.deductible_remaining) == (Decimal("30.00"), Decimal("1500.00"))
-    medicare = answer_eligibility(request_for("MCR000000004", "MCR01"), members, book, NOW)
-    assert (medicare.status, medicare.coverage_end, medicare.copay, medicare.deductible_remaining) == (
-        EligibilityStatus.ACTIVE, date(2026, 12, 31), Decimal("0.00"), Decimal("283.00"))
     # The last day of coverage is covered.
-    assert answer_eligibility(request_for("MCR000000004", "MCR01", date(2026, 12, 31)), members, book,
-                              NOW).status == EligibilityStatus.ACTIVE
+    last_day = answer_eligibility(request_for("MCR000000004", "MCR01", date(2026, 12, 31)), members, book, NOW)
+    assert last_day.status == EligibilityStatus.ACTIVE
+
+
+@pytest.mark.parametrize("member_id, payer_id, copay, deductible", [
+    ("PPO000000001", "PPO01", "20.00", "500.00"),  # GOLD
+    ("PPO000000006", "PPO01", "30.00", "1500.00"),  # SILVER: no such tier, the default plan
+    ("PPO000000005", "PPO01", "0.00", "3000.00"),  # BRONZE: no office copay
+    ("MCR000000004", "MCR01", "0.00", "283.00"),  # Medicare Part B 2026
+])
+def test_copay_and_deductible_come_from_the_member_s_plan(members, book, member_id, payer_id, copay, deductible):
+    answer = answer_eligibility(request_for(member_id, payer_id), members, book, NOW)
+    assert (answer.status, answer.copay, answer.deductible_remaining) == (
+        EligibilityStatus.ACTIVE, Decimal(copay), Decimal(deductible))
+    plan = book.payers[payer_id].plan(members[member_id].plan_id)
+    assert answer.deductible_remaining == plan.deductible
 
 
 def test_a_lapsed_member_is_inactive_with_the_end_date(members, book):
     answer = answer_eligibility(request_for("PPO000000002"), members, book, NOW)
-    assert answer.status == EligibilityStatus.INACTIVE
-    assert answer.reason == "coverage ended 2025-11-30"
+    assert (answer.status, answer.reason) == (EligibilityStatus.INACTIVE, "coverage ended 2025-11-30")
     assert (answer.plan_id, answer.coverage_start, answer.coverage_end) == (
         "PPO01-SILVER", date(2019, 5, 1), date(2025, 11, 30))
     assert answer.copay is None and answer.deductible_remaining is None
@@ -338,7 +101,6 @@ def test_a_visit_before_coverage_starts_is_inactive_with_the_start_date(members,
     answer = answer_eligibility(request_for("PPO000000003"), members, book, NOW)
     assert (answer.status, answer.reason) == (EligibilityStatus.INACTIVE, "coverage starts 2026-04-01")
     assert (answer.coverage_start, answer.coverage_end, answer.copay) == (date(2026, 4, 1), None, None)
-    # Before the start of a coverage that has since ended: still the start is the reason.
     early = answer_eligibility(request_for("PPO000000002", day=date(2019, 4, 30)), members, book, NOW)
     assert (early.status, early.reason) == (EligibilityStatus.INACTIVE, "coverage starts 2019-05-01")
 
@@ -362,28 +124,206 @@ def test_every_answer_round_trips_through_the_codec(members, book, codec):
             assert (answer.status == EligibilityStatus.ACTIVE) == coverage.covers(day)
 
 
-def test_the_simulator_answers_requests_from_the_master_data_files(members, book, codec, settings, tmp_path):
-    """PayerSimulator.answer reads the coverage the EHR wrote (master-data folder) and
-    answers each request keyed by its encounter; an unreadable request is dead-lettered."""
-    import dataclasses as dc
+# --- the runtime ------------------------------------------------------------------------
 
-    from engine.events import Patient, Sex
-    from simulators.coverage import PatientRecord, write_master_data
-    from simulators.payer import PayerSimulator
 
-    local = dc.replace(settings, state_dir=tmp_path)
+AUTHORIZED = Authorization("PA123", "PPO01", "PPO000000001", "20610", date(2026, 1, 1), date(2026, 6, 30))
+
+
+@pytest.fixture
+def local(settings, members, tmp_path) -> Settings:
+    """Settings whose master data (coverage and authorizations) are these members, in tmp_path."""
+    here = dataclasses.replace(settings, state_dir=tmp_path, payer_time_scale=SCALE, seed=7)
     records = [PatientRecord(Patient(f"MRN{i}", "Ana", "Chen", date(1958, 7, 14), Sex.F),
                              Address("1 OAK ST", "DENVER", "CO", "80202"), coverage)
                for i, coverage in enumerate(members.values())]
-    write_master_data(records, local.master_data_dir)
-    simulator = PayerSimulator(local, "unused:9092", codec)
+    write_master_data(records, here.master_data_dir, [AUTHORIZED])
+    return here
+
+
+def quiet(runtime: PayerRuntime) -> PayerRuntime:
+    """No stochastic denials: every payer's calibration far ahead of its target."""
+    for payer_id in runtime.book.payers:
+        runtime.calibration[payer_id] = Calibration(claims=10_000, denied=10_000)
+    return runtime
+
+
+def make_claim(claim_id: str, member_id: str = "PPO000000001", payer_id: str = "PPO01",
+               codes: tuple[str, ...] = ("99213",), submitted: datetime = NOW, frequency: str = "1",
+               original: str | None = None) -> ClaimSubmitted:
+    charges = {"99213": Decimal("140.00"), "20610": Decimal("185.00"), "36415": Decimal("18.00")}
+    lines = [ClaimLine(n, code, [], 1, charges[code], [1], DOS) for n, code in enumerate(codes, start=1)]
+    return ClaimSubmitted(
+        claim_id=claim_id, encounter_id=f"ENC-{claim_id}", encounter_occurred_at=NOW, patient_control_number=claim_id,
+        frequency_code=frequency, original_claim_id=original, payer_id=payer_id, member_id=member_id,
+        patient_id="MRN1", billing_npi="1912301953", rendering_npi="1234567893", date_of_service=DOS,
+        place_of_service="11", diagnoses=["M17.11"], lines=lines, total_charge=sum((ln.charge for ln in lines),
+                                                                                   Decimal("0.00")),
+        submitted_at=submitted,
+    )
+
+
+def messages(codec, *claims: ClaimSubmitted, topic: str = "claims.payer-claims") -> list[SourceMessage]:
+    return [SourceMessage(topic, 0, i, member_key(c).encode(), codec.encode(c)) for i, c in enumerate(claims)]
+
+
+def test_the_runtime_answers_from_the_master_data_files(local, members, codec):
+    runtime = PayerRuntime(local, codec)
     requests = [request_for("PPO000000001"), request_for("PPO000000002"), request_for("PPO999999999")]
-    messages = [SourceMessage("claims.eligibility-requests", 0, i, r.encounter_id.encode(), codec.encode(r))
-                for i, r in enumerate(requests)]
-    messages.append(SourceMessage("claims.eligibility-requests", 0, 3, None, b"HL7|not-avro|"))
-    emits = simulator.answer(messages)
+    msgs = [SourceMessage("claims.eligibility-requests", 0, i, r.encounter_id.encode(), codec.encode(r))
+            for i, r in enumerate(requests)]
+    msgs.append(SourceMessage("claims.eligibility-requests", 0, 3, None, b"HL7|not-avro|"))
+    emits = runtime.answer(msgs).emits
     assert [(e.topic, e.key) for e in emits[:3]] == [("eligibility-responses", r.encounter_id) for r in requests]
     assert [e.event.status for e in emits[:3]] == [EligibilityStatus.ACTIVE, EligibilityStatus.INACTIVE,
                                                     EligibilityStatus.NOT_FOUND]
     assert emits[3].topic == "dead-letter" and emits[3].event.stage == "payer-eligibility"
-    assert simulator.members == members
+    assert runtime.members == members
+
+
+def test_intake_rekeys_by_payer_and_member_and_passes_the_bytes_on(local, codec, samples):
+    runtime = PayerRuntime(local, codec)
+    claims = [make_claim("C1"), make_claim("C2", "MCR000000004", "MCR01")]
+    msgs = [SourceMessage("claims.claims-submitted", 2, i, c.claim_id.encode(), codec.encode(c))
+            for i, c in enumerate(claims)]
+    msgs.append(SourceMessage("claims.claims-submitted", 2, 9, b"C3", codec.encode(samples[Remittance])))
+    emits = runtime.intake(msgs).emits
+    assert [(e.topic, e.key) for e in emits[:2]] == [("payer-claims", "PPO01|PPO000000001"),
+                                                      ("payer-claims", "MCR01|MCR000000004")]
+    assert [e.event for e in emits[:2]] == [m.value for m in msgs[:2]]  # unchanged: not re-encoded
+    assert emits[2].topic == "dead-letter" and emits[2].event.stage == "payer-intake"
+
+
+def pending_of(table: dict[str, str], key: str, codec) -> list[tuple[float, Remittance]]:
+    return [(p.due_at, codec.decode(p.remittance, Remittance)) for p in MemberState.loads(table[key]).pending]
+
+
+def test_remittances_wait_for_their_payment_date(local, codec):
+    runtime = quiet(PayerRuntime(local, codec))
+    table: dict[str, str] = {}
+    claims = [make_claim("C1"), make_claim("C2", "MCR000000004", "MCR01", submitted=NOW + timedelta(days=3))]
+    result = runtime.adjudicate(messages(codec, *claims), table)
+    assert result.emits == []
+    for claim in claims:
+        key = member_key(claim)
+        ((due, remit),) = pending_of(table, key, codec)
+        assert remit.claim_id == claim.claim_id
+        assert due == release_at(claim, remit.payment_date, SCALE)
+        days = (remit.payment_date - claim.submitted_at.date()).days
+        assert due == pytest.approx(claim.submitted_at.timestamp() + days)  # one second per simulated day
+        assert runtime.next_due[key] == due
+        assert set(MemberState.loads(table[key]).claims) == {claim.claim_id}
+
+
+def test_time_scale_zero_emits_at_once_keyed_by_claim(local, codec):
+    runtime = quiet(PayerRuntime(dataclasses.replace(local, payer_time_scale=0), codec))
+    table: dict[str, str] = {}
+    original = make_claim("C1")
+    (emit,) = runtime.adjudicate(messages(codec, original), table).emits
+    assert (emit.topic, emit.key, emit.event.claim_id) == ("remittances", "C1", "C1")
+    assert emit.event.outcome == RemittanceOutcome.PAID
+    state = MemberState.loads(table["PPO01|PPO000000001"])
+    assert state.pending == [] and set(state.claims) == {"C1"} and runtime.next_due == {}
+    # A redelivery gives nothing; a replacement gives the reversal (keyed by the original) and itself.
+    assert runtime.adjudicate(messages(codec, original), table).emits == []
+    replacement = make_claim("C1R", codes=("99213", "36415"), frequency="7", original="C1")
+    reversal, own = runtime.adjudicate(messages(codec, replacement), table).emits
+    assert [(e.topic, e.key, e.event.claim_status_code) for e in (reversal, own)] == [
+        ("remittances", "C1", "22"), ("remittances", "C1R", "1")]
+    assert reversal.event.paid_amount == -emit.event.paid_amount
+
+
+def test_authorizations_come_from_the_master_data(local, codec):
+    runtime = quiet(PayerRuntime(dataclasses.replace(local, payer_time_scale=0), codec))
+    table: dict[str, str] = {}
+    with_auth = make_claim("C1", codes=("99213", "20610"))
+    without = make_claim("C2", "PPO000000006", codes=("99213", "20610"))
+    first, second = runtime.adjudicate(messages(codec, with_auth, without), table).emits
+    assert first.event.outcome == RemittanceOutcome.PAID
+    assert second.event.outcome == RemittanceOutcome.PARTIALLY_PAID
+    assert [a.carc for a in second.event.lines[1].adjustments] == ["197"]
+
+
+def release(runtime: PayerRuntime, table: dict[str, str], now: float, codec) -> list[tuple[str, str]]:
+    """What the release timer does: send what is due (here: list it), then drop it from the state."""
+    sent = []
+    for key, _, due in runtime.due_payments(table, now):
+        sent += [(key, codec.decode(p.remittance, Remittance).claim_id) for p in due]
+        state = MemberState.loads(table[key])
+        state.pending = [p for p in state.pending if p not in due]
+        table[key] = state.dumps()
+    return sent
+
+
+def test_due_payments_releases_only_what_is_due(local, codec):
+    runtime = quiet(PayerRuntime(local, codec))
+    table: dict[str, str] = {}
+    early, late = make_claim("C1"), make_claim("C2", "MCR000000004", "MCR01", submitted=NOW + timedelta(days=40))
+    again = make_claim("C3", codes=("36415",), submitted=NOW + timedelta(days=60))  # the first member, later
+    runtime.adjudicate(messages(codec, early, late, again), table)
+    ppo, mcr = member_key(early), member_key(late)
+    (due_early, _), (due_again, _) = pending_of(table, ppo, codec)
+    ((due_late, _),) = pending_of(table, mcr, codec)
+    assert due_early < due_late < due_again
+
+    assert runtime.due_payments(table, due_early - 1) == []
+    snapshot = dict(table)
+    ((key, state, due),) = runtime.due_payments(table, due_early)
+    assert key == ppo and [codec.decode(p.remittance, Remittance).claim_id for p in due] == ["C1"]
+    assert len(state.pending) == 2 and table == snapshot  # it only reads: the timer removes what it sent
+    assert runtime.next_due == {mcr: due_late, ppo: due_again}
+    assert runtime.due_payments(table, due_early) == []  # noted once
+
+    runtime = quiet(PayerRuntime(local, codec))
+    runtime.rescan(table)
+    assert release(runtime, table, due_early, codec) == [(ppo, "C1")]
+    assert release(runtime, table, due_late, codec) == [(mcr, "C2")]
+    assert release(runtime, table, due_again - 0.5, codec) == []
+    assert release(runtime, table, due_again, codec) == [(ppo, "C3")]
+    assert runtime.next_due == {} and all(MemberState.loads(raw).pending == [] for raw in table.values())
+
+
+def test_rescan_finds_pending_payments_after_a_restart(local, codec):
+    first = quiet(PayerRuntime(local, codec))
+    table: dict[str, str] = {}
+    claims = [make_claim("C1"), make_claim("C2", "MCR000000004", "MCR01", submitted=NOW + timedelta(days=5))]
+    first.adjudicate(messages(codec, *claims), table)
+    expected = dict(first.next_due)
+    assert len(expected) == 2
+    restarted = PayerRuntime(local, codec)  # the table survives (a changelog topic); the notes do not
+    far_future = max(expected.values()) + 1
+    assert restarted.due_payments(table, far_future) == []
+    restarted.rescan(table)
+    assert restarted.next_due == expected
+    released = restarted.due_payments(table, far_future)
+    assert sorted(key for key, _, _ in released) == sorted(expected)
+    # A member with nothing pending is not noted.
+    table["PPO01|NOBODY"] = MemberState().dumps()
+    again = PayerRuntime(local, codec)
+    again.rescan(table)
+    assert set(again.next_due) == set(expected)
+
+
+def test_bad_claims_become_dead_letters(local, codec):
+    runtime = PayerRuntime(dataclasses.replace(local, payer_time_scale=0), codec)
+    table: dict[str, str] = {}
+    unknown_payer = make_claim("C9", payer_id="NOPE9")
+    msgs = [SourceMessage("claims.payer-claims", 1, 5, b"PPO01|X", b"HL7|not-avro|"),
+            *messages(codec, unknown_payer), *messages(codec, make_claim("C1"))]
+    emits = runtime.adjudicate(msgs, table).emits
+    assert [e.topic for e in emits] == ["dead-letter", "dead-letter", "remittances"]
+    undecodable, unknown = emits[0].event, emits[1].event
+    assert (undecodable.stage, undecodable.error_type, undecodable.original_value) == (
+        "payer", "UndecodableEvent", b"HL7|not-avro|")
+    assert (unknown.stage, unknown.error_type) == ("payer", "ProcessingError")
+    assert "NOPE9" in unknown.reason and "unknown to the simulator" in unknown.reason
+    assert set(table) == {"PPO01|PPO000000001"}
+
+
+def test_calibration_is_kept_per_payer(local, codec):
+    runtime = PayerRuntime(dataclasses.replace(local, payer_time_scale=0), codec)
+    table: dict[str, str] = {}
+    claims = [make_claim(f"C{i}", codes=codes) for i, codes in enumerate([("99213",), ("36415",), ("99213", "36415")])]
+    claims.append(make_claim("M1", "MCR000000004", "MCR01"))
+    runtime.adjudicate(messages(codec, *claims), table)
+    assert {p: c.claims for p, c in runtime.calibration.items()} == {"PPO01": 3, "MCR01": 1}

@@ -9,7 +9,6 @@ import pytest
 
 from engine.claims import ClaimStageState, bill_coded, on_eligibility
 from engine.coding import code_encounter
-from engine.denials import route_remittance
 from engine.eligibility import EligibilityCache
 from engine.events import (
     ClaimSubmitted,
@@ -22,8 +21,10 @@ from engine.events import (
     RemittanceOutcome,
 )
 from engine.pipeline import DEAD_LETTER_TOPIC, Emit, ProcessingError, SourceMessage, dead_letter, run_stage
+from engine.posting import post_remittance
+from simulators.adjudication import Calibration, MemberState, PayerReference, adjudicate
 from simulators.coverage import Coverage
-from simulators.payer import adjudicate_claim, answer_eligibility
+from simulators.payer import answer_eligibility, member_key
 
 FAILED_AT = datetime(2026, 3, 2, 16, 0, 0, 7_000, tzinfo=timezone.utc)
 
@@ -148,7 +149,7 @@ def test_default_clock_is_aware_utc(codec):
 
 def test_stages_chain_end_to_end(codec, make_encounter, claim_ctx, routing, book, coding_ref, now):
     """Encounter bytes → coded → eligibility request → payer's answer → claim → remittance →
-    status/work item, each hop through the codec. Every 40th member's coverage lapsed."""
+    status/statement/work item, each hop through the codec. Every 40th member's coverage lapsed."""
     billing, rendering = claim_ctx.providers.billing.npi, sorted(claim_ctx.providers.rendering)
     encounters = [make_encounter(encounter_id=f"ENC-E2E-{i}", payer_id=payer, member_id=f"{payer}{i:09d}",
                                  billing_npi=billing, rendering_npi=rendering[i % len(rendering)])
@@ -181,13 +182,27 @@ def test_stages_chain_end_to_end(codec, make_encounter, claim_ctx, routing, book
     assert dict(state.awaiting) == {}
     claim_msgs = [msg(codec.encode(e.event), i, topic="claims.claims-submitted")
                   for i, e in enumerate(claims.emits) if e.topic == "claims-submitted"]
-    remits = run_stage("payer", claim_msgs, codec, ClaimSubmitted,
-                       lambda c, m: adjudicate_claim(c, m, book, 3, now))
+    # The payer: each member's state, one calibration per payer, remittances at once (time scale 0).
+    reference = PayerReference(book, members, {}, claim_ctx.fees.charges, 3)
+    states: dict[str, MemberState] = {}
+    calibration: dict[str, Calibration] = {}
+
+    def pay(claim: ClaimSubmitted, message: SourceMessage) -> list[Emit]:
+        result = adjudicate(claim, states.setdefault(member_key(claim), MemberState()), reference,
+                            calibration.setdefault(claim.payer_id, Calibration()), codec, now)
+        return [Emit("remittances", r.claim_id, r) for r in result.remittances]
+
+    remits = run_stage("payer", claim_msgs, codec, ClaimSubmitted, pay)
     assert [e.topic for e in remits.emits] == ["remittances"] * len(claim_msgs)
+    assert [e.key for e in remits.emits] == [e.event.claim_id for e in claims.emits if e.topic == "claims-submitted"]
     remit_msgs = [msg(codec.encode(e.event), i, topic="claims.remittances") for i, e in enumerate(remits.emits)]
-    routed = run_stage("denials", remit_msgs, codec, Remittance, lambda r, m: route_remittance(r, m, routing, now))
-    assert routed.dead_letters == []
+    ledgers: dict[str, str] = {}
+    posted = run_stage("posting", remit_msgs, codec, Remittance,
+                       lambda r, m: post_remittance(r, ledgers, routing, 30, now))
+    assert posted.dead_letters == []
     denied = sum(e.event.outcome == RemittanceOutcome.DENIED for e in remits.emits)
     assert denied > 0
-    assert sum(e.topic.startswith("denials.") for e in routed.emits) == denied
-    assert sum(e.topic == "claim-status" for e in routed.emits) == len(claim_msgs)
+    assert sum(e.topic.startswith("denials.") for e in posted.emits) == denied
+    assert sum(e.topic == "claim-status" for e in posted.emits) == len(claim_msgs) == len(ledgers)
+    owing = sum(e.event.patient_responsibility != 0 for e in remits.emits)
+    assert sum(e.topic == "statements" for e in posted.emits) == owing > 0
