@@ -354,6 +354,7 @@ class Adjudication:
     remittances: list[Remittance]
     denial_category: str | None
     first_pass: bool
+    encoded: list[bytes] = field(default_factory=list)  # the remittances as framed Avro, in order
 
 
 def fingerprint(claim: ClaimSubmitted) -> str:
@@ -621,12 +622,14 @@ def adjudicate(claim: ClaimSubmitted, state: MemberState, ref: PayerReference, c
     else:
         answer = _answer(claim, denials, profile, ref, state, payment_date, now)
         remittances.append(answer)
+    encoded = [codec.encode(r) for r in remittances]  # once: the state and the payment both keep these bytes
     state.claims[claim.claim_id] = AdjudicatedClaim(claim.claim_id, fingerprint(claim), claim.frequency_code,
-                                                    codec.encode(answer), reversed=claim.frequency_code == VOID)
+                                                    encoded[remittances.index(answer)],
+                                                    reversed=claim.frequency_code == VOID)
     category = profile.category_of(denials[0].reason.carc) if denials else None
     if first_pass:
         cal.record(category, by_rule=bool(denials) and denials[0].by_rule)
-    return Adjudication(remittances, category if first_pass else None, first_pass)
+    return Adjudication(remittances, category if first_pass else None, first_pass, encoded)
 
 
 def _answer(claim: ClaimSubmitted, denials: list[Denial], profile: PayerProfile, ref: PayerReference,

@@ -147,12 +147,12 @@ class PayerRuntime:
             except ValueError as exc:
                 raise ProcessingError(str(exc)) from exc
             emits = []
-            for remit in result.remittances:
+            for remit, encoded in zip(result.remittances, result.encoded):
                 due = release_at(claim, remit.payment_date, self.settings.payer_time_scale)
                 if self.settings.payer_time_scale <= 0:
                     emits.append(Emit("remittances", remit.claim_id, remit))
                 else:
-                    state.pending.append(PendingPayment(due, self.codec.encode(remit)))
+                    state.pending.append(PendingPayment(due, encoded))
                     self.next_due[key] = min(self.next_due.get(key, due), due)
             table[key] = state.dumps()
             return emits
