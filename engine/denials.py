@@ -21,6 +21,11 @@ from engine.events import (
 )
 from engine.pipeline import ProcessingError
 
+#: CARCs that are cost sharing (deductible, coinsurance, copay) or the contractual fee
+#: reduction, never a denial: the default of `not_denials` in denial_routing.yaml.
+NOT_DENIALS = frozenset({"1", "2", "3", "45"})
+
+
 @dataclass(frozen=True)
 class Category:
     name: str

@@ -83,6 +83,12 @@ class Ledger:
                    Decimal(d["denied"]), d["pccn"], d["queue"], d["last"], list(d["ids"]))
 
 
+def remittance_id(payer_id: str, pccn: str, status: str, trace: str) -> str:
+    """The same for the simulator's remittance and the one read back from its 835."""
+    digest = hashlib.blake2b(f"{payer_id}|{pccn}|{status}|{trace}".encode(), digest_size=8).hexdigest().upper()
+    return f"R{digest}"
+
+
 def post(ledger: Ledger | None, remit: Remittance, routing: DenialRouting, denial_queue: str | None) -> Ledger | None:
     """The ledger after ``remit``; None when it was already posted."""
     if ledger is not None and remit.remittance_id in ledger.remittance_ids:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import threading
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -164,3 +165,20 @@ def pyx12_errors(text: str) -> list[str]:
     if not ok and not collect.messages:
         collect.messages.append("pyx12: document is not valid")
     return collect.messages
+
+
+_QUOTED = re.compile(r'"[^"]*"(\s\([A-Z0-9]{2,6}\))?')
+_TRAILING_VALUE = re.compile(r"\s\([^()]*\)$")
+
+
+def redact_x12_error(message: str) -> str:
+    """A validation finding without the element values pyx12 quotes (they can be a
+    patient's name or member id): the line, element and rule stay, and so does a quoted
+    name pyx12 puts before an element, segment or loop id."""
+    if message.startswith("claimflow:"):  # ours: control numbers, codes and amounts only
+        return message
+
+    def value(match: re.Match[str]) -> str:
+        return match.group(0) if match.group(1) else '"…"'
+
+    return _TRAILING_VALUE.sub(" (…)", _QUOTED.sub(value, message))

@@ -36,13 +36,13 @@ from engine.events import (
     RemittanceLine,
     RemittanceOutcome,
 )
+from engine.denials import NOT_DENIALS
+from engine.posting import remittance_id
 from simulators.coverage import Authorization, Coverage
 
 CENTS = Decimal("0.01")
 ZERO = Decimal("0.00")
 ORIGINAL, REPLACEMENT, VOID = "1", "7", "8"
-#: CARCs that are cost sharing or a contractual write-off, never a denial (engine/data/denial_routing.yaml agrees).
-NOT_DENIALS = frozenset({"1", "2", "3", "45"})
 
 
 def money(value: Decimal) -> Decimal:
@@ -368,12 +368,6 @@ def fingerprint(claim: ClaimSubmitted) -> str:
 
 def payer_claim_control_number(claim_id: str) -> str:
     return "P" + hashlib.blake2b(claim_id.encode(), digest_size=7).hexdigest().upper()
-
-
-def remittance_id(payer_id: str, pccn: str, status: str, trace: str) -> str:
-    """The same for the simulator's remittance and the one read back from its 835."""
-    digest = hashlib.blake2b(f"{payer_id}|{pccn}|{status}|{trace}".encode(), digest_size=8).hexdigest().upper()
-    return f"R{digest}"
 
 
 def trace_number(payer_id: str, payment_date: date) -> str:
