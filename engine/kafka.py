@@ -10,9 +10,12 @@ from typing import Awaitable, Callable, Iterable, Sequence
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from engine import kafka_compat
 from engine.codec import Codec
 from engine.pipeline import Emit, SourceMessage
 from engine.settings import Settings
+
+kafka_compat.apply()
 
 
 def make_producer(settings: Settings, bootstrap_servers: str) -> AIOKafkaProducer:
