@@ -19,6 +19,7 @@ from rich.markup import escape
 
 from engine.broker import BrokerError, EmbeddedBroker, resolve_bootstrap
 from engine.coding_cli import coding_app
+from engine.denials_cli import denials_app
 from engine.settings import Settings
 
 app = typer.Typer(help="Claimflow: encounter → coded → claim → remittance → denial queues, on Kafka.",
@@ -28,6 +29,7 @@ simulate_app = typer.Typer(help="The EHR and payer simulators, standalone.", no_
 app.add_typer(topics_app, name="topics")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(coding_app, name="coding")
+app.add_typer(denials_app, name="denials")
 export_app = typer.Typer(help="Export transactions as X12 5010.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
 ingest_app = typer.Typer(help="Read X12 5010 files from payers into the topics.", no_args_is_help=True)
@@ -106,6 +108,30 @@ def worker() -> None:
 
     settings = _settings()
     run_worker(settings, _bootstrap(settings))
+
+
+@app.command()
+def show(claim_id: Annotated[str, typer.Argument(help="A claim id (any version: original, replacement, void).")]) -> None:
+    """A claim's whole timeline from the events: encounter, coding findings and actions, every
+    claim version, remittances, statements and denial work items (no PHI). Exit 1 if unknown."""
+    from rich.table import Table
+
+    from engine.codec import default_codec
+    from engine.timeline import claim_timeline, read_claim_events
+
+    settings = _settings()
+    codec = default_codec(settings.schemas_dir)
+    events = asyncio.run(read_claim_events(settings, _bootstrap(settings), codec))
+    entries = claim_timeline(claim_id, events)
+    if not entries:
+        err.print(escape(f"no claim {claim_id} on {settings.topic('claims-submitted')}"), style="red")
+        raise typer.Exit(1)
+    table = Table(title=f"claim {claim_id}")
+    for column in ("when (UTC)", "stage", "what"):
+        table.add_column(column)
+    for entry in entries:
+        table.add_row(entry.at.strftime("%Y-%m-%d %H:%M:%S"), entry.stage, escape(entry.what))
+    console.print(table)
 
 
 @app.command()

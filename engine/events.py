@@ -537,6 +537,40 @@ class DeadLetter:
     failed_at: datetime
 
 
+# --- denial work queue (engine.workqueue) -------------------------------------
+
+
+class DenialActionType(StrEnum):
+    """What a biller did to a denial work item (engine.workqueue has the transitions)."""
+
+    CLAIM = "CLAIM"  # a biller takes the item
+    RESUBMIT = "RESUBMIT"  # a corrected claim (frequency 7) went out
+    VOID = "VOID"  # a void (frequency 8) went out
+    APPEAL = "APPEAL"  # an appeal was filed with the payer
+    WRITE_OFF = "WRITE_OFF"  # the balance is adjusted off
+    REOPEN = "REOPEN"  # a closed, unpaid item is worked again
+    APPEAL_DECIDED = "APPEAL_DECIDED"  # the payer answered the appeal
+
+
+@dataclass(slots=True)
+class DenialAction:
+    """One biller action on a denial work item; the item's state is the fold of them.
+    Ids only, no PHI: ``user`` is a user id, ``note`` is the biller's reason."""
+
+    SCHEMA: ClassVar[str] = f"{NAMESPACE}.DenialAction"
+    action_id: str
+    work_item_id: str
+    claim_id: str
+    action: DenialActionType
+    user: str
+    at: datetime
+    note: str | None = None
+    adjustment_reason: str | None = None  # WRITE_OFF: the CARC-like reason the balance goes off with
+    replacement_claim_id: str | None = None  # RESUBMIT / VOID: the frequency 7 / 8 claim
+    appeal_overturned: bool | None = None  # APPEAL_DECIDED
+    amount: Decimal | None = None  # WRITE_OFF: written off; APPEAL_DECIDED overturned: recovered
+
+
 EVENT_TYPES: tuple[type, ...] = (
     Encounter,
     CodedEncounter,
@@ -555,4 +589,5 @@ EVENT_TYPES: tuple[type, ...] = (
     UnappliedPayment,
     DuplicateDropped,
     DeadLetter,
+    DenialAction,
 )

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Awaitable, Callable, Iterable, Sequence
+from typing import Awaitable, Callable, Iterable, Sequence, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from engine import kafka_compat
-from engine.codec import Codec
+from engine.codec import Codec, UndecodableEvent
 from engine.pipeline import Emit, SourceMessage
 from engine.settings import Settings
 
@@ -172,3 +172,19 @@ async def run_consumer_stage(
     finally:
         await consumer.stop()
         await producer.stop()
+
+
+T = TypeVar("T")
+
+
+async def read_events(settings: Settings, bootstrap_servers: str, codec: Codec, topic: str,
+                      event_type: type[T]) -> list[T]:
+    """Every event of ``event_type`` on the logical ``topic`` now (``read_topic``), decoded; a
+    record that does not decode is skipped: the stage that met it dead-lettered it."""
+    decoded = []
+    for record in await read_topic(bootstrap_servers, settings.topic(topic)):
+        try:
+            decoded.append(codec.decode(record.value, event_type))
+        except UndecodableEvent:
+            continue
+    return decoded

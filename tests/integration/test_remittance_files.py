@@ -1,7 +1,8 @@
 """835 files both ways on a real broker, through the CLI a biller would use: the loop's
 remittances exported as an 835 that pyx12 accepts, the same file ingested back into the
 same remittances (posting adds nothing: it dedupes by remittance id, across a worker
-restart), and a payer's 835 for claims we never sent landing as unapplied cash."""
+restart), a payer's 835 for claims we never sent landing as unapplied cash, and
+`claims show` telling a denied claim's story from the same events."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 
 from engine.codec import Codec, default_codec
-from engine.events import ClaimStatus, PaymentReceived, Remittance, UnappliedPayment
+from engine.events import ClaimStatus, ClaimSubmitted, PaymentReceived, Remittance, UnappliedPayment
 from engine.run import RunOptions, run_closed_loop, start_worker, stop_process
 from engine.settings import Settings
 from engine.x12_835 import validate_835
@@ -90,6 +91,16 @@ async def test_an_exported_835_validates_and_ingests_back_into_the_same_remittan
             mine.patient_responsibility, mine.payer_claim_control_number)
         assert sorted((a.group_code, a.carc, a.amount) for a in r.all_adjustments()) == sorted(
             (a.group_code, a.carc, a.amount) for a in mine.all_adjustments())
+
+    # A biller's view of one denied claim, from the same events: its whole timeline, no PHI.
+    denied = next(r for r in original if r.claim_status_code == "4")
+    shown = claims(settings, "show", denied.claim_id)
+    assert shown.returncode == 0, shown.stderr
+    assert denied.claim_id in shown.stdout and denied.remittance_id in shown.stdout
+    claim = next(c for c in await _events(settings, codec, "claims-submitted", ClaimSubmitted)
+                 if c.claim_id == denied.claim_id)
+    assert claim.member_id not in shown.stdout
+    assert claims(settings, "show", "CLM-NOT-THERE").returncode == 1
 
     # Posting (a worker started afresh, its ledger recovered from the changelog) sees each
     # remittance a second time and posts nothing new.

@@ -152,6 +152,8 @@ def sample_events() -> dict[type, Any]:
         CodingActionType,
         CodingReviewItem,
         DeadLetter,
+        DenialAction,
+        DenialActionType,
         DenialWorkItem,
         DuplicateDropped,
         EligibilityRequest,
@@ -337,6 +339,8 @@ def sample_events() -> dict[type, Any]:
             date_of_service=date(2026, 2, 27),
             created_at=NOW,
         ),
+        DenialAction: DenialAction("ACT-1", "DN-8899AABBCCDDEEFF", claim.claim_id, DenialActionType.WRITE_OFF,
+                                   "biller-7", NOW, "no proof of timely filing", "29", None, None, Decimal("12.50")),
         ClaimStatus: ClaimStatus(
             claim_id=claim.claim_id,
             encounter_id=enc.encounter_id,
