@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
 import sys
 from dataclasses import replace
@@ -17,10 +16,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from engine.broker import BrokerError, EmbeddedBroker, resolve_bootstrap
+from engine.broker import EmbeddedBroker
+from engine.cli_context import bootstrap as _bootstrap
+from engine.cli_context import load_settings as _settings
 from engine.coding_cli import coding_app
 from engine.denials_cli import denials_app
-from engine.settings import Settings
 
 app = typer.Typer(help="Claimflow: encounter → coded → claim → remittance → denial queues, on Kafka.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -37,20 +37,6 @@ app.add_typer(ingest_app, name="ingest")
 
 console = Console()
 err = Console(stderr=True)
-
-
-def _settings() -> Settings:
-    settings = Settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return settings
-
-
-def _bootstrap(settings: Settings) -> str:
-    try:
-        return resolve_bootstrap(settings)
-    except BrokerError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -172,6 +158,19 @@ def topics_apply() -> None:
         raise typer.Exit(3)
 
 
+def _report_x12_errors(errors: list[str], label: str, valid_message: str) -> None:
+    """Print the first 20 validation errors, redacted (pyx12 quotes element values: names
+    and member ids are PHI), and exit 1; or say the interchange is valid."""
+    from engine.x12 import redact_x12_error
+
+    for error in errors[:20]:
+        err.print(escape(redact_x12_error(error)), style="red")
+    if errors:
+        err.print(f"[red]{label}: {len(errors)} errors[/red]")
+        raise typer.Exit(1)
+    console.print(valid_message)
+
+
 @export_app.command("837")
 def export_837(
     out: Annotated[Path, typer.Option(help="Write the X12 interchange here.")],
@@ -183,7 +182,6 @@ def export_837(
 
     from engine.codec import default_codec
     from engine.export import next_control_number, submitted_claims
-    from engine.x12 import redact_x12_error
     from engine.x12_837 import claim_problems, validate_837p, write_837p
 
     settings = _settings()
@@ -202,13 +200,7 @@ def export_837(
     out.write_text(text)
     console.print(f"{len(claims)} claims → {out} ({len(text):,} bytes)")
     if validate:
-        errors = validate_837p(text)
-        for error in errors[:20]:  # pyx12 quotes element values: names and member ids are PHI
-            err.print(escape(redact_x12_error(error)), style="red")
-        if errors:
-            err.print(f"[red]pyx12: {len(errors)} errors[/red]")
-            raise typer.Exit(1)
-        console.print("pyx12: valid 005010X222A1, no errors")
+        _report_x12_errors(validate_837p(text), "pyx12", "pyx12: valid 005010X222A1, no errors")
 
 
 @export_app.command("835")
@@ -231,7 +223,6 @@ def export_835(
     from engine.codec import default_codec
     from engine.export import next_control_number
     from engine.remittance_files import claims_answered, remittances_for_period
-    from engine.x12 import redact_x12_error
     from engine.x12_835 import read_835, remittance_problems, validate_835, write_835
 
     settings = _settings()
@@ -265,13 +256,7 @@ def export_835(
     console.print(f"transactions: {len(payments)}, claim payments: {claim_payments}, total paid: {total:,.2f} "
                   f"→ {out} ({len(text):,} bytes)")
     if validate:
-        errors = validate_835(text)
-        for error in errors[:20]:  # pyx12 quotes element values: names and member ids are PHI
-            err.print(escape(redact_x12_error(error)), style="red")
-        if errors:
-            err.print(f"[red]835 validation: {len(errors)} errors[/red]")
-            raise typer.Exit(1)
-        console.print("pyx12: valid 005010X221A1, balanced, no errors")
+        _report_x12_errors(validate_835(text), "835 validation", "pyx12: valid 005010X221A1, balanced, no errors")
 
 
 @ingest_app.command("835")

@@ -10,8 +10,6 @@ sees sex and age at the date of service, which the sex and age edits need.
 from __future__ import annotations
 
 import asyncio
-import getpass
-import os
 from datetime import datetime, timezone
 from typing import Annotated, Optional
 
@@ -19,7 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.codec import Codec, default_codec
+from engine.cli_context import context, user_id
+from engine.codec import Codec
 from engine.codesets import icd10_info, normalize_icd10
 from engine.coding import CodingReference, age_on, check_encounter, has_errors
 from engine.coding_queue import QueueReader, find_item, new_action, publish_action
@@ -38,17 +37,6 @@ coding_app = typer.Typer(help="The coder review queue: list, show, fix, query, a
                          no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
-
-
-def _context() -> tuple[Settings, str, Codec]:
-    from engine.cli import _bootstrap, _settings
-
-    settings = _settings()
-    return settings, _bootstrap(settings), default_codec(settings.schemas_dir)
-
-
-def _actor(given: str | None) -> str:
-    return given or os.environ.get("CLAIMS_USER") or getpass.getuser()
 
 
 async def _read(settings: Settings, bootstrap: str, codec: Codec) -> dict[str, WorkItem]:
@@ -84,7 +72,7 @@ def list_items(
     limit: Annotated[int, typer.Option(help="At most this many rows (oldest first).")] = 50,
 ) -> None:
     """The queue, oldest first, with counts per status."""
-    settings, bootstrap, codec = _context()
+    settings, bootstrap, codec = context()
     queue = asyncio.run(_read(settings, bootstrap, codec))
     wanted = set(ItemStatus) if all_items else set(status or NEEDS_CODER)
     rows = sorted((i for i in queue.values() if i.status in wanted
@@ -105,7 +93,7 @@ def list_items(
 @coding_app.command("show")
 def show(item_ref: Annotated[str, typer.Argument(metavar="ID", help="Work item id (CR-…) or encounter id.")]) -> None:
     """One item: its findings, the codes with their ICD-10-CM descriptions, its history."""
-    settings, bootstrap, codec = _context()
+    settings, bootstrap, codec = context()
     item = _item_or_exit(asyncio.run(_read(settings, bootstrap, codec)), item_ref)
     enc = codec.decode(item.encounter, Encounter)
     kind = "audit sample" if item.is_audit else "coding errors"
@@ -215,7 +203,7 @@ def fix(
         err.print("[red]nothing to fix: give --dx, --add-dx, --drop-dx, --dx-order, --proc, --mod, --units, "
                   "--pointers or --drop-line[/red]")
         raise typer.Exit(2)
-    settings, bootstrap, codec = _context()
+    settings, bootstrap, codec = context()
 
     async def go() -> int:
         async with QueueReader(settings, bootstrap, codec) as reader:
@@ -235,7 +223,7 @@ def fix(
                 err.print("[red]the correction still fails the checks: not submitted[/red] (fix the rest, or "
                           "--force to send it back to the queue as the next revision)")
                 return 1
-            action = new_action(item, action=CodingActionType.FIX, actor=_actor(coder), note=note, changes=changes,
+            action = new_action(item, action=CodingActionType.FIX, actor=user_id(coder), note=note, changes=changes,
                                 corrected_encounter=codec.encode(corrected))
             await publish_action(settings, bootstrap, codec, action)
             console.print(f"submitted {action.action_id}: {item.work_item_id} revision {item.revision}")
@@ -264,7 +252,7 @@ def fix(
 
 
 def _simple_action(item_ref: str, action: CodingActionType, actor: str, note: str | None) -> None:
-    settings, bootstrap, codec = _context()
+    settings, bootstrap, codec = context()
 
     async def go() -> None:
         async with QueueReader(settings, bootstrap, codec) as reader:
@@ -284,7 +272,7 @@ def query(
     coder: Annotated[Optional[str], typer.Option(help="Your user id.")] = None,
 ) -> None:
     """Ask the provider; the item waits, with the question, until answered."""
-    _simple_action(item_ref, CodingActionType.QUERY, _actor(coder), question)
+    _simple_action(item_ref, CodingActionType.QUERY, user_id(coder), question)
 
 
 @coding_app.command("answer")
@@ -294,7 +282,7 @@ def answer(
     provider: Annotated[Optional[str], typer.Option(help="The provider's user id.")] = None,
 ) -> None:
     """The provider's reply to a query: the item is back with the coders."""
-    _simple_action(item_ref, CodingActionType.ANSWER, _actor(provider), text)
+    _simple_action(item_ref, CodingActionType.ANSWER, user_id(provider), text)
 
 
 @coding_app.command("audit")
@@ -306,5 +294,5 @@ def audit(
 ) -> None:
     """Close an audit sample: agree, or disagree with a note (the claim already went out)."""
     action = CodingActionType.AUDIT_AGREE if agree else CodingActionType.AUDIT_DISAGREE
-    _simple_action(item_ref, action, _actor(coder), note)
+    _simple_action(item_ref, action, user_id(coder), note)
 

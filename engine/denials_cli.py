@@ -8,8 +8,6 @@ Ids, codes and amounts only: no name, birth date or member id."""
 from __future__ import annotations
 
 import asyncio
-import getpass
-import os
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Annotated, Optional
@@ -19,7 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from engine.codec import Codec, default_codec
+from engine.cli_context import context, user_id
+from engine.codec import Codec
 from engine.denial_queue import new_action_id, publish_action, read_queues
 from engine.events import DenialAction, DenialActionType, DenialWorkItem
 from engine.pipeline import ProcessingError
@@ -30,17 +29,6 @@ denials_app = typer.Typer(help="The denial work queues: queues, list, show, clai
                           no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
-
-
-def _context() -> tuple[Settings, str, Codec]:
-    from engine.cli import _bootstrap, _settings
-
-    settings = _settings()
-    return settings, _bootstrap(settings), default_codec(settings.schemas_dir)
-
-
-def _user(given: str | None) -> str:
-    return given or os.environ.get("CLAIMS_USER") or getpass.getuser()
 
 
 def _today() -> date:
@@ -64,7 +52,7 @@ def _find(items: list[tuple[DenialWorkItem, WorkItemState]], ref: str) -> tuple[
 @denials_app.command("queues")
 def queues() -> None:
     """Per queue: open items, those waiting for a biller, $ at risk, the oldest open item."""
-    settings, bootstrap, codec = _context()
+    settings, bootstrap, codec = context()
     table = Table(title="denial queues")
     for column in ("queue", "open", "for a biller", "$ at risk", "oldest (days)"):
         table.add_column(column, justify="left" if column == "queue" else "right")
@@ -81,7 +69,7 @@ def list_items(queue: Annotated[str, typer.Option(help="The queue, e.g. denials.
     if sort not in SORTS:
         err.print(f"unknown sort {sort!r}; one of {', '.join(SORTS)}", style="red")
         raise typer.Exit(2)
-    settings, bootstrap, codec = _context()
+    settings, bootstrap, codec = context()
     table = Table(title=f"{queue} by {sort}")
     for column in ("work item", "claim", "payer", "CARC", "$ at risk", "appeal by", "days left", "priority", "status"):
         table.add_column(column)
@@ -95,7 +83,7 @@ def list_items(queue: Annotated[str, typer.Option(help="The queue, e.g. denials.
 @denials_app.command("show")
 def show(ref: Annotated[str, typer.Argument(help="Work item id (or claim id).")]) -> None:
     """One item: the reasons in words, the money, the deadline, the suggested action, its history."""
-    settings, bootstrap, codec = _context()
+    settings, bootstrap, codec = context()
     item, state = _find(_items(settings, bootstrap, codec), ref)
     deadline = appeal_deadline(item, {})
     table = Table(title=f"work item {item.work_item_id}", show_header=False)
@@ -116,9 +104,9 @@ def show(ref: Annotated[str, typer.Argument(help="Work item id (or claim id).")]
 
 
 def _act(ref: str, kind: DenialActionType, user: str | None, **fields: object) -> None:
-    settings, bootstrap, codec = _context()
+    settings, bootstrap, codec = context()
     item, state = _find(_items(settings, bootstrap, codec), ref)
-    action = DenialAction(new_action_id(), item.work_item_id, item.claim_id, kind, _user(user),
+    action = DenialAction(new_action_id(), item.work_item_id, item.claim_id, kind, user_id(user),
                           datetime.now(timezone.utc), **fields)  # type: ignore[arg-type]
     try:
         after = apply_action(state, action)

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from engine.codec import Codec, default_codec
 from engine.events import ClaimStatus, ClaimSubmitted, PaymentReceived, Remittance, UnappliedPayment
+from engine.kafka import read_events
 from engine.run import RunOptions, run_closed_loop, start_worker, stop_process
 from engine.settings import Settings
 from engine.x12_835 import validate_835
@@ -32,8 +33,7 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "x12"
 
 
 async def _events(settings: Settings, codec: Codec, topic: str, event_type: type) -> list:
-    return [codec.decode(r.value, event_type) for r in await read_topic(settings.bootstrap_servers,
-                                                                       settings.topic(topic), timeout_s=10.0)]
+    return await read_events(settings, settings.bootstrap_servers, codec, topic, event_type)
 
 
 async def _caught_up(settings: Settings, group_id: str, topic: str) -> None:

@@ -1,0 +1,43 @@
+"""What every ``claims`` subcommand starts from: settings (with logging set up), the
+broker to talk to, the codec, and who is acting. Shared by ``engine.cli`` and the
+work-queue CLIs (``coding``, ``denials``)."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+
+import typer
+from rich.console import Console
+
+from engine.broker import BrokerError, resolve_bootstrap
+from engine.codec import Codec, default_codec
+from engine.settings import Settings
+
+err = Console(stderr=True)
+
+
+def load_settings() -> Settings:
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return settings
+
+
+def bootstrap(settings: Settings) -> str:
+    """The broker address, or exit 2 saying how to get one."""
+    try:
+        return resolve_bootstrap(settings)
+    except BrokerError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def context() -> tuple[Settings, str, Codec]:
+    settings = load_settings()
+    return settings, bootstrap(settings), default_codec(settings.schemas_dir)
+
+
+def user_id(given: str | None) -> str:
+    """Who acts: the option given, else CLAIMS_USER, else the login name (an id, no PHI)."""
+    return given or os.environ.get("CLAIMS_USER") or getpass.getuser()
