@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 # `make run ARGS="--rate 50"` for an open-ended run (Ctrl-C stops it and prints the summary).
 ARGS ?= --encounters 3000 --rate 150 --bad-rate 0.04 --summary run-summary.json
 
-.PHONY: setup run test test-unit bench clean
+# The browser tests drive Debian's Chromium through Playwright (no browser download).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup browser run test test-unit bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +18,14 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed
 
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
 run: setup
 	$(BIN)/claims run $(ARGS)
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest
 
 test-unit: setup

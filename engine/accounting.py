@@ -13,8 +13,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine.codec import Codec, UndecodableEvent
 from engine.coding_review import VERDICTS
+from engine.events import DenialAction, DenialWorkItem, Remittance
 from engine.kafka import assign_all, read_to_highwater
 from engine.settings import Settings
+from engine.workqueue import WorkItemAccounting, fold_work_items, work_item_accounting
 
 COUNTED_TOPICS = (
     "encounters",
@@ -31,6 +33,7 @@ COUNTED_TOPICS = (
     "claim-status",
     "statements",
     "dead-letter",
+    "denial-actions",
 )
 DENIAL_PREFIX = "denials."
 ENGINE_VERDICTS = frozenset(str(verdict) for verdict in VERDICTS)
@@ -71,6 +74,21 @@ class Tally:
     not_denials: frozenset[str] = frozenset({"1", "2", "3", "45"})
     remittance_ids: set[str] = field(default_factory=set)
     repeated_remittances: int = 0
+    #: Claim-status records that posted a remittance (its count of remittances grew), by
+    #: state: a biller's write-off also republishes the status, and is not a posting.
+    posted_states: Counter[str] = field(default_factory=Counter)
+    remittances_posted: dict[str, int] = field(default_factory=dict)
+    #: Claims submitted by CLM05-3 frequency: 1 original, 7 replacement, 8 void.
+    submitted_by_frequency: Counter[str] = field(default_factory=Counter)
+    #: Remittances that make a denial work item: originals denied in full or in part.
+    denials_routed: int = 0
+    #: What the work-item fold needs, decoded once: the items, the actions, the answers
+    #: to replacement and void claims, and what each denying remittance paid.
+    work_items: list[DenialWorkItem] = field(default_factory=list)
+    denial_actions: list[DenialAction] = field(default_factory=list)
+    successor_remittances: list[Remittance] = field(default_factory=list)
+    paid_by_denying_remittance: dict[str, Decimal] = field(default_factory=dict)
+    denial_action_kinds: Counter[str] = field(default_factory=Counter)
     remittances_by_status: Counter[str] = field(default_factory=Counter)
     voids_reversed: int = 0
     voids_submitted: int = 0
@@ -88,7 +106,10 @@ class Tally:
     def add(self, logical: str, key: bytes | None, value: bytes | None, codec: Codec) -> None:
         if logical.startswith(DENIAL_PREFIX):
             self.denials_by_queue[logical[len(DENIAL_PREFIX):]] += 1
-            self.at_risk_amount += self._field(codec, value, "amount_at_risk", Decimal(0))
+            item = self._event(codec, value, DenialWorkItem)
+            if item is not None:
+                self.at_risk_amount += item.amount_at_risk
+                self.work_items.append(item)
             return
         self.records[logical] += 1
         if logical == "claims-submitted":
@@ -99,15 +120,25 @@ class Tally:
             record = self._record(codec, value)
             if record is not None:
                 self.voids_submitted += record["frequency_code"] == "8"
+                self.submitted_by_frequency[record["frequency_code"]] += 1
                 self.claim_member[claim_id] = (record["payer_id"], record["member_id"], record["date_of_service"])
         elif logical == "claim-status":
             record = self._record(codec, value)
             if record is not None:
                 self.claim_states[record["status"]] += 1
+                posted = record["remittances_posted"]
+                if posted > self.remittances_posted.get(record["claim_id"], 0):
+                    self.remittances_posted[record["claim_id"]] = posted
+                    self.posted_states[record["status"]] += 1
+        elif logical == "denial-actions":
+            action = self._event(codec, value, DenialAction)
+            if action is not None:
+                self.denial_actions.append(action)
+                self.denial_action_kinds[str(action.action)] += 1
         elif logical == "remittances":
             record = self._record(codec, value)
             if record is not None:
-                self._remittance(record)
+                self._remittance(record, codec, value)
         elif logical == "statements":
             self.statement_amount += self._field(codec, value, "amount", Decimal(0))
         elif logical == "coded":
@@ -144,12 +175,19 @@ class Tally:
             source = self._field(codec, value, "source_topic", "?")
             self.dead_letters_by_source[source] += 1
 
-    def _remittance(self, r: dict[str, Any]) -> None:
+    def _remittance(self, r: dict[str, Any], codec: Codec, value: bytes | None) -> None:
         if r["remittance_id"] in self.remittance_ids:  # delivered twice (at-least-once): counted once
             self.repeated_remittances += 1
             return
         self.remittance_ids.add(r["remittance_id"])
         status = r["claim_status_code"]
+        if r["claim_frequency_code"] != "1" and status != "22":
+            remittance = self._event(codec, value, Remittance)
+            if remittance is not None:
+                self.successor_remittances.append(remittance)
+        elif status != "22" and self._routable(r):
+            self.denials_routed += 1
+            self.paid_by_denying_remittance[r["remittance_id"]] = r["paid_amount"]
         self.remittances_by_status[status] += 1
         self.billed_amount += r["billed_amount"]
         self.paid_amount += r["paid_amount"]
@@ -168,6 +206,26 @@ class Tally:
             self.first_pass_denied_by_payer[payer] += 1
             self.deciding_carcs_by_payer.setdefault(payer, Counter())[deciding["carc"]] += 1
         self.first_pass_amounts[r["claim_id"]] = (r["paid_amount"], r["allowed_amount"])
+
+    def _routable(self, r: dict[str, Any]) -> bool:
+        """``engine.denials.is_routable`` on the decoded record (an original claim)."""
+        if r["outcome"] == "DENIED":
+            return True
+        adjustments = [*r["adjustments"], *(a for line in r["lines"] for a in line["adjustments"])]
+        return r["outcome"] == "PARTIALLY_PAID" and any(
+            a["group_code"] != "PR" and a["carc"] not in self.not_denials and a["amount"] > 0 for a in adjustments)
+
+    def work_item_accounting(self) -> WorkItemAccounting:
+        folded = fold_work_items(self.work_items, self.denial_actions, self.successor_remittances,
+                                 self.paid_by_denying_remittance)
+        return work_item_accounting(state for _, state in folded.items)
+
+    def _event(self, codec: Codec, value: bytes | None, event_type: type[Any]) -> Any:
+        try:
+            return codec.decode(value, event_type)
+        except UndecodableEvent:
+            self.unreadable += 1
+            return None
 
     def _record(self, codec: Codec, value: bytes | None) -> dict[str, Any] | None:
         try:
@@ -229,6 +287,8 @@ def summarize(tally: Tally, settings: Settings, elapsed_s: float) -> dict[str, A
     r = tally.records
     dl_from = {settings.topic(t): t for t in (*COUNTED_TOPICS, "payer-claims")}
     dead_by_stage_input = Counter({dl_from.get(src, src): n for src, n in tally.dead_letters_by_source.items()})
+    originals = tally.submitted_by_frequency["1"]
+    work = tally.work_item_accounting()
     summary: dict[str, Any] = {
         "encounters": r["encounters"],
         "coded": r["coded"],
@@ -250,12 +310,14 @@ def summarize(tally: Tally, settings: Settings, elapsed_s: float) -> dict[str, A
         "eligibility_responses": r["eligibility-responses"],
         "eligibility_by_status": dict(sorted(tally.eligibility_by_status.items())),
         "eligibility_held": r["front-desk"],
-        "claims_built": r["claims-submitted"] + r["scrub-rejected"],
+        "claims_built": originals + r["scrub-rejected"],
         "scrub_rejected": r["scrub-rejected"],
         "scrub_findings_by_rule": dict(sorted(tally.scrub_findings_by_rule.items())),
-        "clean_claim_rate": (round(r["claims-submitted"] / (r["claims-submitted"] + r["scrub-rejected"]), 4)
-                             if r["claims-submitted"] + r["scrub-rejected"] else None),
+        "clean_claim_rate": (round(originals / (originals + r["scrub-rejected"]), 4)
+                             if originals + r["scrub-rejected"] else None),
         "claims_submitted": r["claims-submitted"],
+        "claims_submitted_original": originals,
+        "replacements_submitted": tally.submitted_by_frequency["7"],
         "duplicates_dropped": r["duplicates"],
         "remittances": r["remittances"],
         "remittances_repeated": tally.repeated_remittances,
@@ -264,10 +326,10 @@ def summarize(tally: Tally, settings: Settings, elapsed_s: float) -> dict[str, A
         "voids_submitted": tally.voids_submitted,
         "voids_reversed": tally.voids_reversed,
         "remittances_unbalanced": tally.unbalanced_remittances,
-        "paid": tally.claim_states["PAID"],
-        "partially_paid": tally.claim_states["PARTIALLY_PAID"],
-        "denied": tally.claim_states["DENIED"],
-        "reversed": tally.claim_states["REVERSED"],
+        "paid": tally.posted_states["PAID"],
+        "partially_paid": tally.posted_states["PARTIALLY_PAID"],
+        "denied": tally.posted_states["DENIED"],
+        "reversed": tally.posted_states["REVERSED"],
         "first_pass_by_payer": {
             payer: {"claims": n, "denied": tally.first_pass_denied_by_payer[payer],
                     "denial_rate": round(tally.first_pass_denied_by_payer[payer] / n, 4),
@@ -279,6 +341,15 @@ def summarize(tally: Tally, settings: Settings, elapsed_s: float) -> dict[str, A
         "statement_amount": str(tally.statement_amount),
         "patient_responsibility": str(tally.patient_responsibility),
         "denials_by_queue": dict(sorted(tally.denials_by_queue.items())),
+        "denials_routed": tally.denials_routed,
+        "work_items_created": work.created,
+        "work_items_open": work.open,
+        "work_items_resolved": work.resolved,
+        "work_items_by_status": {k: v for k, v in work.by_status.items() if v},
+        "denials_resolved": work.denials_resolved,
+        "recovered_amount": str(work.recovered_amount),
+        "written_off_amount": str(work.written_off_amount),
+        "denial_actions": dict(sorted(tally.denial_action_kinds.items())),
         "repeated_claim_ids": tally.repeated_claim_ids,
         "billed_amount": str(tally.billed_amount),
         "paid_amount": str(tally.paid_amount),
@@ -302,8 +373,9 @@ def identities(s: dict[str, Any]) -> list[Identity]:
                  s["coding_fixes"], s["coded_after_review"] + s["coding_fixes_still_failing"]
                  + s["coding_fixes_rejected"] + dl.get("coding-actions", 0)),
         Identity("coded_after_review = coding_fixes_resolved", s["coded_after_review"], s["coding_fixes_resolved"]),
-        Identity("coded = claims_submitted + scrub_rejected + eligibility_held + duplicates_dropped", s["coded"],
-                 s["claims_submitted"] + s["scrub_rejected"] + s["eligibility_held"] + s["duplicates_dropped"]
+        Identity("coded = claims_submitted_original + scrub_rejected + eligibility_held + duplicates_dropped",
+                 s["coded"],
+                 s["claims_submitted_original"] + s["scrub_rejected"] + s["eligibility_held"] + s["duplicates_dropped"]
                  + dl.get("coded", 0) + dl.get("eligibility-responses", 0) + dl.get("eligibility-requests", 0)),
         Identity("eligibility_requests = eligibility_responses", s["eligibility_requests"],
                  s["eligibility_responses"] + dl.get("eligibility-requests", 0)),
@@ -318,7 +390,12 @@ def identities(s: dict[str, Any]) -> list[Identity]:
         Identity("remittances_unbalanced = 0", s["remittances_unbalanced"], 0),
         Identity("statement_amount = patient_responsibility", int(Decimal(s["statement_amount"]) * 100),
                  int(Decimal(s["patient_responsibility"]) * 100)),
-        Identity("denied = sum(denials_by_queue)", s["denied"], sum(s["denials_by_queue"].values())),
+        # Originals denied in full or in part each make one work item; a replacement denied
+        # again is its item's next round, not a new item.
+        Identity("denials_routed = sum(denials_by_queue)", s["denials_routed"], sum(s["denials_by_queue"].values())),
+        Identity("work_items_created = denials_routed", s["work_items_created"], s["denials_routed"]),
+        Identity("work_items_open + work_items_resolved = work_items_created",
+                 s["work_items_open"] + s["work_items_resolved"], s["work_items_created"]),
     ]
 
 
@@ -358,13 +435,18 @@ class ReadBack:
 
     async def poll(self, timeout_ms: int = 100) -> int:
         batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=20_000)
-        n = 0
-        for tp, records in batches.items():
-            logical = self.logical[tp.topic]
-            for record in records:
-                self.tally.add(logical, record.key, record.value, self.codec)
-            n += len(records)
-        return n
+        for records in batches.values():
+            self._count(records)
+        return sum(len(records) for records in batches.values())
+
+    async def read_all(self, timeout_s: float = 60.0) -> Tally:
+        """Count everything on the topics now (from the baseline, if one was marked)."""
+        await read_to_highwater(self.consumer, self.partitions, timeout_s, self._count)
+        return self.tally
+
+    def _count(self, records: Sequence[Any]) -> None:
+        for record in records:
+            self.tally.add(self.logical[record.topic], record.key, record.value, self.codec)
 
 
 def all_settled(tally: Tally, expected_encounters: int, settings: Settings, coder_running: bool = False) -> bool:

@@ -41,3 +41,22 @@ def context() -> tuple[Settings, str, Codec]:
 def user_id(given: str | None) -> str:
     """Who acts: the option given, else CLAIMS_USER, else the login name (an id, no PHI)."""
     return given or os.environ.get("CLAIMS_USER") or getpass.getuser()
+
+
+def positions(values: list[str], option: str) -> dict[int, str]:
+    """``N=VALUE`` options (a diagnosis or line position and its new value), by position."""
+    parsed: dict[int, str] = {}
+    for value in values:
+        position, sep, rest = value.partition("=")
+        if not sep or not position.strip().isdigit():
+            raise typer.BadParameter(f"{option} takes POSITION=VALUE, e.g. {option} 1=M54.50 (got {value!r})")
+        parsed[int(position)] = rest.strip()
+    return parsed
+
+
+def int_list(text: str, option: str) -> tuple[int, ...]:
+    """``1,2,3`` as numbers (dx pointers, an order)."""
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{option} takes numbers separated by commas, got {text!r}") from None

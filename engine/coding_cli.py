@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.cli_context import context, user_id
+from engine.cli_context import context, int_list as _ints, positions as _positions, user_id
 from engine.codec import Codec
 from engine.codesets import icd10_info, normalize_icd10
 from engine.coding import CodingReference, age_on, check_encounter, has_errors
@@ -148,23 +148,6 @@ def _print_findings(findings: list[Finding]) -> None:
         color = "red" if finding.severity == "ERROR" else "yellow"
         table.add_row(f"[{color}]{finding.severity}[/{color}]", finding.rule_id, finding.element, finding.message)
     console.print(table)
-
-
-def _positions(values: list[str], option: str) -> dict[int, str]:
-    parsed: dict[int, str] = {}
-    for value in values:
-        position, sep, rest = value.partition("=")
-        if not sep or not position.strip().isdigit():
-            raise typer.BadParameter(f"{option} takes POSITION=VALUE, e.g. {option} 1=M54.50 (got {value!r})")
-        parsed[int(position)] = rest.strip()
-    return parsed
-
-
-def _ints(text: str, option: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise typer.BadParameter(f"{option} takes numbers separated by commas, got {text!r}") from None
 
 
 @coding_app.command("fix")

@@ -117,9 +117,24 @@ def work_item_id(remittance_id: str) -> str:
     return "DN-" + hashlib.blake2b(remittance_id.encode(), digest_size=8).hexdigest().upper()
 
 
+#: CLM05-3 of a first submission. A replacement's (7) denial is not a new work item: it
+#: is the next round of the item whose correction it was (``engine.workqueue``).
+ORIGINAL = "1"
+
+
+def is_routable(remit: Remittance, routing: DenialRouting) -> bool:
+    """A denial a biller works: an original claim denied in full, or paid in part with
+    lines denied (money at risk beyond cost sharing and the contract)."""
+    if remit.claim_frequency_code != ORIGINAL:
+        return False
+    if remit.outcome == RemittanceOutcome.DENIED:
+        return True
+    return remit.outcome == RemittanceOutcome.PARTIALLY_PAID and amount_at_risk(remit, routing) > 0
+
+
 def denial_item(remit: Remittance, routing: DenialRouting, now: datetime) -> DenialWorkItem | None:
-    """The work item for a denied claim (None when the remittance is not a denial)."""
-    if remit.outcome != RemittanceOutcome.DENIED:
+    """The work item for a denied (or partly denied) original claim; None otherwise."""
+    if not is_routable(remit, routing):
         return None
     deciding = routing.deciding_adjustment(remit)
     if deciding is None:

@@ -449,6 +449,8 @@ class ClaimStatus:
     balance: Decimal | None = None
     payer_claim_control_number: str | None = None
     remittances_posted: int = 0
+    written_off_amount: Decimal | None = None
+    appeal_paid_amount: Decimal | None = None
 
 
 @dataclass(slots=True)
@@ -550,6 +552,7 @@ class DenialActionType(StrEnum):
     WRITE_OFF = "WRITE_OFF"  # the balance is adjusted off
     REOPEN = "REOPEN"  # a closed, unpaid item is worked again
     APPEAL_DECIDED = "APPEAL_DECIDED"  # the payer answered the appeal
+    RESUBMIT_REJECTED = "RESUBMIT_REJECTED"  # engine: the replacement/void failed its checks, not sent
 
 
 @dataclass(slots=True)
@@ -568,7 +571,9 @@ class DenialAction:
     adjustment_reason: str | None = None  # WRITE_OFF: the CARC-like reason the balance goes off with
     replacement_claim_id: str | None = None  # RESUBMIT / VOID: the frequency 7 / 8 claim
     appeal_overturned: bool | None = None  # APPEAL_DECIDED
-    amount: Decimal | None = None  # WRITE_OFF: written off; APPEAL_DECIDED overturned: recovered
+    amount: Decimal | None = None  # WRITE_OFF: written off; APPEAL: appealed; APPEAL_DECIDED overturned: paid
+    payer_id: str | None = None  # where an appeal goes
+    replacement_claim: bytes | None = None  # RESUBMIT / VOID: the encoded ClaimSubmitted the engine checks and sends
 
 
 EVENT_TYPES: tuple[type, ...] = (

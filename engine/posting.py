@@ -57,14 +57,19 @@ class Ledger:
     denial_queue: str | None = None
     last_remittance_id: str | None = None
     remittance_ids: list[str] = field(default_factory=list)
+    #: What billers wrote off (denial work items) and what the payer paid on appeals.
+    written_off: Decimal = ZERO
+    appeal_paid: Decimal = ZERO
 
     @property
     def balance(self) -> Decimal:
-        """What insurance has not settled: billed − paid − patient share − contractual write-off.
-        A reversed claim owes nothing (its replacement, if any, carries the balance)."""
+        """What insurance has not settled: billed − paid (remittances and appeals) − patient
+        share − contractual write-off − what billers wrote off. A reversed claim owes nothing
+        (its replacement, if any, carries the balance)."""
         if self.status == ClaimState.REVERSED:
             return ZERO
-        return self.billed - self.paid - self.patient_responsibility - self.contractual
+        return (self.billed - self.paid - self.appeal_paid - self.patient_responsibility - self.contractual
+                - self.written_off)
 
     def dumps(self) -> str:
         return json.dumps({
@@ -73,6 +78,7 @@ class Ledger:
             "paid": str(self.paid), "pr": str(self.patient_responsibility), "co": str(self.contractual),
             "denied": str(self.denied), "pccn": self.payer_claim_control_number, "queue": self.denial_queue,
             "last": self.last_remittance_id, "ids": self.remittance_ids,
+            "wo": str(self.written_off), "ap": str(self.appeal_paid),
         }, separators=(",", ":"))
 
     @classmethod
@@ -80,7 +86,8 @@ class Ledger:
         d = json.loads(raw)
         return cls(d["claim_id"], d["encounter_id"], d["payer_id"], Decimal(d["billed"]), ClaimState(d["status"]),
                    Decimal(d["allowed"]), Decimal(d["paid"]), Decimal(d["pr"]), Decimal(d["co"]),
-                   Decimal(d["denied"]), d["pccn"], d["queue"], d["last"], list(d["ids"]))
+                   Decimal(d["denied"]), d["pccn"], d["queue"], d["last"], list(d["ids"]),
+                   Decimal(d.get("wo", "0.00")), Decimal(d.get("ap", "0.00")))
 
 
 def remittance_id(payer_id: str, pccn: str, status: str, trace: str) -> str:
@@ -105,7 +112,8 @@ def post(ledger: Ledger | None, remit: Remittance, routing: DenialRouting, denia
                           if a.group_code != GroupCode.PR and a.carc not in routing.not_denials), ZERO)
     ledger.status = _STATE_FOR_OUTCOME[remit.outcome]
     ledger.payer_claim_control_number = remit.payer_claim_control_number
-    ledger.denial_queue = denial_queue if remit.outcome == RemittanceOutcome.DENIED else None
+    ledger.denial_queue = denial_queue if remit.outcome in (RemittanceOutcome.DENIED, RemittanceOutcome.PARTIALLY_PAID) \
+        else None
     ledger.last_remittance_id = remit.remittance_id
     ledger.remittance_ids.append(remit.remittance_id)
     return ledger
@@ -118,7 +126,7 @@ def claim_status(ledger: Ledger, now: datetime) -> ClaimStatus:
         payer_id=ledger.payer_id,
         status=ledger.status,
         billed_amount=ledger.billed,
-        paid_amount=ledger.paid,
+        paid_amount=ledger.paid + ledger.appeal_paid,
         denial_queue=ledger.denial_queue,
         remittance_id=ledger.last_remittance_id,
         updated_at=now,
@@ -129,6 +137,8 @@ def claim_status(ledger: Ledger, now: datetime) -> ClaimStatus:
         balance=ledger.balance,
         payer_claim_control_number=ledger.payer_claim_control_number,
         remittances_posted=len(ledger.remittance_ids),
+        written_off_amount=ledger.written_off,
+        appeal_paid_amount=ledger.appeal_paid,
     )
 
 

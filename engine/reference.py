@@ -49,11 +49,18 @@ class PayerInfo:
     claim_filing_indicator: str  # SBR09
     timely_filing_days: int
     x12_payer_id: str  # NM109 of loop 2010BB
+    appeal_days: int | None = None  # None: not in the file (engine.workqueue.DEFAULT_APPEAL_DAYS)
 
 
 def load_payers(path: Path) -> dict[str, PayerInfo]:
     return {
         row["payer_id"]: PayerInfo(row["payer_id"], row["name"], row["claim_filing_indicator"],
-                                   int(row["timely_filing_days"]), row["x12_payer_id"])
+                                   int(row["timely_filing_days"]), row["x12_payer_id"],
+                                   int(row["appeal_days"]) if row.get("appeal_days") else None)
         for row in _rows(path)
     }
+
+
+def appeal_days_by_payer(payers: dict[str, PayerInfo]) -> dict[str, int]:
+    """Each payer's appeal window in days, where the payer file gives one."""
+    return {p.payer_id: p.appeal_days for p in payers.values() if p.appeal_days is not None}

@@ -104,6 +104,14 @@ class Settings:
         )
     )
 
+    # --- The biller's web page ----------------------------------------------
+    #: Where `claims run` / `claims web` serve the denial queues. Port 0: a free port.
+    web_host: str = field(default_factory=lambda: _env("CLAIMS_WEB_HOST", "127.0.0.1"))
+    web_port: int = field(default_factory=lambda: _env_int("CLAIMS_WEB_PORT", 8088))
+    #: The token a biller enters before acting on the page. Never a default in code:
+    #: empty means `claims run` / `claims web` draw a random one and print it.
+    web_token: str = field(default_factory=lambda: _env("CLAIMS_WEB_TOKEN", ""))
+
     # --- Simulators --------------------------------------------------------
     payer_profiles_file: Path = field(
         default_factory=lambda: Path(

@@ -14,9 +14,10 @@ from engine.codec import Codec, default_codec
 from engine.codesets import warm_up
 from engine.coding import CodingReference, code_encounter
 from engine.coding_review import recode_action, remember_opened
+from engine.denial_actions import handle_denial_action
 from engine.denials import DenialRouting
 from engine.eligibility import EligibilityCache
-from engine.events import CodedEncounter, CodingAction, EligibilityResponse, Encounter, Remittance
+from engine.events import CodedEncounter, CodingAction, DenialAction, EligibilityResponse, Encounter, Remittance
 from engine.faust_app import add_batch_agent, make_faust_app, run_app, string_table
 from engine.pipeline import SourceMessage, StageResult, run_stage, utcnow
 from engine.posting import post_remittance
@@ -29,6 +30,7 @@ CODING_ITEMS_TABLE = "coding_items_by_encounter"
 AWAITING_TABLE = "awaiting_eligibility"
 ANSWERS_TABLE = "eligibility_answers"
 LEDGER_TABLE = "claim_ledger"
+DENIED_CLAIMS_TABLE = "denied_claims"
 
 
 # --- the stages as batch functions (no faust here) ---------------------------
@@ -76,6 +78,16 @@ def posting_stage(messages: Sequence[SourceMessage], codec: Codec, ledgers: Muta
                      lambda r, msg: post_remittance(r, ledgers, routing, due_days, now))
 
 
+def denial_actions_stage(messages: Sequence[SourceMessage], codec: Codec, denied: MutableMapping[str, str],
+                         ledgers: MutableMapping[str, str], coding_ref: CodingReference,
+                         ctx: ClaimContext) -> StageResult:
+    """Billers' actions: replacements and voids checked and sent; write-offs and appeal
+    payments on the claim's ledger."""
+    now = utcnow()
+    return run_stage("denial-actions", messages, codec, DenialAction,
+                     lambda action, msg: handle_denial_action(action, denied, ledgers, codec, coding_ref, ctx, now))
+
+
 # --- faust wiring ------------------------------------------------------------
 
 
@@ -97,6 +109,8 @@ def make_app(settings: Settings, bootstrap_servers: str) -> faust.App:
     # with several workers each keeps the answers it asked for (a cache: a miss asks again).
     answers = string_table(app, ANSWERS_TABLE)
     ledgers = string_table(app, LEDGER_TABLE)  # claim id → posted amounts
+    # Denied claim id → the biller actions handled, the claims sent, the write-offs made.
+    denied = string_table(app, DENIED_CLAIMS_TABLE)
     claim_state = ClaimStageState(billed, awaiting, EligibilityCache(answers, codec, claim_ctx.eligibility_ttl))
 
     def agent(source: str, stage: Callable[[Sequence[SourceMessage]], StageResult]) -> None:
@@ -107,6 +121,7 @@ def make_app(settings: Settings, bootstrap_servers: str) -> faust.App:
     agent("coded", lambda msgs: claims_stage(msgs, codec, claim_state, claim_ctx))
     agent("eligibility-responses", lambda msgs: eligibility_stage(msgs, codec, claim_state, claim_ctx))
     agent("remittances", lambda msgs: posting_stage(msgs, codec, ledgers, routing, settings.statement_due_days))
+    agent("denial-actions", lambda msgs: denial_actions_stage(msgs, codec, denied, ledgers, coding_ref, claim_ctx))
     warm_up()
     return app
 

@@ -14,8 +14,12 @@ Transition table (status × action → status; anything else raises ``Processing
     APPEAL_DECIDED  APPEALED                                    -> APPEAL_WON | APPEAL_LOST
     WRITE_OFF       OPEN, REOPENED, IN_PROGRESS, APPEAL_LOST    -> WRITTEN_OFF   (adjustment_reason)
     REOPEN          WRITTEN_OFF, APPEAL_LOST, VOIDED            -> REOPENED
+    RESUBMIT_REJECTED RESUBMITTED, VOIDED (that claim's)        -> IN_PROGRESS   (engine: failed its checks, not sent)
     remittance      RESUBMITTED (the replacement claim's)       -> RESOLVED_PAID (paid, partially paid)
                                                                 -> OPEN          (denied again: a new round)
+
+The claim a correction replaces is the one standing at the payer (``current_claim_id``):
+the denied claim, or the replacement the payer denied again in a later round.
 
 Items that brought money back (RESOLVED_PAID, APPEAL_WON) cannot be reopened: a later
 underpayment is a new denial with its own work item, so recovered money is never counted
@@ -92,6 +96,7 @@ TRANSITIONS: dict[DenialActionType, frozenset[WorkItemStatus]] = {
     A.APPEAL_DECIDED: frozenset({S.APPEALED}),
     A.WRITE_OFF: _WORKABLE | {S.APPEAL_LOST},
     A.REOPEN: frozenset({S.WRITTEN_OFF, S.APPEAL_LOST, S.VOIDED}),
+    A.RESUBMIT_REJECTED: frozenset({S.RESUBMITTED, S.VOIDED}),
 }
 
 
@@ -148,15 +153,34 @@ class WorkItemState:
     recovered_amount: Decimal = ZERO
     #: 1 for the first denial; +1 each time the replacement was denied again.
     round: int = 1
+    #: The claim standing at the payer, which the next correction replaces (None: the denied claim).
+    standing_claim_id: str | None = None
+    #: What the payer had paid on the standing claim: a replacement recovers only what it pays beyond it.
+    paid_before: Decimal = ZERO
+
+    @property
+    def current_claim_id(self) -> str:
+        return self.standing_claim_id or self.claim_id
 
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
 
 
-def new_state(item: DenialWorkItem) -> WorkItemState:
-    """The state of a freshly routed denial."""
-    return WorkItemState(work_item_id=item.work_item_id, claim_id=item.claim_id, amount_at_risk=item.amount_at_risk)
+def new_state(item: DenialWorkItem, paid_before: Decimal = ZERO) -> WorkItemState:
+    """The state of a freshly routed denial (``paid_before``: what the payer paid on the
+    remittance that denied it, non-zero when only some lines were denied)."""
+    return WorkItemState(work_item_id=item.work_item_id, claim_id=item.claim_id, amount_at_risk=item.amount_at_risk,
+                         paid_before=paid_before)
+
+
+def next_claim_id(state: WorkItemState, kind: DenialActionType) -> str:
+    """The id of the replacement (R) or void (V) claim a RESUBMIT / VOID would send now.
+
+    Derived from the item's state, so two billers correcting the same state name the same
+    claim: the second action is refused by the fold and the claim is sent once."""
+    letter = {A.RESUBMIT: "R", A.VOID: "V"}[kind]
+    return f"{state.claim_id}-{letter}{len(state.history) + 1}"
 
 
 def apply_action(state: WorkItemState, action: DenialAction) -> WorkItemState:
@@ -188,6 +212,8 @@ def _why_not(kind: DenialActionType, status: WorkItemStatus) -> str:
         return " (money was recovered; a new underpayment is a new denial)"
     if kind == A.REOPEN:
         return " (the item is not closed)"
+    if kind == A.RESUBMIT_REJECTED:
+        return " (no replacement or void is in flight)"
     if status in (S.RESUBMITTED, S.APPEALED):
         return " (waiting for the payer)"
     return ""
@@ -218,6 +244,11 @@ def _changes(kind: DenialActionType, state: WorkItemState, action: DenialAction)
                 "written_off_amount": _money(action, default=state.amount_at_risk)}
     if kind == A.REOPEN:  # a write-off is taken back: the balance is worked again
         return {"status": S.REOPENED, "assignee": action.user, "written_off_amount": ZERO}
+    if kind == A.RESUBMIT_REJECTED:
+        if action.replacement_claim_id != state.replacement_claim_id:
+            raise ProcessingError(f"action {action.action_id}: rejects claim {action.replacement_claim_id}, but the "
+                                  f"item's latest is {state.replacement_claim_id}")
+        return {"status": S.IN_PROGRESS, "replacement_claim_id": None}
     raise ProcessingError(f"action {action.action_id}: unknown action {kind}")  # pragma: no cover
 
 
@@ -244,9 +275,12 @@ def apply_remittance(state: WorkItemState, remittance: Remittance) -> WorkItemSt
             f"{state.work_item_id} (status {state.status}, replacement {state.replacement_claim_id})")
     history = (*state.history, remittance.remittance_id)
     if remittance.outcome in (RemittanceOutcome.PAID, RemittanceOutcome.PARTIALLY_PAID):
+        gained = max(remittance.paid_amount - state.paid_before, ZERO)  # the replaced claim's payment was reversed
         return dataclasses.replace(state, status=S.RESOLVED_PAID, history=history,
-                                   recovered_amount=state.recovered_amount + remittance.paid_amount)
-    return dataclasses.replace(state, status=S.OPEN, history=history, round=state.round + 1)
+                                   recovered_amount=state.recovered_amount + gained)
+    return dataclasses.replace(state, status=S.OPEN, history=history, round=state.round + 1,
+                               standing_claim_id=remittance.claim_id, paid_before=remittance.paid_amount,
+                               replacement_claim_id=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,17 +293,24 @@ class FoldedQueues:
 
 
 def fold_work_items(items: Iterable[DenialWorkItem], actions: Iterable[DenialAction],
-                    remittances: Iterable[Remittance]) -> FoldedQueues:
+                    remittances: Iterable[Remittance],
+                    paid_by_remittance: Mapping[str, Decimal] | None = None) -> FoldedQueues:
     """The queues as the events left them, in topic order: one item per work item id (a
     routed-twice remittance is one item), its actions, then the remittances of its
-    replacement claims (each applied after the action that sent the replacement)."""
+    replacement claims (each applied after the action that sent the replacement).
+
+    What each denying remittance paid comes from ``remittances``, or from
+    ``paid_by_remittance`` when the caller keeps only the replacements' remittances."""
     items_by_id: dict[str, DenialWorkItem] = {}
     for item in items:
         items_by_id.setdefault(item.work_item_id, item)
-    states = {wid: new_state(item) for wid, item in items_by_id.items()}
     by_claim: dict[str, list[Remittance]] = {}
+    paid_by_remittance = dict(paid_by_remittance or {})
     for remittance in remittances:
         by_claim.setdefault(remittance.claim_id, []).append(remittance)
+        paid_by_remittance[remittance.remittance_id] = remittance.paid_amount
+    states = {wid: new_state(item, paid_by_remittance.get(item.remittance_id, ZERO))
+              for wid, item in items_by_id.items()}
     refused: list[tuple[DenialAction, str]] = []
 
     def answer_replacement(wid: str) -> None:

@@ -125,6 +125,9 @@ class PayerProfile:
     non_covered: dict[str, CodeList]  # CARC → codes
     bundled: tuple[BundlingRule, ...]
     categories: tuple[DenialCategory, ...]
+    #: Share of appeals the payer overturns (pays), and how long it takes to decide.
+    appeal_overturn_rate: float = 0.0
+    appeal_days: tuple[float, float, float] = (30.0, 45.0, 60.0)
 
     def plan(self, plan_id: str | None) -> Plan:
         """The plan's benefit design: by the tier after the last '-' of the plan id, else default."""
@@ -158,9 +161,11 @@ class PayerBook:
     def load(cls, path: Path) -> "PayerBook":
         doc: dict[str, Any] = yaml.safe_load(path.read_text())
         categories = _categories(doc["denial_categories"])
+        appeals = doc.get("appeals") or {}
         payers = {}
         for p in doc["payers"]:
             latency = p["latency_days"]
+            appeal_latency = p.get("appeal_days") or appeals.get("days") or {"min": 30, "mode": 45, "max": 60}
             payers[str(p["payer_id"])] = PayerProfile(
                 payer_id=str(p["payer_id"]),
                 name=str(p["name"]),
@@ -176,6 +181,8 @@ class PayerBook:
                 bundled=tuple(BundlingRule(str(b["carc"]), CodeList.parse(b["codes"]), CodeList.parse(b["with"]))
                               for b in p.get("bundled") or []),
                 categories=_categories(p["denial_categories"]) if "denial_categories" in p else categories,
+                appeal_overturn_rate=float(p.get("appeal_overturn_rate", appeals.get("overturn_rate", 0.0))),
+                appeal_days=(float(appeal_latency["min"]), float(appeal_latency["mode"]), float(appeal_latency["max"])),
             )
             if "default" not in payers[str(p["payer_id"])].plans:
                 raise ValueError(f"{path}: payer {p['payer_id']} has no default plan")

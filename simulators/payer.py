@@ -2,7 +2,7 @@
 (270 → 271) from the members it knows, and adjudicates claims into remittances that it
 pays out after the payer's latency, in simulated time.
 
-Three agents and a timer:
+Four agents and a timer:
 
 - ``eligibility-requests`` → ``eligibility-responses`` (stateless);
 - ``claims-submitted`` → ``payer-claims``: the claim re-keyed by payer|member, so each
@@ -10,6 +10,7 @@ Three agents and a timer:
 - ``payer-claims``: adjudicate (``simulators/adjudication.py``) against the member's
   state in the ``payer_members`` table — accumulators per plan year, claims adjudicated
   (duplicates, reversals), and the remittances waiting for their payment date;
+- ``denial-actions``: a biller's appeal gets the payer's decision (``simulators/appeals.py``);
 - a timer releases each remittance when its payment date comes (``CLAIMS_PAYER_TIME_SCALE``
   simulated seconds per real second) onto ``remittances``, then forgets it. A crash between
   the two sends it again: posting is idempotent by remittance id.
@@ -29,6 +30,7 @@ from engine.claims import FeeSchedule
 from engine.codec import Codec, default_codec
 from engine.events import (
     ClaimSubmitted,
+    DenialAction,
     EligibilityRequest,
     EligibilityResponse,
     EligibilityStatus,
@@ -46,6 +48,7 @@ from simulators.adjudication import (
     adjudicate,
     release_at,
 )
+from simulators.appeals import decide_appeal
 from simulators.coverage import Coverage, load_authorizations, load_coverage
 
 log = logging.getLogger(__name__)
@@ -129,6 +132,11 @@ class PayerRuntime:
                          lambda request, msg: [Emit("eligibility-responses", request.encounter_id,
                                                     answer_eligibility(request, self.members, self.book, now))])
 
+    def appeals(self, messages: Sequence[SourceMessage]) -> StageResult:
+        now = utcnow()
+        return run_stage("payer-appeals", messages, self.codec, DenialAction,
+                         lambda action, msg: decide_appeal(action, self.book, self.settings.seed, now))
+
     def intake(self, messages: Sequence[SourceMessage]) -> StageResult:
         return run_stage("payer-intake", messages, self.codec, ClaimSubmitted,
                          lambda claim, msg: [Emit("payer-claims", member_key(claim), msg.value or b"")])
@@ -190,6 +198,7 @@ def make_payer_app(settings: Settings, bootstrap_servers: str) -> faust.App:
     add_batch_agent(app, settings, codec, "eligibility-requests", runtime.answer)
     add_batch_agent(app, settings, codec, "claims-submitted", runtime.intake)
     add_batch_agent(app, settings, codec, "payer-claims", lambda msgs: runtime.adjudicate(msgs, members))
+    add_batch_agent(app, settings, codec, "denial-actions", runtime.appeals)
 
     last_scan = [0.0]
 

@@ -14,6 +14,7 @@ import pytest
 
 from engine.accounting import ENGINE_VERDICTS, Tally, all_settled, identities, summarize
 from engine.events import (
+    RemittanceOutcome,
     ClaimState,
     ClaimStatus,
     ClaimSubmitted,
@@ -39,7 +40,7 @@ from engine.events import (
 ENCOUNTERS = "encounters = coded_first_pass + coding_review + dead_lettered"
 FIXES = "coding_fixes = coded_after_review + coding_fixes_still_failing + coding_fixes_rejected"
 RESOLVED = "coded_after_review = coding_fixes_resolved"
-CODED = "coded = claims_submitted + scrub_rejected + eligibility_held + duplicates_dropped"
+CODED = "coded = claims_submitted_original + scrub_rejected + eligibility_held + duplicates_dropped"
 ELIGIBILITY = "eligibility_requests = eligibility_responses"
 
 
@@ -134,12 +135,15 @@ def claim_flow(samples, encounter_ids: list[str]) -> list[tuple[str, str, object
             ("claims-submitted", claim_id, dataclasses.replace(samples[ClaimSubmitted], claim_id=claim_id,
                                                                encounter_id=encounter_id)),
             ("claim-status", claim_id, dataclasses.replace(status, claim_id=claim_id, status=ClaimState.SUBMITTED,
-                                                           billed_amount=Decimal("298.00"), paid_amount=None)),
-            ("remittances", claim_id, dataclasses.replace(samples[Remittance], claim_id=claim_id,
-                                                          encounter_id=encounter_id, remittance_id=f"R{index}",
-                                                          claim_frequency_code="1")),
+                                                           billed_amount=Decimal("298.00"), paid_amount=None,
+                                                           remittances_posted=0)),
+            ("remittances", claim_id, dataclasses.replace(
+                samples[Remittance], claim_id=claim_id, encounter_id=encounter_id, remittance_id=f"R{index}",
+                claim_frequency_code="1",
+                outcome=RemittanceOutcome.DENIED if final == ClaimState.DENIED else RemittanceOutcome.PAID)),
             ("claim-status", claim_id, dataclasses.replace(status, claim_id=claim_id, status=final,
-                                                           billed_amount=Decimal("298.00"), paid_amount=paid)),
+                                                           billed_amount=Decimal("298.00"), paid_amount=paid,
+                                                           remittances_posted=1)),
             ("statements", claim_id, dataclasses.replace(samples[PatientStatement], claim_id=claim_id,
                                                          remittance_id=f"R{index}",
                                                          amount=samples[Remittance].patient_responsibility)),
@@ -338,7 +342,8 @@ def test_identities_are_named_and_ordered(run_events, codec, settings):
     assert [i.name for i in identities(summary)] == list(summary["identities"]) == [
         ENCOUNTERS, FIXES, RESOLVED, CODED, ELIGIBILITY, "claims_submitted - voids_reversed = remittances - reversals",
         "remittances = paid + partially_paid + denied + reversed", "remittances_unbalanced = 0",
-        "statement_amount = patient_responsibility", "denied = sum(denials_by_queue)"]
+        "statement_amount = patient_responsibility", "denials_routed = sum(denials_by_queue)",
+        "work_items_created = denials_routed", "work_items_open + work_items_resolved = work_items_created"]
 
 
 # --- the claim gate: eligibility, front desk, scrubber ---------------------------------------
@@ -376,9 +381,11 @@ def gate_run(samples) -> list[tuple[str, str, object]]:
     for claim_id in ("C-G1", "C-G2"):
         events += [
             ("remittances", claim_id, dataclasses.replace(samples[Remittance], claim_id=claim_id,
-                                                          remittance_id=f"R-{claim_id}", claim_frequency_code="1")),
+                                                          remittance_id=f"R-{claim_id}", claim_frequency_code="1",
+                                                          outcome=RemittanceOutcome.PAID)),
             ("claim-status", claim_id, dataclasses.replace(samples[ClaimStatus], claim_id=claim_id,
-                                                           status=ClaimState.PAID, paid_amount=Decimal("100.00"))),
+                                                           status=ClaimState.PAID, paid_amount=Decimal("100.00"),
+                                                           remittances_posted=1)),
             ("statements", claim_id, dataclasses.replace(samples[PatientStatement], claim_id=claim_id,
                                                          remittance_id=f"R-{claim_id}",
                                                          amount=samples[Remittance].patient_responsibility)),

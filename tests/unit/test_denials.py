@@ -225,13 +225,33 @@ def test_amount_at_risk_of_a_full_denial_is_billed_minus_paid_minus_patient_shar
 # --- the work item -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("outcome", [RemittanceOutcome.PAID, RemittanceOutcome.PARTIALLY_PAID,
-                                     RemittanceOutcome.REVERSED])
+@pytest.mark.parametrize("outcome", [RemittanceOutcome.PAID, RemittanceOutcome.REVERSED])
 def test_no_work_item_unless_the_claim_is_denied(routing, now, outcome):
     partial = remit([line(1, "140.00", [adj(CO, "45", "40.00")]), line(2, "30.00", [adj(CO, "97", "30.00")])],
                     outcome)
     assert denial_item(partial, routing, now) is None
     assert denial_item(dataclasses.replace(paid_remit(), outcome=outcome), routing, now) is None
+
+
+def test_a_line_denied_on_a_paid_claim_is_a_work_item_for_that_line(routing, now):
+    partial = remit([line(1, "140.00", [adj(CO, "45", "40.00")]), line(2, "30.00", [adj(CO, "97", "30.00")])],
+                    RemittanceOutcome.PARTIALLY_PAID)
+    item = denial_item(partial, routing, now)
+    assert item is not None
+    assert (item.queue, item.carc, item.amount_at_risk) == ("denials.bundling", "97", Decimal("30.00"))
+
+
+def test_partly_paid_with_only_cost_sharing_is_no_work_item(routing, now):
+    shared = remit([line(1, "140.00", [adj(CO, "45", "40.00"), adj(PR, "2", "20.00")])],
+                   RemittanceOutcome.PARTIALLY_PAID)
+    assert denial_item(shared, routing, now) is None
+
+
+@pytest.mark.parametrize("frequency", ["7", "8"])
+def test_a_replacement_denied_again_is_not_a_new_work_item(routing, now, frequency):
+    """Its denial is the next round of the item whose correction it was (engine.workqueue)."""
+    again = dataclasses.replace(denied_remit("50"), claim_frequency_code=frequency)
+    assert denial_item(again, routing, now) is None
 
 
 def test_a_denied_remittance_becomes_a_work_item_in_its_queue(routing, routing_doc, codec, now):

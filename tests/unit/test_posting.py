@@ -107,7 +107,7 @@ def test_posting_the_same_remittance_again_changes_nothing(routing):
 
 @pytest.mark.parametrize("make, status, queue, denied_amount, balance", [
     (paid, ClaimState.PAID, None, "0.00", "0.00"),
-    (partially_paid, ClaimState.PARTIALLY_PAID, None, "30.00", "30.00"),  # the denied line is still open
+    (partially_paid, ClaimState.PARTIALLY_PAID, "denials.authorization", "30.00", "30.00"),  # the denied line is open
     (denied, ClaimState.DENIED, "denials.authorization", "158.00", "158.00"),
 ], ids=["paid", "partially-paid", "denied"])
 def test_status_and_balance_follow_the_outcome(routing, make, status, queue, denied_amount, balance):
@@ -183,6 +183,8 @@ def test_claim_status_reports_the_ledger(routing, codec):
         patient_responsibility=Decimal("100.00"), contractual_adjustment=Decimal("40.00"),
         denied_amount=Decimal("30.00"), balance=Decimal("30.00"), payer_claim_control_number="PABCDEF0123456",
         remittances_posted=1,
+        written_off_amount=ZERO,
+        appeal_paid_amount=ZERO,
     )
     assert codec.decode(codec.encode(status), ClaimStatus) == status
 
@@ -269,11 +271,12 @@ def test_a_denial_goes_to_its_queue(routing, codec):
     assert list(post_remittance(r, ledgers, routing, 30, NOW)) == []
 
 
-def test_a_partial_denial_is_no_work_item(routing):
+def test_a_partial_denial_is_a_work_item_for_its_denied_line(routing):
     ledgers: dict[str, str] = {}
     emits = list(post_remittance(partially_paid(), ledgers, routing, 30, NOW))
-    assert [e.topic for e in emits] == ["claim-status", "statements"]
-    assert emits[0].event.status == ClaimState.PARTIALLY_PAID and emits[0].event.denial_queue is None
+    assert [e.topic for e in emits] == ["claim-status", "statements", "denials.bundling"]
+    assert emits[0].event.status == ClaimState.PARTIALLY_PAID and emits[0].event.denial_queue == "denials.bundling"
+    assert emits[2].event.amount_at_risk == Decimal("30.00")
 
 
 def test_posting_a_claim_s_life_through_the_stage(routing, life, codec):

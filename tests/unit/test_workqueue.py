@@ -37,6 +37,7 @@ from engine.workqueue import (
     days_left,
     fold_work_items,
     new_state,
+    next_claim_id,
     priority_score,
     queue_overview,
     replacement_claim,
@@ -153,6 +154,7 @@ LEGAL = [
     (S.OPEN, A.WRITE_OFF, S.WRITTEN_OFF), (S.IN_PROGRESS, A.WRITE_OFF, S.WRITTEN_OFF),
     (S.REOPENED, A.WRITE_OFF, S.WRITTEN_OFF), (S.APPEAL_LOST, A.WRITE_OFF, S.WRITTEN_OFF),
     (S.WRITTEN_OFF, A.REOPEN, S.REOPENED), (S.APPEAL_LOST, A.REOPEN, S.REOPENED), (S.VOIDED, A.REOPEN, S.REOPENED),
+    (S.RESUBMITTED, A.RESUBMIT_REJECTED, S.IN_PROGRESS), (S.VOIDED, A.RESUBMIT_REJECTED, S.IN_PROGRESS),
 ]
 LEGAL_PAIRS = {(before, kind) for before, kind, _ in LEGAL}
 ILLEGAL = [(status, kind) for status in S for kind in A if (status, kind) not in LEGAL_PAIRS]
@@ -269,6 +271,48 @@ def test_a_denied_replacement_starts_a_new_round(resubmitted):
     paid = apply_remittance(again, remittance(RemittanceOutcome.PAID, "100.00", claim_id="C-1R2",
                                               remittance_id="R-3"))
     assert (paid.status, paid.recovered_amount, paid.round) == (S.RESOLVED_PAID, Decimal("100.00"), 2)
+
+
+def test_a_denied_replacement_stands_at_the_payer_and_the_next_correction_replaces_it(resubmitted):
+    state = apply_remittance(resubmitted, remittance(RemittanceOutcome.PARTIALLY_PAID, "0.00"))
+    assert state.status == S.RESOLVED_PAID  # paid nothing more than before: resolved, nothing recovered
+    assert state.recovered_amount == Decimal("0.00")
+    denied_again = apply_remittance(resubmitted, remittance(RemittanceOutcome.DENIED, "0.00"))
+    assert (denied_again.current_claim_id, denied_again.replacement_claim_id) == ("C-1R", None)
+    assert resubmitted.current_claim_id == "C-1"
+
+
+def test_a_replacement_of_a_partly_paid_claim_recovers_only_what_it_pays_beyond_it():
+    state = apply_action(new_state(item(), paid_before=Decimal("40.00")), act(A.RESUBMIT))
+    paid = apply_remittance(state, remittance(RemittanceOutcome.PAID, "70.00"))
+    assert paid.recovered_amount == Decimal("30.00")
+
+
+def test_a_rejected_replacement_puts_the_item_back_with_the_biller():
+    sent = apply_action(new_state(item()), act(A.RESUBMIT, replacement_claim_id="C-1-R1"))
+    rejected = apply_action(sent, act(A.RESUBMIT_REJECTED, "ACT-1:RESUBMIT_REJECTED", replacement_claim_id="C-1-R1",
+                                      user="engine"))
+    assert (rejected.status, rejected.replacement_claim_id, rejected.assignee) == (S.IN_PROGRESS, None, "biller-7")
+    assert next_claim_id(rejected, A.RESUBMIT) != next_claim_id(new_state(item()), A.RESUBMIT)
+    with pytest.raises(ProcessingError, match="latest is C-1-R1"):
+        apply_action(sent, act(A.RESUBMIT_REJECTED, "ACT-9", replacement_claim_id="C-1-R7"))
+
+
+def test_next_claim_id_is_the_same_for_the_same_state_and_names_the_kind():
+    state = new_state(item())
+    assert next_claim_id(state, A.RESUBMIT) == next_claim_id(state, A.RESUBMIT) == "C-1-R1"
+    assert next_claim_id(state, A.VOID) == "C-1-V1"
+    claimed = apply_action(state, act(A.CLAIM))
+    assert next_claim_id(claimed, A.RESUBMIT) == "C-1-R2"
+
+
+def test_the_fold_takes_what_the_denying_remittance_paid_from_the_remittances():
+    partial = dataclasses.replace(remittance(RemittanceOutcome.PARTIALLY_PAID, "40.00", claim_id="C-1"),
+                                  remittance_id=item().remittance_id, claim_frequency_code="1")
+    paid = remittance(RemittanceOutcome.PAID, "70.00")
+    (_, state), = fold_work_items([item()], [act(A.RESUBMIT)], [partial, paid]).items
+    assert (state.status, state.paid_before, state.recovered_amount) == (S.RESOLVED_PAID, Decimal("40.00"),
+                                                                         Decimal("30.00"))
 
 
 def test_the_reversal_of_the_original_changes_nothing(resubmitted):
@@ -511,7 +555,7 @@ def test_the_scrubber_and_837_accept_the_new_claims(original):
 
 def test_denial_action_schema_is_registered_and_mirrors_the_dataclass(settings):
     index = json.loads((settings.schemas_dir / "registry.json").read_text())["schemas"]
-    (entry,) = [e for e in index if e["name"] == DenialAction.SCHEMA]
+    entry = max((e for e in index if e["name"] == DenialAction.SCHEMA), key=lambda e: e["version"])
     raw = json.loads((settings.schemas_dir / entry["file"]).read_text())
     assert f'{raw["namespace"]}.{raw["name"]}' == DenialAction.SCHEMA
     assert [f["name"] for f in raw["fields"]] == [f.name for f in dataclasses.fields(DenialAction)]
