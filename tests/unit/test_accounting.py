@@ -17,6 +17,8 @@ from engine.events import (
     RemittanceOutcome,
     ClaimState,
     ClaimStatus,
+    DenialAction,
+    DenialActionType,
     ClaimSubmitted,
     CodedEncounter,
     CodingAction,
@@ -532,3 +534,35 @@ def test_later_visits_share_of_allowed_is_reported_per_payer_in_submission_order
                                   paid_amount=Decimal(paid)))
     summary = summarize(tally_of(events, codec), settings, 1.0)
     assert summary["payer_share_of_allowed_by_visit"] == {"MCR01": {"first": "0.000", "later": "0.750"}}
+
+
+# --- denial work items: what billers resolved -------------------------------------------------
+
+
+def test_the_summary_folds_the_work_items_with_the_billers_actions_and_the_replacements_answers(
+        run_events, samples, codec, settings):
+    """One work item, resubmitted, and the replacement paid: resolved, with what it paid."""
+    item = samples[DenialWorkItem]
+    denied_claim = item.claim_id
+    replacement_id = f"{denied_claim}-R1"
+    resubmit = dataclasses.replace(samples[DenialAction], action_id="DA-1", action=DenialActionType.RESUBMIT,
+                                   claim_id=denied_claim, replacement_claim_id=replacement_id, amount=None,
+                                   adjustment_reason=None)
+    paid = dataclasses.replace(samples[Remittance], remittance_id="R-REPL", claim_id=replacement_id,
+                               claim_frequency_code="7", outcome=RemittanceOutcome.PAID,
+                               paid_amount=Decimal("120.00"))
+    denial = ("denials.missing-information", denied_claim, item)
+    tally = tally_of([*run_events, denial, ("denial-actions", denied_claim, resubmit),
+                      ("remittances", replacement_id, paid)], codec)
+    summary = summarize(tally, settings, 1.0)
+    assert (summary["work_items_created"], summary["work_items_resolved"], summary["denials_resolved"]) == (1, 1, 1)
+    assert summary["recovered_amount"] == "120.00" and summary["denial_actions"] == {"RESUBMIT": 1}
+    assert summary["work_items_by_status"] == {"RESOLVED_PAID": 1}
+
+
+def test_a_status_republished_by_a_write_off_is_not_a_posting(samples, codec, settings):
+    status = dataclasses.replace(samples[ClaimStatus], claim_id="C-1", status=ClaimState.DENIED, remittances_posted=1)
+    written_off = dataclasses.replace(status, written_off_amount=Decimal("298.00"), balance=Decimal("0.00"))
+    summary = summarize(tally_of([("claim-status", "C-1", status), ("claim-status", "C-1", written_off)], codec),
+                        settings, 1.0)
+    assert summary["denied"] == 1
