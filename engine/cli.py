@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
@@ -52,6 +53,8 @@ def run(
     timeout: Annotated[float, typer.Option(help="Fail if a bounded run has not settled after this many seconds.")] = 900.0,
     no_live: Annotated[bool, typer.Option("--no-live", help="No live table (logs and CI).")] = False,
     coder: Annotated[bool, typer.Option("--coder/--no-coder", help="Run the coder simulator on the coding-review queue.")] = True,
+    web: Annotated[bool, typer.Option("--web/--no-web", help="Serve the billers' denial-queue page (CLAIMS_WEB_PORT).")] = True,
+    stay: Annotated[bool, typer.Option("--stay", help="Once settled, keep the engine, the payer and the page up until Ctrl-C (work the queues meanwhile).")] = False,
 ) -> None:
     """The closed loop: broker, topics, engine worker, EHR and payer simulators, live progress."""
     from engine.run import RunFailed, RunOptions, run_closed_loop
@@ -71,6 +74,8 @@ def run(
         timeout_s=timeout,
         live=not no_live and console.is_terminal,
         coder=coder,
+        web=web,
+        stay=stay,
     )
     try:
         result = asyncio.run(run_closed_loop(settings, options, console))
@@ -85,6 +90,24 @@ def run(
         raise typer.Exit(130)
     if not result["settled"]:
         raise typer.Exit(1)
+
+
+@app.command()
+def web() -> None:
+    """The billers' denial-queue page alone, on the configured broker, until Ctrl-C
+    (actions need CLAIMS_WEB_TOKEN, or the token printed here)."""
+    from engine.codec import default_codec
+    from engine.run import billers_page
+
+    settings = _settings()
+    bootstrap = _bootstrap(settings)
+
+    async def serve() -> None:
+        async with billers_page(settings, bootstrap, default_codec(settings.schemas_dir), console, True):
+            await asyncio.Event().wait()  # until Ctrl-C
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
 
 
 @app.command()

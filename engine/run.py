@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -48,6 +49,8 @@ class RunOptions:
     lapsed_rate: float = 0.0
     incomplete_rate: float = 0.0
     coder: bool = True  # the coder simulator works the coding-review queue
+    web: bool = False  # serve the billers' page (engine/web.py) while the run lasts
+    stay: bool = False  # once settled, keep the engine, the payer and the page up until Ctrl-C
 
 
 class RunFailed(RuntimeError):
@@ -100,6 +103,33 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> N
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextlib.asynccontextmanager
+async def billers_page(settings: Settings, bootstrap: str, codec: Any, console: Console,
+                       wanted: bool) -> AsyncIterator[None]:
+    """The denial queues' web page for the run's duration. The token is the configured
+    one (``CLAIMS_WEB_TOKEN``, never printed) or one drawn for this run and printed here,
+    on the operator's own terminal. A busy port costs the page, not the run."""
+    if not wanted:
+        yield
+        return
+    from engine.web import WebServer
+
+    token = settings.web_token or secrets.token_urlsafe(16)
+    server = WebServer(settings, bootstrap, codec, token)
+    try:
+        url = await server.start()
+    except Exception as exc:  # a busy port, most likely (CLAIMS_WEB_PORT)
+        console.print(f"[yellow]billers' page not served: {type(exc).__name__}: {exc}[/yellow]")
+        yield
+        return
+    shown = "CLAIMS_WEB_TOKEN" if settings.web_token else token
+    console.print(f"denial queues: {url}  (sign in with a user id and the token: {shown})")
+    try:
+        yield
+    finally:
+        await server.stop()
 
 
 def progress_table(tally: Tally, summary: dict[str, Any], rate: float, elapsed: float, sent: int) -> Table:
@@ -164,36 +194,43 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
         coder = CoderSimulator(settings, bootstrap, codec) if options.coder else None
         stop_ehr = asyncio.Event()
         tasks: list[asyncio.Task[Any]] = []
-        try:
-            await readback.start()
-            await readback.mark_baseline()
-            if coder is not None:
-                tasks.append(asyncio.create_task(coder.run(), name="coder-simulator"))
-            sent = [0]
-            if options.encounters is not None:
-                planned = plan_encounters(options.encounters, options.seed, options.bad_rate, options.resend_rate,
-                                          codec, book, lapsed_rate=options.lapsed_rate,
-                                          incomplete_rate=options.incomplete_rate, practice=practice)
-                expected = len(planned)
-                tasks.append(asyncio.create_task(
-                    send_planned(settings, bootstrap, planned, options.rate, _setter(sent), stop_ehr), name="ehr"))
-            else:
-                expected = -1
-                tasks.append(asyncio.create_task(
-                    _send_endless(settings, bootstrap, codec, book, options, sent, stop_ehr, practice), name="ehr"))
-            started = time.monotonic()
-            elapsed, interrupted = await _watch(settings, readback, {"engine worker": worker, "payer simulator": payer},
-                                                tasks, expected, options, console, started, sent)
-        finally:
-            stop_ehr.set()
-            if coder is not None:
-                coder.stop.set()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(task, 10)
-            await readback.stop()
-            stop_process(worker)
-            stop_process(payer)
+        async with billers_page(settings, bootstrap, codec, console, options.web):
+            try:
+                await readback.start()
+                await readback.mark_baseline()
+                if coder is not None:
+                    tasks.append(asyncio.create_task(coder.run(), name="coder-simulator"))
+                sent = [0]
+                if options.encounters is not None:
+                    planned = plan_encounters(options.encounters, options.seed, options.bad_rate, options.resend_rate,
+                                              codec, book, lapsed_rate=options.lapsed_rate,
+                                              incomplete_rate=options.incomplete_rate, practice=practice)
+                    expected = len(planned)
+                    tasks.append(asyncio.create_task(
+                        send_planned(settings, bootstrap, planned, options.rate, _setter(sent), stop_ehr), name="ehr"))
+                else:
+                    expected = -1
+                    tasks.append(asyncio.create_task(
+                        _send_endless(settings, bootstrap, codec, book, options, sent, stop_ehr, practice), name="ehr"))
+                started = time.monotonic()
+                processes = {"engine worker": worker, "payer simulator": payer}
+                elapsed, interrupted = await _watch(settings, readback, processes, tasks, expected, options, console,
+                                                    started, sent)
+                if options.stay and not interrupted:  # Ctrl-C is how a stay ends: not an interruption
+                    console.print(f"settled after {elapsed:.1f} s; the engine, the payer and the page stay up for "
+                                  f"the billers: Ctrl-C stops them")
+                    await _watch(settings, readback, processes, tasks, -1, replace(options, timeout_s=float("inf")),
+                                 console, started, sent)
+            finally:
+                stop_ehr.set()
+                if coder is not None:
+                    coder.stop.set()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await asyncio.wait_for(task, 10)
+                await readback.stop()
+                stop_process(worker)
+                stop_process(payer)
     summary = summarize(readback.tally, settings, elapsed)
     summary["denials_vs_payer_profiles"] = profile_fit(summary["first_pass_by_payer"], book)
     summary["seed"] = options.seed
