@@ -43,6 +43,7 @@ def payer_settings(topic_settings: Settings, tmp_path: Path, monkeypatch: pytest
     path.write_text(yaml.safe_dump(profiles))
     monkeypatch.setenv("CLAIMS_PAYER_PROFILES", str(path))
     monkeypatch.setenv("CLAIMS_PAYER_TIME_SCALE", "0")
+    monkeypatch.setenv("CLAIMS_LOG_LEVEL", "INFO")  # faust's rebalance and recovery lines, for a failure's error
     coverage = Coverage(MEMBER, "MCR01", "MCR01-STANDARD", "18", None, date(2020, 1, 1), None)
     settings = replace(topic_settings, payer_profiles_file=path, payer_time_scale=0.0)
     write_master_data([PatientRecord(PATIENT, ADDRESS, coverage)], settings.master_data_dir)
@@ -85,14 +86,18 @@ async def _submit(settings: Settings, codec: Codec, claim: ClaimSubmitted) -> No
 
 
 async def _until(settings: Settings, codec: Codec, topic: str, event_type: type, done: Callable[[list], bool]) -> list:
-    """Every event on ``topic`` once ``done`` says they are enough (bounded wait)."""
+    """Every event on ``topic`` once ``done`` says they are enough (bounded wait). On a
+    time-out the processes' logs (ids and offsets only) go into the error, so a failure
+    in CI can be read without a rerun."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         events = [codec.decode(r.value, event_type) for r in await read_topic(settings.bootstrap_servers,
                                                                                settings.topic(topic), timeout_s=2.0)]
         if done(events):
             return events
-    raise TimeoutError(f"{topic}: not there within {WAIT_S:.0f}s")
+    logs = "\n".join(f"--- {log.name} (last 80 lines)\n" + "\n".join(log.read_text().splitlines()[-80:])
+                     for log in sorted(settings.state_dir.glob("*.log")))
+    raise TimeoutError(f"{topic}: not there within {WAIT_S:.0f}s\n{logs}")
 
 
 def _pr(remit: Remittance, carc: str) -> Decimal:
