@@ -15,6 +15,7 @@ from engine.codec import Codec, UndecodableEvent
 from engine.coding_review import VERDICTS
 from engine.events import DenialAction, DenialWorkItem, Remittance
 from engine.kafka import assign_all, read_to_highwater
+from engine.metrics import Latencies, Outstanding
 from engine.settings import Settings
 from engine.workqueue import WorkItemAccounting, fold_work_items, work_item_accounting
 
@@ -34,6 +35,7 @@ COUNTED_TOPICS = (
     "statements",
     "dead-letter",
     "denial-actions",
+    "payer-claims",  # counted for the payer group's lag (engine.monitoring), not in the summary
 )
 DENIAL_PREFIX = "denials."
 ENGINE_VERDICTS = frozenset(str(verdict) for verdict in VERDICTS)
@@ -89,6 +91,11 @@ class Tally:
     successor_remittances: list[Remittance] = field(default_factory=list)
     paid_by_denying_remittance: dict[str, Decimal] = field(default_factory=dict)
     denial_action_kinds: Counter[str] = field(default_factory=Counter)
+    allowed_amount: Decimal = Decimal("0.00")
+    #: For the ops figures (engine.metrics): each encounter followed by record time, and
+    #: each claim's open balance since its submission.
+    latency: Latencies = field(default_factory=Latencies)
+    outstanding: dict[str, Outstanding] = field(default_factory=dict)
     remittances_by_status: Counter[str] = field(default_factory=Counter)
     voids_reversed: int = 0
     voids_submitted: int = 0
@@ -103,7 +110,10 @@ class Tally:
     claim_member: dict[str, tuple[str, str, Any]] = field(default_factory=dict)
     first_pass_amounts: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
 
-    def add(self, logical: str, key: bytes | None, value: bytes | None, codec: Codec) -> None:
+    def add(self, logical: str, key: bytes | None, value: bytes | None, codec: Codec,
+            timestamp_ms: int | None = None) -> None:
+        if timestamp_ms is not None:
+            self._time(logical, (key or b"").decode(errors="replace"), timestamp_ms)
         if logical.startswith(DENIAL_PREFIX):
             self.denials_by_queue[logical[len(DENIAL_PREFIX):]] += 1
             item = self._event(codec, value, DenialWorkItem)
@@ -121,6 +131,11 @@ class Tally:
             if record is not None:
                 self.voids_submitted += record["frequency_code"] == "8"
                 self.submitted_by_frequency[record["frequency_code"]] += 1
+                if timestamp_ms is not None:
+                    self.latency.claim_submitted(claim_id, record["encounter_id"], timestamp_ms)
+                    if record["frequency_code"] != "8":  # a void owes nothing: it takes a payment back
+                        claim = self.outstanding.setdefault(claim_id, Outstanding())
+                        claim.submitted_ms, claim.billed = timestamp_ms, record["total_charge"]
                 self.claim_member[claim_id] = (record["payer_id"], record["member_id"], record["date_of_service"])
         elif logical == "claim-status":
             record = self._record(codec, value)
@@ -130,6 +145,10 @@ class Tally:
                 if posted > self.remittances_posted.get(record["claim_id"], 0):
                     self.remittances_posted[record["claim_id"]] = posted
                     self.posted_states[record["status"]] += 1
+                    if timestamp_ms is not None:
+                        self.latency.posted(record["claim_id"], timestamp_ms)
+                if posted and record["balance"] is not None:  # the ledger's balance, after a posting
+                    self.outstanding.setdefault(record["claim_id"], Outstanding()).balance = record["balance"]
         elif logical == "denial-actions":
             action = self._event(codec, value, DenialAction)
             if action is not None:
@@ -190,6 +209,7 @@ class Tally:
             self.paid_by_denying_remittance[r["remittance_id"]] = r["paid_amount"]
         self.remittances_by_status[status] += 1
         self.billed_amount += r["billed_amount"]
+        self.allowed_amount += r["allowed_amount"]
         self.paid_amount += r["paid_amount"]
         self.patient_responsibility += r["patient_responsibility"]
         self.unbalanced_remittances += not balances(r)
@@ -206,6 +226,15 @@ class Tally:
             self.first_pass_denied_by_payer[payer] += 1
             self.deciding_carcs_by_payer.setdefault(payer, Counter())[deciding["carc"]] += 1
         self.first_pass_amounts[r["claim_id"]] = (r["paid_amount"], r["allowed_amount"])
+
+    def _time(self, logical: str, key: str, ts: int) -> None:
+        """Record times the latency figures follow (keys: encounter id, then claim id)."""
+        if logical == "encounters":
+            self.latency.encounter(key, ts)
+        elif logical in ("coded", "coding-review"):
+            self.latency.coded(key, ts)
+        elif logical == "remittances":
+            self.latency.remitted(key, ts)
 
     def _routable(self, r: dict[str, Any]) -> bool:
         """``engine.denials.is_routable`` on the decoded record (an original claim)."""
@@ -285,7 +314,7 @@ class Identity:
 def summarize(tally: Tally, settings: Settings, elapsed_s: float) -> dict[str, Any]:
     """The summary JSON: integer counts, identities, money as strings."""
     r = tally.records
-    dl_from = {settings.topic(t): t for t in (*COUNTED_TOPICS, "payer-claims")}
+    dl_from = {settings.topic(t): t for t in COUNTED_TOPICS}
     dead_by_stage_input = Counter({dl_from.get(src, src): n for src, n in tally.dead_letters_by_source.items()})
     originals = tally.submitted_by_frequency["1"]
     work = tally.work_item_accounting()
@@ -353,6 +382,7 @@ def summarize(tally: Tally, settings: Settings, elapsed_s: float) -> dict[str, A
         "repeated_claim_ids": tally.repeated_claim_ids,
         "billed_amount": str(tally.billed_amount),
         "paid_amount": str(tally.paid_amount),
+        "allowed_amount": str(tally.allowed_amount),
         "amount_at_risk": str(tally.at_risk_amount),
         "elapsed_s": round(elapsed_s, 2),
         "encounters_per_s": round(r["encounters"] / elapsed_s, 1) if elapsed_s > 0 else 0.0,
@@ -446,7 +476,7 @@ class ReadBack:
 
     def _count(self, records: Sequence[Any]) -> None:
         for record in records:
-            self.tally.add(self.logical[record.topic], record.key, record.value, self.codec)
+            self.tally.add(self.logical[record.topic], record.key, record.value, self.codec, record.timestamp)
 
 
 def all_settled(tally: Tally, expected_encounters: int, settings: Settings, coder_running: bool = False) -> bool:

@@ -111,6 +111,20 @@ def web() -> None:
 
 
 @app.command()
+def top(once: Annotated[bool, typer.Option("--once", help="Read the topics to their end, print once, exit.")] = False
+        ) -> None:
+    """The ops figures live in the terminal: throughput and latency per stage, consumer lag,
+    denial rates, the $ flow and A/R aging (the dashboard's figures), until Ctrl-C."""
+    from engine.codec import default_codec
+    from engine.top import run_top
+
+    settings = _settings()
+    bootstrap = _bootstrap(settings)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_top(settings, bootstrap, default_codec(settings.schemas_dir), console, once))
+
+
+@app.command()
 def worker() -> None:
     """The engine's stream processors only (coding, claims, denial routing)."""
     from engine.worker import run_worker
