@@ -94,16 +94,16 @@ def run(
 
 @app.command()
 def web() -> None:
-    """The billers' denial-queue page alone, on the configured broker, until Ctrl-C
-    (actions need CLAIMS_WEB_TOKEN, or the token printed here)."""
+    """The engine's pages alone (denial queues, ops dashboard, /status, /metrics) on the
+    configured broker, until Ctrl-C (actions need CLAIMS_WEB_TOKEN, or the token printed here)."""
     from engine.codec import default_codec
-    from engine.run import billers_page
+    from engine.run import engine_pages
 
     settings = _settings()
     bootstrap = _bootstrap(settings)
 
     async def serve() -> None:
-        async with billers_page(settings, bootstrap, default_codec(settings.schemas_dir), console, True):
+        async with engine_pages(settings, bootstrap, default_codec(settings.schemas_dir), console, True):
             await asyncio.Event().wait()  # until Ctrl-C
 
     with contextlib.suppress(KeyboardInterrupt):

@@ -10,8 +10,9 @@ the $ flow, A/R aging and the denial queues' depth.
 from __future__ import annotations
 
 import html
+import math
 from decimal import Decimal
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from engine.metrics import STAGES, ThroughputHistory
 
@@ -24,33 +25,38 @@ def _e(value: object) -> str:
     return html.escape(str(value))
 
 
+TOP = 40  # the plot starts below the title and the legend
+
+
 def _nice_max(value: float) -> float:
-    """The axis top: 1, 2 or 5 × a power of ten at or above ``value``."""
+    """The axis top: 1, 2 or 5 × a power of ten at or above ``value`` (any magnitude)."""
     if value <= 0:
         return 1.0
-    scale = 10 ** len(str(int(value))) / 10
-    for step in (1, 2, 5, 10):
-        if value <= step * scale:
-            return step * scale
-    return 10 * scale  # pragma: no cover
-
-
-def _frame(title: str, top: float, unit: str, body: str, legend: Sequence[tuple[str, str]] = ()) -> str:
-    items = "".join(f'<tspan fill="{c}">■ {_e(n)}</tspan> ' for n, c in legend)
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-            f'aria-label="{_e(title)}" class="chart">'
-            f'<text x="{PAD}" y="14" font-size="13" font-weight="bold">{_e(title)}</text>'
-            f'<text x="{WIDTH - 4}" y="14" font-size="10" text-anchor="end">{items}</text>'
-            f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - 6}" y2="{HEIGHT - PAD}" stroke="#999"/>'
-            f'<line x1="{PAD}" y1="22" x2="{PAD}" y2="{HEIGHT - PAD}" stroke="#999"/>'
-            f'<text x="{PAD - 3}" y="28" font-size="9" text-anchor="end">{_fmt(top)}</text>'
-            f'<text x="{PAD - 3}" y="{HEIGHT - PAD}" font-size="9" text-anchor="end">0</text>'
-            f'<text x="4" y="{HEIGHT / 2}" font-size="9" transform="rotate(-90 8 {HEIGHT / 2})">{_e(unit)}</text>'
-            f'{body}</svg>')
+    scale = 10 ** math.floor(math.log10(value))
+    return next(step * scale for step in (1, 2, 5, 10) if value <= step * scale * (1 + 1e-9))
 
 
 def _fmt(value: float) -> str:
-    return f"{value:,.0f}" if value >= 10 else f"{value:,.2f}".rstrip("0").rstrip(".")
+    """Compact axis and tile numbers: 950, 1.2k, 3.4M, 0.05."""
+    for bound, suffix in ((1e6, "M"), (1e3, "k")):
+        if abs(value) >= bound:
+            return f"{value / bound:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _frame(title: str, top: float, unit: str, body: str, legend: Sequence[tuple[str, str]] = (),
+           axis: bool = True) -> str:
+    items = "".join(f'<tspan fill="{c}">■ {_e(n)}</tspan>  ' for n, c in legend)
+    axes = (f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - 6}" y2="{HEIGHT - PAD}" stroke="#999"/>'
+            f'<line x1="{PAD}" y1="{TOP}" x2="{PAD}" y2="{HEIGHT - PAD}" stroke="#999"/>'
+            f'<text x="{PAD - 3}" y="{TOP + 6}" font-size="9" text-anchor="end">{_fmt(top)}</text>'
+            f'<text x="{PAD - 3}" y="{HEIGHT - PAD}" font-size="9" text-anchor="end">0</text>'
+            f'<text x="9" y="{HEIGHT / 2}" font-size="9" text-anchor="middle" '
+            f'transform="rotate(-90 9 {HEIGHT / 2})">{_e(unit)}</text>') if axis else ""
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+            f'aria-label="{_e(title)}" class="chart">'
+            f'<text x="{PAD}" y="14" font-size="13" font-weight="bold">{_e(title)}</text>'
+            f'<text x="{PAD}" y="29" font-size="10">{items}</text>{axes}{body}</svg>')
 
 
 def line_chart(title: str, unit: str, series: Mapping[str, Sequence[tuple[float, float]]]) -> str:
@@ -62,7 +68,7 @@ def line_chart(title: str, unit: str, series: Mapping[str, Sequence[tuple[float,
     x0, x1 = min(p[0] for p in points), max(p[0] for p in points)
     top = _nice_max(max(p[1] for p in points))
     span_x = max(x1 - x0, 1e-9)
-    inner_w, inner_h = WIDTH - PAD - 10, HEIGHT - PAD - 24
+    inner_w, inner_h = WIDTH - PAD - 10, HEIGHT - PAD - TOP
     body, legend = [], []
     for (name, line), colour in zip(series.items(), COLOURS):
         coords = " ".join(f"{PAD + (x - x0) / span_x * inner_w:.1f},{HEIGHT - PAD - y / top * inner_h:.1f}"
@@ -82,7 +88,7 @@ def bar_chart(title: str, unit: str, groups: Mapping[str, Mapping[str, float]]) 
         return _frame(title, 1.0, unit, f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" font-size="11" '
                                         f'text-anchor="middle">nothing yet</text>')
     top = _nice_max(max(values, default=0.0))
-    inner_w, inner_h = WIDTH - PAD - 10, HEIGHT - PAD - 24
+    inner_w, inner_h = WIDTH - PAD - 10, HEIGHT - PAD - TOP
     slot = inner_w / len(groups)
     bar_w = max(slot * 0.8 / max(len(series), 1), 1.0)
     body = []
@@ -95,16 +101,41 @@ def bar_chart(title: str, unit: str, groups: Mapping[str, Mapping[str, float]]) 
                         f'height="{h:.1f}" fill="{COLOURS[s % len(COLOURS)]}"><title>{_e(label)} {_e(name)}: '
                         f'{_fmt(value)}</title></rect>')
         body.append(f'<text x="{PAD + g * slot + slot / 2:.1f}" y="{HEIGHT - PAD + 12}" font-size="9" '
-                    f'text-anchor="middle">{_e(label[:14])}</text>')
+                    f'text-anchor="middle">{_e(label[:16])}</text>')
     legend = [(name, COLOURS[i % len(COLOURS)]) for i, name in enumerate(series)] if len(series) > 1 else []
     return _frame(title, top, unit, "".join(body), legend)
+
+
+def hbar_chart(title: str, unit: str, values: Mapping[str, float], fmt: Callable[[float], str] = _fmt) -> str:
+    """Horizontal bars, a row per label: for many or long labels (queues, categories, lag)."""
+    if not values:
+        return _frame(title, 1.0, unit, f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" font-size="11" '
+                                        f'text-anchor="middle">nothing yet</text>', axis=False)
+    label_w, top = 150, _nice_max(max(values.values()))
+    row_h = min(16.0, (HEIGHT - TOP - 6) / len(values))
+    body = []
+    for row, (label, value) in enumerate(values.items()):
+        y = TOP + row * row_h
+        w = value / top * (WIDTH - label_w - 60)
+        body.append(f'<text x="{label_w - 4}" y="{y + row_h * 0.75:.1f}" font-size="{min(10, row_h * 0.8):.1f}" '
+                    f'text-anchor="end">{_e(label)}</text>'
+                    f'<rect x="{label_w}" y="{y + 1:.1f}" width="{w:.1f}" height="{row_h - 2:.1f}" '
+                    f'fill="{COLOURS[0]}"><title>{_e(label)}: {fmt(value)} {_e(unit)}</title></rect>'
+                    f'<text x="{label_w + w + 3:.1f}" y="{y + row_h * 0.75:.1f}" font-size="{min(10, row_h * 0.8):.1f}">'
+                    f'{fmt(value)}</text>')
+    return _frame(title, top, unit, "".join(body), axis=False)
+
+
+#: Short names of the engine's groups on the lag chart.
+def _group_name(group: str) -> str:
+    return "payer" if group.endswith("-payer") else "coder" if "coder" in group else "engine"
 
 
 def charts(status: Mapping[str, Any], history: ThroughputHistory) -> list[str]:
     """Every chart of the dashboard, as SVG strings, in reading order."""
     latency = {stage: {q: v or 0.0 for q, v in figures.items() if q in ("p50", "p95", "p99")}
                for stage, figures in status["latency_s"].items()}
-    lag = {f"{group.rsplit('-', 1)[-1]}:{topic}": {"lag": float(n)}
+    lag = {f"{_group_name(group)} · {topic}": float(n)
            for group, topics in status["lag"].items() for topic, n in topics.items()}
     categories: dict[str, float] = {}
     for by_category in status["first_pass_denial_rate_by_category"].values():
@@ -115,17 +146,18 @@ def charts(status: Mapping[str, Any], history: ThroughputHistory) -> list[str]:
         line_chart("Throughput per stage (events out / s)", "events/s",
                    {stage: history.series(stage) for stage in STAGES}),
         bar_chart("Latency per stage (s)", "seconds", latency),
-        bar_chart("Consumer lag (records)", "records", lag),
+        hbar_chart("Consumer lag (records behind)", "records", lag),
         bar_chart("First-pass denial rate by payer", "share",
                   {p: {"rate": r} for p, r in status["first_pass_denial_rate"].items()}),
-        bar_chart("Denials by category (mean over payers)", "share",
-                  {c: {"rate": r / payers} for c, r in sorted(categories.items())}),
-        bar_chart("$ flow", "dollars", {k.replace("_", " "): {"$": float(Decimal(v))}
-                                        for k, v in status["amounts"].items()}),
+        hbar_chart("First-pass denial rate by category (mean over payers)", "of claims",
+                   {c: r / payers for c, r in sorted(categories.items(), key=lambda kv: -kv[1])},
+                   fmt=lambda v: f"{v:.2%}"),
+        bar_chart("$ flow", "dollars", {k.replace("_", " ").replace("in denial queues", "(queues)"):
+                                        {"$": float(Decimal(v))} for k, v in status["amounts"].items()}),
         bar_chart("A/R aging (simulated days)", "dollars",
                   {b: {"$": float(Decimal(v))} for b, v in status["ar_aging"].items()}),
-        bar_chart("Denial queues: open items", "items",
-                  {q.removeprefix("denials."): {"open": float(f["open"])} for q, f in status["denial_queues"].items()}),
+        hbar_chart("Denial queues: open items", "items",
+                   {q.removeprefix("denials."): float(f["open"]) for q, f in status["denial_queues"].items()}),
     ]
 
 

@@ -89,11 +89,15 @@ class ActionRequest:
     force: bool = False  # RESUBMIT: send even if the local checks find errors (the engine checks again)
 
 
+class NoSuchWorkItem(ActionRefused):
+    """No work item has that id (nor a claim with that id one)."""
+
+
 def find_item(items: list[tuple[DenialWorkItem, WorkItemState]], ref: str) -> tuple[DenialWorkItem, WorkItemState]:
     """By work item id, or by claim id when the claim has one item."""
     found = [(i, s) for i, s in items if ref in (i.work_item_id, i.claim_id)]
     if not found:
-        raise ActionRefused(f"no work item {ref}")
+        raise NoSuchWorkItem(f"no work item {ref}")
     if len(found) > 1:
         raise ActionRefused(f"{ref} names {len(found)} work items: use a work item id")
     return found[0]

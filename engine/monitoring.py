@@ -82,6 +82,8 @@ class Monitor:
             await self.readback.stop()
 
     async def _run(self) -> None:
+        if self.owns_reader:  # catch up first: the first rate is then this moment's, not the backlog's
+            await self.readback.read_all()
         next_sample = 0.0
         while True:
             if self.owns_reader:

@@ -106,30 +106,38 @@ def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> N
 
 
 @contextlib.asynccontextmanager
-async def billers_page(settings: Settings, bootstrap: str, codec: Any, console: Console,
-                       wanted: bool) -> AsyncIterator[None]:
-    """The denial queues' web page for the run's duration. The token is the configured
-    one (``CLAIMS_WEB_TOKEN``, never printed) or one drawn for this run and printed here,
-    on the operator's own terminal. A busy port costs the page, not the run."""
+async def engine_pages(settings: Settings, bootstrap: str, codec: Any, console: Console, wanted: bool,
+                       readback: ReadBack | None = None) -> AsyncIterator[None]:
+    """The engine's web pages for the run's duration: the billers' denial queues and the
+    ops dashboard (with ``/status`` and ``/metrics``), its figures from ``readback`` (the
+    run's own) or from a reader of its own. The token is the configured one
+    (``CLAIMS_WEB_TOKEN``, never printed) or one drawn for this run and printed here, on the
+    operator's own terminal. A busy port costs the pages, not the run."""
     if not wanted:
         yield
         return
+    from engine.monitoring import Monitor
     from engine.web import WebServer
 
     token = settings.web_token or secrets.token_urlsafe(16)
-    server = WebServer(settings, bootstrap, codec, token)
+    monitor = Monitor(settings, bootstrap, codec, readback)
+    server = WebServer(settings, bootstrap, codec, token, monitor)
     try:
+        await monitor.start()
         url = await server.start()
     except Exception as exc:  # a busy port, most likely (CLAIMS_WEB_PORT)
-        console.print(f"[yellow]billers' page not served: {type(exc).__name__}: {exc}[/yellow]")
+        console.print(f"[yellow]web pages not served: {type(exc).__name__}: {exc}[/yellow]")
+        await monitor.stop()
         yield
         return
     shown = "CLAIMS_WEB_TOKEN" if settings.web_token else token
+    console.print(f"ops dashboard: {url}dashboard  (also {url}metrics, {url}status)")
     console.print(f"denial queues: {url}  (sign in with a user id and the token: {shown})")
     try:
         yield
     finally:
         await server.stop()
+        await monitor.stop()
 
 
 def progress_table(tally: Tally, summary: dict[str, Any], rate: float, elapsed: float, sent: int) -> Table:
@@ -194,10 +202,10 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
         coder = CoderSimulator(settings, bootstrap, codec) if options.coder else None
         stop_ehr = asyncio.Event()
         tasks: list[asyncio.Task[Any]] = []
-        async with billers_page(settings, bootstrap, codec, console, options.web):
-            try:
-                await readback.start()
-                await readback.mark_baseline()
+        try:
+            await readback.start()
+            await readback.mark_baseline()
+            async with engine_pages(settings, bootstrap, codec, console, options.web, readback):
                 if coder is not None:
                     tasks.append(asyncio.create_task(coder.run(), name="coder-simulator"))
                 sent = [0]
@@ -221,16 +229,16 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
                                   f"the billers: Ctrl-C stops them")
                     await _watch(settings, readback, processes, tasks, -1, replace(options, timeout_s=float("inf")),
                                  console, started, sent)
-            finally:
-                stop_ehr.set()
-                if coder is not None:
-                    coder.stop.set()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await asyncio.wait_for(task, 10)
-                await readback.stop()
-                stop_process(worker)
-                stop_process(payer)
+        finally:
+            stop_ehr.set()
+            if coder is not None:
+                coder.stop.set()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, 10)
+            await readback.stop()
+            stop_process(worker)
+            stop_process(payer)
     summary = summarize(readback.tally, settings, elapsed)
     summary["denials_vs_payer_profiles"] = profile_fit(summary["first_pass_by_payer"], book)
     summary["seed"] = options.seed

@@ -169,8 +169,9 @@ def service_not_before_birth(claim: ClaimSubmitted, ctx: ScrubContext) -> Iterat
     """Service on the day of birth is fine (a newborn's first exam)."""
     born = claim.patient_birth_date
     if born is not None and claim.date_of_service < born:
+        # No birth date in the message: findings travel to queues, verdicts and screens (PHI).
         yield error("SCRUB_DOS_BEFORE_BIRTH", f"date of service {claim.date_of_service} is before the patient's "
-                     f"birth date {born}", "date_of_service")
+                     "birth date", "date_of_service")
 
 
 @scrub_rule("SCRUB_DOS_OUTSIDE_COVERAGE")

@@ -421,3 +421,11 @@ def test_load_places_of_service_skips_comments_and_strips(tmp_path: Path):
     path = tmp_path / "pos.csv"
     path.write_text("# a comment, with a comma\ncode,name\n11,Office\n 23 ,Emergency Room - Hospital\n")
     assert load_places_of_service(path) == frozenset({"11", "23"})
+
+
+def test_no_finding_message_carries_the_birth_date():
+    """Findings travel to queues, engine verdicts and screens: a birth date is PHI."""
+    born = DOS + timedelta(days=1)
+    findings = scrub_claim(claim(patient_birth_date=born), context())
+    assert any(f.rule_id == "SCRUB_DOS_BEFORE_BIRTH" for f in findings)
+    assert not any(born.isoformat() in f.message for f in findings)
