@@ -125,7 +125,7 @@ async def test_the_dashboard_shows_the_run_live_and_metrics_carry_the_summary(
         settings_factory: SettingsFactory, tmp_path: Path) -> None:
     settings = replace(settings_factory(), web_port=0, web_token=secrets.token_urlsafe(12))
     output = io.StringIO()
-    options = RunOptions(encounters=600, rate=60.0, seed=9, bad_rate=0.02, resend_rate=0.0, summary_path=None,
+    options = RunOptions(encounters=900, rate=60.0, seed=9, bad_rate=0.02, resend_rate=0.0, summary_path=None,
                          timeout_s=240, live=False, web=True, stay=True)
     run = asyncio.create_task(run_closed_loop(settings, options, Console(file=output, width=400)))
     try:
@@ -137,10 +137,15 @@ async def test_the_dashboard_shows_the_run_live_and_metrics_carry_the_summary(
             try:
                 page = await browser.new_page(viewport={"width": 1400, "height": 1300})
 
+                async def tile(name: str) -> float:
+                    text = await page.locator(".tile", has_text=name).locator(".v").inner_text()
+                    return float(text.replace(",", ""))
+
                 async def throughput_shown() -> bool:
+                    """The whole loop flowing: encounters in, and remittances being posted."""
                     await page.goto(f"{url}dashboard")
-                    tile = await page.locator(".tile", has_text="encounters in / s").locator(".v").inner_text()
-                    return float(tile.replace(",", "")) > 0 and await page.locator("svg.chart").count() == 8
+                    return (await page.locator("svg.chart").count() == 8 and await tile("encounters in / s") > 0
+                            and await tile("remittances posted / s") > 0)
 
                 await _until("non-zero throughput on the dashboard", throughput_shown)
                 assert await page.locator("svg polyline").count() >= 1  # the throughput lines are drawn
