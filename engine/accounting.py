@@ -38,6 +38,8 @@ COUNTED_TOPICS = (
     "payer-claims",  # counted for the payer group's lag (engine.monitoring), not in the summary
 )
 DENIAL_PREFIX = "denials."
+#: The money a payer's remittances carry, summed per payer for the ops figures.
+PAYER_AMOUNTS = ("billed", "allowed", "paid", "patient_responsibility")
 ENGINE_VERDICTS = frozenset(str(verdict) for verdict in VERDICTS)
 
 
@@ -92,6 +94,8 @@ class Tally:
     paid_by_denying_remittance: dict[str, Decimal] = field(default_factory=dict)
     denial_action_kinds: Counter[str] = field(default_factory=Counter)
     allowed_amount: Decimal = Decimal("0.00")
+    #: payer → billed / allowed / paid / patient_responsibility, from its remittances.
+    amounts_by_payer: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     #: For the ops figures (engine.metrics): each encounter followed by record time, and
     #: each claim's open balance since its submission.
     latency: Latencies = field(default_factory=Latencies)
@@ -210,6 +214,9 @@ class Tally:
         self.remittances_by_status[status] += 1
         self.billed_amount += r["billed_amount"]
         self.allowed_amount += r["allowed_amount"]
+        by_payer = self.amounts_by_payer.setdefault(r["payer_id"], dict.fromkeys(PAYER_AMOUNTS, Decimal("0.00")))
+        for kind in PAYER_AMOUNTS:
+            by_payer[kind] += r[f"{kind}_amount" if kind != "patient_responsibility" else kind]
         self.paid_amount += r["paid_amount"]
         self.patient_responsibility += r["patient_responsibility"]
         self.unbalanced_remittances += not balances(r)

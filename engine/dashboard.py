@@ -152,8 +152,10 @@ def charts(status: Mapping[str, Any], history: ThroughputHistory) -> list[str]:
         hbar_chart("First-pass denial rate by category (mean over payers)", "of claims",
                    {c: r / payers for c, r in sorted(categories.items(), key=lambda kv: -kv[1])},
                    fmt=lambda v: f"{v:.2%}"),
-        bar_chart("$ flow", "dollars", {k.replace("_", " ").replace("in denial queues", "(queues)"):
-                                        {"$": float(Decimal(v))} for k, v in status["amounts"].items()}),
+        bar_chart("$ flow by payer", "dollars",
+                  {payer: {kind.replace("_", " ").replace("patient responsibility", "patient")
+                           .replace(" in denial queues", ""): float(Decimal(v)) for kind, v in kinds.items()}
+                   for payer, kinds in status["amounts_by_payer"].items()}),
         bar_chart("A/R aging (simulated days)", "dollars",
                   {b: {"$": float(Decimal(v))} for b, v in status["ar_aging"].items()}),
         hbar_chart("Denial queues: open items", "items",

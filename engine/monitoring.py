@@ -147,6 +147,11 @@ class Monitor:
             "amounts": {"billed": summary["billed_amount"], "allowed": summary["allowed_amount"],
                         "paid": summary["paid_amount"], "patient_responsibility": summary["patient_responsibility"],
                         "at_risk_in_denial_queues": str(at_risk_open)},
+            "amounts_by_payer": {payer: {kind: str(v) for kind, v in amounts.items()}
+                                 | {"at_risk_in_denial_queues": str(sum((i.amount_at_risk for i, s in folded.items
+                                                                          if s.is_open and i.payer_id == payer),
+                                                                         Decimal("0.00")))}
+                                 for payer, amounts in sorted(tally.amounts_by_payer.items())},
             "ar_aging": {bucket: str(amount) for bucket, amount in aging.items()},
             "denial_queues": {q.queue: {"open": q.open_count, "for_a_biller": q.actionable_count,
                                         "at_risk": str(q.amount_at_risk), "oldest_open_days": q.oldest_open_days}
@@ -234,6 +239,12 @@ class _MonitorCollector(Collector):
         for kind, value in status["amounts"].items():
             amounts.add_metric([kind], as_float(Decimal(value)) or 0.0)
         yield amounts
+        by_payer = GaugeMetricFamily("claimflow_payer_amount_dollars", "Money through the loop per payer, by kind.",
+                                     labels=["payer", "kind"])
+        for payer, kinds in status["amounts_by_payer"].items():
+            for kind, value in kinds.items():
+                by_payer.add_metric([payer, kind], as_float(Decimal(value)) or 0.0)
+        yield by_payer
         aging = GaugeMetricFamily("claimflow_ar_aging_dollars", "Open A/R by age (simulated days).",
                                   labels=["bucket"])
         for bucket, value in status["ar_aging"].items():
