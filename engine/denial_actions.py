@@ -16,7 +16,9 @@ worker. Each action id is handled once (at-least-once delivery); a claim id is s
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -92,10 +94,25 @@ def check_successor(claim: ClaimSubmitted, coding: CodingReference, ctx: ClaimCo
     """Every finding on a replacement or void claim, errors first: the coding checks (not
     for a void, which only repeats the original) and the scrubber. No eligibility answer
     is at hand: the payer decides coverage again."""
-    findings = [] if claim.frequency_code == VOID else check_encounter(claim_as_encounter(claim), coding)
+    coded = [] if claim.frequency_code == VOID else check_encounter(claim_as_encounter(claim), coding)
+    findings = [_on_claim_lines(f, claim) for f in coded]
     findings += scrub_claim(claim, ScrubContext(payer=ctx.payers.get(claim.payer_id), eligibility=None,
                                                 today=now.date(), places_of_service=ctx.places_of_service))
     return errors_first(findings)
+
+
+_PROCEDURE = re.compile(r"procedures\[(\d+)\]")
+
+
+def _on_claim_lines(finding: Finding, claim: ClaimSubmitted) -> Finding:
+    """A coding finding names the encounter's procedure position; a biller reads claim
+    line numbers (the ones ``claims denials show`` and the page print)."""
+    def line(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        return f"line {claim.lines[index].line_number}" if index < len(claim.lines) else match.group(0)
+
+    return dataclasses.replace(finding, element=_PROCEDURE.sub(line, finding.element),
+                               message=_PROCEDURE.sub(line, finding.message))
 
 
 def rejection_note(findings: list[Finding], limit: int = 5) -> str:

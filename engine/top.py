@@ -17,7 +17,7 @@ from engine.settings import Settings
 
 
 def top_view(status: Mapping[str, Any]) -> Group:
-    """Tiles, then stages (counts, rates, latency), lag, payers and queues."""
+    """Tiles, then stages (counts, rates, latency), lag, payers, money and the queues."""
     glance = Table(title="Claimflow — top", show_header=False)
     for key, value in tiles(status):
         glance.add_row(key, value)
@@ -49,7 +49,13 @@ def top_view(status: Mapping[str, Any]) -> Group:
     money.add_column("$", justify="right")
     for kind, value in (*status["amounts"].items(), *(("A/R " + b, v) for b, v in status["ar_aging"].items())):
         money.add_row(kind.replace("_", " "), value)
-    return Group(glance, stages, lag, payers, money)
+    queues = Table(title="denial queues")
+    for column in ("queue", "open", "for a biller", "$ at risk", "oldest (days)"):
+        queues.add_column(column, justify="left" if column == "queue" else "right")
+    for queue, figures in status["denial_queues"].items():
+        queues.add_row(queue, f"{figures['open']:,}", f"{figures['for_a_biller']:,}", figures["at_risk"],
+                       "" if figures["oldest_open_days"] is None else str(figures["oldest_open_days"]))
+    return Group(glance, stages, lag, payers, money, queues)
 
 
 async def run_top(settings: Settings, bootstrap: str, codec: Codec, console: Console, once: bool) -> None:

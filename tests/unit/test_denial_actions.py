@@ -97,7 +97,7 @@ def test_a_replacement_failing_the_checks_is_rejected_and_not_sent(original, han
     assert [e.topic for e in emits] == ["denial-actions"]
     verdict = emits[0].event
     assert (verdict.action, verdict.user, verdict.replacement_claim_id) == (A.RESUBMIT_REJECTED, "engine", bad.claim_id)
-    assert verdict.action_id == "DA-1:RESUBMIT_REJECTED" and "PROC_FORMAT" in (verdict.note or "")
+    assert verdict.action_id == "DA-1:RESUBMIT_REJECTED" and "PROC_FORMAT line 1" in (verdict.note or "")
     assert DeniedClaimState.loads(table[original.claim_id]).sent == []
 
 

@@ -148,3 +148,16 @@ def test_the_dashboard_page_shows_every_chart_and_refreshes(monitor):
     page = dashboard_page(monitor.status(), monitor.history)
     assert page.count("<svg") == len(charts(monitor.status(), monitor.history)) == 8
     assert 'http-equiv="refresh"' in page and "denial queues" in page
+
+
+def test_claims_top_renders_every_section(monitor):
+    from rich.console import Console
+
+    from engine.top import top_view
+
+    console = Console(record=True, width=160)
+    console.print(top_view(monitor.status()))
+    text = console.export_text()
+    for title in ("Claimflow — top", "stages", "consumer lag", "first-pass denial rate", "$ and A/R aging",
+                  "denial queues", "end to end"):
+        assert title in text, title
