@@ -158,6 +158,6 @@ def test_claims_top_renders_every_section(monitor):
     console = Console(record=True, width=160)
     console.print(top_view(monitor.status()))
     text = console.export_text()
-    for title in ("Claimflow — top", "stages", "consumer lag", "first-pass denial rate", "$ and A/R aging",
+    for title in ("Claimflow — top", "stages", "consumer lag", "first-pass denials", "$ and A/R aging",
                   "denial queues", "end to end"):
         assert title in text, title
