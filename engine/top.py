@@ -39,7 +39,7 @@ def top_view(status: Mapping[str, Any]) -> Group:
     for group, topics in status["lag"].items():
         for topic, n in topics.items():
             lag.add_row(group, topic, f"{n:,}")
-    payers = Table(title="first-pass denials")
+    payers = Table(title="first-pass denials", min_width=30)
     payers.add_column("payer")
     payers.add_column("rate", justify="right")
     for payer, rate in status["first_pass_denial_rate"].items():
