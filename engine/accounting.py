@@ -13,11 +13,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine.codec import Codec, UndecodableEvent
 from engine.coding_review import VERDICTS
+from engine.denials import DenialRouting
 from engine.events import DenialAction, DenialWorkItem, Remittance
 from engine.kafka import assign_all, read_to_highwater
 from engine.metrics import Latencies, Outstanding
 from engine.settings import Settings
-from engine.workqueue import WorkItemAccounting, fold_work_items, work_item_accounting
+from engine.workqueue import FoldedQueues, WorkItemAccounting, fold_work_items, work_item_accounting
 
 COUNTED_TOPICS = (
     "encounters",
@@ -48,7 +49,6 @@ class Tally:
     """Counts of records read back, per logical topic, plus what needs the payload."""
 
     records: Counter[str] = field(default_factory=Counter)
-    claim_states: Counter[str] = field(default_factory=Counter)
     dead_letters_by_source: Counter[str] = field(default_factory=Counter)
     denials_by_queue: Counter[str] = field(default_factory=Counter)
     coded_after_review: int = 0
@@ -100,6 +100,7 @@ class Tally:
     #: each claim's open balance since its submission.
     latency: Latencies = field(default_factory=Latencies)
     outstanding: dict[str, Outstanding] = field(default_factory=dict)
+    _folded: tuple[tuple[int, int, int], FoldedQueues] | None = field(default=None, repr=False)
     remittances_by_status: Counter[str] = field(default_factory=Counter)
     voids_reversed: int = 0
     voids_submitted: int = 0
@@ -136,7 +137,8 @@ class Tally:
                 self.voids_submitted += record["frequency_code"] == "8"
                 self.submitted_by_frequency[record["frequency_code"]] += 1
                 if timestamp_ms is not None:
-                    self.latency.claim_submitted(claim_id, record["encounter_id"], timestamp_ms)
+                    if record["frequency_code"] == "1":  # a replacement's hops would count a biller's days
+                        self.latency.claim_submitted(claim_id, record["encounter_id"], timestamp_ms)
                     if record["frequency_code"] != "8":  # a void owes nothing: it takes a payment back
                         claim = self.outstanding.setdefault(claim_id, Outstanding())
                         claim.submitted_ms, claim.billed = timestamp_ms, record["total_charge"]
@@ -144,7 +146,6 @@ class Tally:
         elif logical == "claim-status":
             record = self._record(codec, value)
             if record is not None:
-                self.claim_states[record["status"]] += 1
                 posted = record["remittances_posted"]
                 if posted > self.remittances_posted.get(record["claim_id"], 0):
                     self.remittances_posted[record["claim_id"]] = posted
@@ -239,7 +240,7 @@ class Tally:
         if logical == "encounters":
             self.latency.encounter(key, ts)
         elif logical in ("coded", "coding-review"):
-            self.latency.coded(key, ts)
+            self.latency.coded(key, ts, review=logical == "coding-review")
         elif logical == "remittances":
             self.latency.remitted(key, ts)
 
@@ -248,13 +249,21 @@ class Tally:
         if r["outcome"] == "DENIED":
             return True
         adjustments = [*r["adjustments"], *(a for line in r["lines"] for a in line["adjustments"])]
-        return r["outcome"] == "PARTIALLY_PAID" and any(
-            a["group_code"] != "PR" and a["carc"] not in self.not_denials and a["amount"] > 0 for a in adjustments)
+        return r["outcome"] == "PARTIALLY_PAID" and sum(
+            (a["amount"] for a in adjustments if a["group_code"] != "PR" and a["carc"] not in self.not_denials),
+            Decimal(0)) > 0
+
+    def folded(self) -> FoldedQueues:
+        """The work items folded with their actions and answers, again only when one of
+        those changed (the run's watch loop and the dashboard ask many times a second)."""
+        key = (len(self.work_items), len(self.denial_actions), len(self.successor_remittances))
+        if self._folded is None or self._folded[0] != key:
+            self._folded = (key, fold_work_items(self.work_items, self.denial_actions, self.successor_remittances,
+                                                 self.paid_by_denying_remittance))
+        return self._folded[1]
 
     def work_item_accounting(self) -> WorkItemAccounting:
-        folded = fold_work_items(self.work_items, self.denial_actions, self.successor_remittances,
-                                 self.paid_by_denying_remittance)
-        return work_item_accounting(state for _, state in folded.items)
+        return work_item_accounting(state for _, state in self.folded().items)
 
     def _event(self, codec: Codec, value: bytes | None, event_type: type[Any]) -> Any:
         try:
@@ -455,7 +464,7 @@ class ReadBack:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
-        self.tally = Tally()
+        self.tally = Tally(not_denials=DenialRouting.load(settings.denial_routing_file).not_denials)
         self.partitions: list[TopicPartition] = []
 
     async def start(self) -> None:
@@ -486,11 +495,13 @@ class ReadBack:
             self.tally.add(self.logical[record.topic], record.key, record.value, self.codec, record.timestamp)
 
 
-def all_settled(tally: Tally, expected_encounters: int, settings: Settings, coder_running: bool = False) -> bool:
+def all_settled(tally: Tally, expected_encounters: int, settings: Settings, coder_running: bool = False,
+                summary: dict[str, Any] | None = None) -> bool:
     """Every expected encounter record was read and every stage balances (and, with
-    the coder simulator running, it has acted on every new work item)."""
+    the coder simulator running, it has acted on every new work item). ``summary``: the
+    tally's, when the caller has just made it."""
     if tally.records["encounters"] < expected_encounters:
         return False
     if coder_running and not (tally.review_ids | tally.audit_ids) <= tally.items_acted_on:
         return False
-    return all(i.holds for i in identities(summarize(tally, settings, 1.0)))
+    return all(i.holds for i in identities(summary or summarize(tally, settings, 1.0)))

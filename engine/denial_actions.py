@@ -11,13 +11,21 @@ agent). Pure functions; the table is a plain mapping.
   claim's balance follows: a write-off zeroes what it wrote off.
 
 Actions are keyed by the denied claim id, so one claim's actions arrive in order at one
-worker. Each action id is handled once (at-least-once delivery); a claim id is sent once.
+worker. The worker keeps each item's status from those actions and applies the same
+transition table as the fold (``engine.workqueue``) before it does anything, so an action
+the fold refuses (two billers at once, a stale screen, the payer answering an appeal that
+was refused) sends nothing and moves no money. It cannot see the payer's answers to
+replacements (they come keyed by the replacement), so after a RESUBMIT it checks the next
+action as if the replacement came back denied. Each action id is handled once
+(at-least-once delivery); a claim id is sent once; the ledger records the money actions it
+applied, so a redelivery after a crash between two table writes moves nothing twice.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,31 +51,65 @@ from engine.findings import errors_first, has_errors
 from engine.pipeline import Emit, ProcessingError
 from engine.posting import Ledger, claim_status
 from engine.scrubber import ScrubContext, scrub_claim
+from engine.workqueue import REPLACEMENT, VOID, ZERO, WorkItemState, WorkItemStatus, apply_action
 
+log = logging.getLogger(__name__)
 A = DenialActionType
 ENGINE = "engine"
-REPLACEMENT, VOID = "7", "8"
-ZERO = Decimal("0.00")
+
+
+@dataclass
+class ItemMemory:
+    """One work item as its actions left it, as far as the worker can see."""
+
+    status: WorkItemStatus = WorkItemStatus.OPEN
+    assignee: str | None = None
+    replacement_claim_id: str | None = None
+    pending_appeal: str | None = None  # the APPEAL awaiting the payer's decision
+    written_off: str | None = None  # what its write-off took off the ledger (a REOPEN gives it back)
 
 
 @dataclass
 class DeniedClaimState:
     """What the worker remembers per denied claim: the actions it handled, the claims it
-    sent, and what each work item wrote off (so a REOPEN gives back exactly that)."""
+    sent, and each of its work items."""
 
     handled: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
-    written_off: dict[str, str] = field(default_factory=dict)
+    items: dict[str, ItemMemory] = field(default_factory=dict)
 
     def dumps(self) -> str:
-        return json.dumps({"h": self.handled, "s": self.sent, "w": self.written_off}, separators=(",", ":"))
+        items = {wid: [str(m.status), m.assignee, m.replacement_claim_id, m.pending_appeal, m.written_off]
+                 for wid, m in self.items.items()}
+        return json.dumps({"h": self.handled, "s": self.sent, "i": items}, separators=(",", ":"))
 
     @classmethod
     def loads(cls, raw: str | None) -> "DeniedClaimState":
         if not raw:
             return cls()
         d = json.loads(raw)
-        return cls(list(d["h"]), list(d["s"]), dict(d["w"]))
+        items = {wid: ItemMemory(WorkItemStatus(s), a, r, p, w) for wid, (s, a, r, p, w) in d["i"].items()}
+        return cls(list(d["h"]), list(d["s"]), items)
+
+    def refusal(self, action: DenialAction) -> str | None:
+        """Why the fold would refuse ``action`` on the item as the worker sees it, or None
+        (and then the item's memory follows the action)."""
+        memory = self.items.setdefault(action.work_item_id, ItemMemory())
+        status = memory.status
+        if status == WorkItemStatus.RESUBMITTED and action.action != A.RESUBMIT_REJECTED:
+            status = WorkItemStatus.OPEN  # the payer's answer is not visible here: assume denied again
+        if action.action == A.APPEAL_DECIDED and action.action_id != f"{memory.pending_appeal}:{A.APPEAL_DECIDED}":
+            return f"no pending appeal {memory.pending_appeal} is decided by {action.action_id}"
+        state = WorkItemState(action.work_item_id, action.claim_id, ZERO, status=status, assignee=memory.assignee,
+                              replacement_claim_id=memory.replacement_claim_id)
+        try:
+            after = apply_action(state, action)
+        except ProcessingError as exc:
+            return str(exc)
+        memory.status, memory.assignee = after.status, after.assignee
+        memory.replacement_claim_id = after.replacement_claim_id
+        memory.pending_appeal = action.action_id if action.action == A.APPEAL else None
+        return None
 
 
 def claim_as_encounter(claim: ClaimSubmitted) -> Encounter:
@@ -115,10 +157,12 @@ def _on_claim_lines(finding: Finding, claim: ClaimSubmitted) -> Finding:
                                message=_PROCEDURE.sub(line, finding.message))
 
 
-def rejection_note(findings: list[Finding], limit: int = 5) -> str:
-    """The errors in a line: rule ids, the element and the message (codes, no PHI)."""
+def rejection_note(findings: list[Finding], limit: int = 5, messages: bool = True) -> str:
+    """The errors in a line: rule ids, the element and (for the biller's own screen) the
+    message. Without messages for what goes on a topic: a message may quote an age or a
+    sex, which stay off the record."""
     errors = [f for f in findings if str(f.severity) == "ERROR"]
-    shown = "; ".join(f"{f.rule_id} {f.element}: {f.message}" for f in errors[:limit])
+    shown = "; ".join(f"{f.rule_id} {f.element}" + (f": {f.message}" if messages else "") for f in errors[:limit])
     return shown + (f"; and {len(errors) - limit} more" if len(errors) > limit else "")
 
 
@@ -145,12 +189,16 @@ def verdict(action: DenialAction, kind: DenialActionType, note: str, now: dateti
 
 def _send_successor(action: DenialAction, state: DeniedClaimState, codec: Codec, coding: CodingReference,
                     ctx: ClaimContext, now: datetime) -> list[Emit]:
-    claim = decode_successor(action, codec)
-    if claim.claim_id in state.sent:
-        return []
-    findings = check_successor(claim, coding, ctx, now)
+    try:
+        claim = decode_successor(action, codec)
+        if claim.claim_id in state.sent:
+            return []
+        findings = check_successor(claim, coding, ctx, now)
+    except Exception as exc:  # a claim that cannot be checked is not sent, and the biller hears why
+        log.warning("denial-actions: %s %s not checked: %s", action.action, action.action_id, type(exc).__name__)
+        return [verdict(action, A.RESUBMIT_REJECTED, f"the claim could not be checked ({type(exc).__name__})", now)]
     if has_errors(findings):
-        return [verdict(action, A.RESUBMIT_REJECTED, rejection_note(findings), now)]
+        return [verdict(action, A.RESUBMIT_REJECTED, rejection_note(findings, messages=False), now)]
     state.sent.append(claim.claim_id)
     return [
         Emit("claims-submitted", claim.claim_id, action.replacement_claim),
@@ -161,28 +209,28 @@ def _send_successor(action: DenialAction, state: DeniedClaimState, codec: Codec,
     ]
 
 
-def _move_money(action: DenialAction, state: DeniedClaimState, ledgers: MutableMapping[str, str],
+def _move_money(action: DenialAction, memory: ItemMemory, ledgers: MutableMapping[str, str],
                 now: datetime) -> list[Emit]:
-    """A write-off, its reopening, or an appeal payment, on the denied claim's ledger."""
+    """A write-off, its reopening, or an appeal payment, on the denied claim's ledger
+    (already checked against the item's state)."""
     raw = ledgers.get(action.claim_id)
     if raw is None:
         raise ProcessingError(f"{action.action} {action.action_id}: claim {action.claim_id} has no posted ledger")
     ledger = Ledger.loads(raw)
+    if action.action_id in ledger.action_ids:
+        return []  # applied before a crash, the action's handling not yet recorded: not twice
     if action.action == A.WRITE_OFF:
-        if action.work_item_id in state.written_off:
-            return []  # the fold refuses a second write-off of one item; so does the ledger
-        amount = action.amount if action.amount is not None else ZERO
-        state.written_off[action.work_item_id] = str(amount)
+        amount = ZERO if action.amount is None else action.amount  # the biller's tools always say how much
+        memory.written_off = str(amount)
         ledger.written_off += amount
-    elif action.action == A.REOPEN:
-        taken_back = state.written_off.pop(action.work_item_id, None)
-        if taken_back is None:
-            return []
-        ledger.written_off -= Decimal(taken_back)
+    elif action.action == A.REOPEN and memory.written_off is not None:
+        ledger.written_off -= Decimal(memory.written_off)
+        memory.written_off = None
     elif action.action == A.APPEAL_DECIDED and action.appeal_overturned and action.amount:
         ledger.appeal_paid += action.amount
     else:
         return []
+    ledger.action_ids.append(action.action_id)
     ledgers[action.claim_id] = ledger.dumps()
     return [Emit("claim-status", action.claim_id, claim_status(ledger, now))]
 
@@ -196,10 +244,14 @@ def handle_denial_action(action: DenialAction, table: MutableMapping[str, str], 
     if action.action_id in state.handled:
         return []  # a redelivery: its outcome was already emitted
     kind = DenialActionType(action.action)
-    if kind in (A.RESUBMIT, A.VOID):
+    refusal = state.refusal(action)
+    if refusal is not None:  # the fold refuses it too: nothing sent, no money moved
+        log.info("denial-actions: %s %s on %s refused: %s", kind, action.action_id, action.work_item_id, refusal)
+        emits = []
+    elif kind in (A.RESUBMIT, A.VOID):
         emits = _send_successor(action, state, codec, coding, ctx, now)
     elif kind in (A.WRITE_OFF, A.REOPEN, A.APPEAL_DECIDED):
-        emits = _move_money(action, state, ledgers, now)
+        emits = _move_money(action, state.items[action.work_item_id], ledgers, now)
     else:
         emits = []
     state.handled.append(action.action_id)

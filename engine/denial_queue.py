@@ -104,8 +104,10 @@ def find_item(items: list[tuple[DenialWorkItem, WorkItemState]], ref: str) -> tu
 
 
 def mask_member_id(member_id: str) -> str:
-    """All but the last 4 characters hidden: what a biller needs to match a call or a card."""
-    return "•" * max(len(member_id) - 4, 0) + member_id[-4:]
+    """All but the last 4 characters hidden: what a biller needs to match a call or a card.
+    An id of 8 characters or fewer shows only its last 2, so most of it stays hidden."""
+    shown = 4 if len(member_id) > 8 else 2 if len(member_id) > 2 else 0
+    return "•" * (len(member_id) - shown) + member_id[len(member_id) - shown:]
 
 
 class DenialDesk:

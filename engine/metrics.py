@@ -94,7 +94,8 @@ class Latencies:
     is in, so memory follows what is in flight."""
 
     encounter_at: dict[str, int] = field(default_factory=dict)
-    coded_at: dict[str, int] = field(default_factory=dict)
+    first_output_at: dict[str, int] = field(default_factory=dict)  # coded or to review: the coding hop's end
+    coded_at: dict[str, int] = field(default_factory=dict)  # coded: the claims hop's start
     submitted: dict[str, tuple[int, str]] = field(default_factory=dict)  # claim id → (ms, encounter id)
     remitted_at: dict[str, int] = field(default_factory=dict)
     posted_at: dict[str, int] = field(default_factory=dict)
@@ -106,10 +107,13 @@ class Latencies:
             self.encounter_at[encounter_id] = ts
             self._coding_hop(encounter_id)
 
-    def coded(self, encounter_id: str, ts: int) -> None:
-        if encounter_id not in self.coded_at:
-            self.coded_at[encounter_id] = ts
-            self._coding_hop(encounter_id)
+    def coded(self, encounter_id: str, ts: int, review: bool = False) -> None:
+        """The coding stage's answer: ``coded``, or ``review`` (to the coders; a coder's
+        fix is coded later, and the claims hop starts there, not at the review)."""
+        self.first_output_at.setdefault(encounter_id, ts)
+        if not review:
+            self.coded_at.setdefault(encounter_id, ts)
+        self._coding_hop(encounter_id)
 
     def claim_submitted(self, claim_id: str, encounter_id: str, ts: int) -> None:
         if claim_id not in self.submitted:
@@ -129,9 +133,10 @@ class Latencies:
             self._claim_hops(claim_id)
 
     def _coding_hop(self, encounter_id: str) -> None:
-        enc, coded = self.encounter_at.get(encounter_id), self.coded_at.get(encounter_id)
-        if enc is not None and coded is not None:  # the second of the two just came: once
-            self.figures["coding"].observe((coded - enc) / 1000)
+        enc, out = self.encounter_at.get(encounter_id), self.first_output_at.get(encounter_id)
+        if enc is not None and out is not None and encounter_id not in self._coding_seen:  # once
+            self._coding_seen.add(encounter_id)
+            self.figures["coding"].observe((out - enc) / 1000)
         if encounter_id in self.claim_of:
             self._claim_hops(self.claim_of[encounter_id])
 
@@ -150,12 +155,14 @@ class Latencies:
         if all((stage, claim_id) in self._seen for stage in hops):  # the whole way is known: forget it
             for table in (self.remitted_at, self.posted_at, self.submitted):
                 table.pop(claim_id, None)
-            for table in (self.encounter_at, self.coded_at, self.claim_of):
+            for table in (self.encounter_at, self.first_output_at, self.coded_at, self.claim_of):
                 table.pop(encounter_id, None)
+            self._coding_seen.discard(encounter_id)
             self._seen -= {(s, claim_id) for s in hops}
 
     def __post_init__(self) -> None:
         self._seen: set[tuple[str, str]] = set()
+        self._coding_seen: set[str] = set()
 
     def percentiles(self) -> dict[str, dict[str, float | None]]:
         return {stage: {"p50": f.percentile(0.50), "p95": f.percentile(0.95), "p99": f.percentile(0.99),
@@ -251,13 +258,17 @@ class PartitionLag:
 
 async def consumer_lag(admin: AIOKafkaAdminClient, settings: Settings, groups: Mapping[str, tuple[str, ...]],
                        end_offsets: Mapping[TopicPartition, int]) -> list[PartitionLag]:
-    """Lag of every group on every partition of its topics whose end offset is known."""
+    """Lag of every group on every partition of its topics whose end offset is known. A
+    group with no committed offset anywhere is not running (``--no-coder``, a fresh
+    cluster): it has no lag to report, rather than the whole of its topics."""
     out = []
     for group, topics in groups.items():
         partitions = [tp for tp in end_offsets if tp.topic in {settings.topic(t) for t in topics}]
         if not partitions:
             continue
         committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+        if not any(meta is not None and meta.offset >= 0 for meta in committed.values()):
+            continue
         logical = {settings.topic(t): t for t in topics}
         for tp in sorted(partitions):
             meta = committed.get(tp)

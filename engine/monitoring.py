@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between throughput and lag samples.
 SAMPLE_INTERVAL_S = 2.0
+#: How long a monitor of its own may take to read what is already on the topics.
+CATCH_UP_S = 600.0
 
 
 class Monitor:
@@ -83,16 +85,22 @@ class Monitor:
 
     async def _run(self) -> None:
         if self.owns_reader:  # catch up first: the first rate is then this moment's, not the backlog's
-            await self.readback.read_all()
+            await self.readback.read_all(timeout_s=CATCH_UP_S)
         next_sample = 0.0
         while True:
-            if self.owns_reader:
-                await self.readback.poll(timeout_ms=200)
-            else:
-                await asyncio.sleep(0.2)  # the run's own loop polls the shared reader
-            if time.monotonic() >= next_sample:
-                next_sample = time.monotonic() + SAMPLE_INTERVAL_S
-                await self.sample()
+            try:
+                if self.owns_reader:
+                    await self.readback.poll(timeout_ms=200)
+                else:
+                    await asyncio.sleep(0.2)  # the run's own loop polls the shared reader
+                if time.monotonic() >= next_sample:
+                    next_sample = time.monotonic() + SAMPLE_INTERVAL_S
+                    await self.sample()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a broker hiccup must not freeze the figures for good
+                log.warning("monitor: %s; reading on", type(exc).__name__)
+                await asyncio.sleep(SAMPLE_INTERVAL_S)
 
     async def sample(self) -> None:
         """One throughput point and a fresh lag reading."""

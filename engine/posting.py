@@ -60,6 +60,8 @@ class Ledger:
     #: What billers wrote off (denial work items) and what the payer paid on appeals.
     written_off: Decimal = ZERO
     appeal_paid: Decimal = ZERO
+    #: Biller and payer actions applied to these amounts (engine.denial_actions), once each.
+    action_ids: list[str] = field(default_factory=list)
 
     @property
     def balance(self) -> Decimal:
@@ -78,7 +80,7 @@ class Ledger:
             "paid": str(self.paid), "pr": str(self.patient_responsibility), "co": str(self.contractual),
             "denied": str(self.denied), "pccn": self.payer_claim_control_number, "queue": self.denial_queue,
             "last": self.last_remittance_id, "ids": self.remittance_ids,
-            "wo": str(self.written_off), "ap": str(self.appeal_paid),
+            "wo": str(self.written_off), "ap": str(self.appeal_paid), "acts": self.action_ids,
         }, separators=(",", ":"))
 
     @classmethod
@@ -87,7 +89,7 @@ class Ledger:
         return cls(d["claim_id"], d["encounter_id"], d["payer_id"], Decimal(d["billed"]), ClaimState(d["status"]),
                    Decimal(d["allowed"]), Decimal(d["paid"]), Decimal(d["pr"]), Decimal(d["co"]),
                    Decimal(d["denied"]), d["pccn"], d["queue"], d["last"], list(d["ids"]),
-                   Decimal(d.get("wo", "0.00")), Decimal(d.get("ap", "0.00")))
+                   Decimal(d.get("wo", "0.00")), Decimal(d.get("ap", "0.00")), list(d.get("acts", [])))
 
 
 def remittance_id(payer_id: str, pccn: str, status: str, trace: str) -> str:

@@ -287,7 +287,7 @@ async def _watch(settings: Settings, readback: ReadBack, processes: dict[str, su
                     rate, last_total, last_t = (total - last_total) / (now - last_t), total, now
                 if live is not None:
                     live.update(progress_table(readback.tally, summary, rate, now - started, sent[0]))
-                if expected >= 0 and all_settled(readback.tally, expected, settings, options.coder):
+                if expected >= 0 and all_settled(readback.tally, expected, settings, options.coder, summary):
                     return now - started, False
                 for name, process in processes.items():
                     if process.poll() is not None:

@@ -4,6 +4,7 @@ that reads the topics itself, so it works beside any running engine."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Mapping
 
 from rich.console import Console, Group
@@ -12,7 +13,7 @@ from rich.table import Table
 
 from engine.codec import Codec
 from engine.dashboard import tiles
-from engine.monitoring import SAMPLE_INTERVAL_S, Monitor
+from engine.monitoring import CATCH_UP_S, SAMPLE_INTERVAL_S, Monitor
 from engine.settings import Settings
 
 
@@ -59,12 +60,17 @@ def top_view(status: Mapping[str, Any]) -> Group:
 
 
 async def run_top(settings: Settings, bootstrap: str, codec: Codec, console: Console, once: bool) -> None:
-    """Live until Ctrl-C; ``once``: catch up with the topics, sample twice, print, stop."""
+    """Live until Ctrl-C; ``once``: catch up with the topics, take two samples one
+    interval apart (rates need two), print, stop."""
     monitor = Monitor(settings, bootstrap, codec)
     try:
         if once:
             await monitor.open()
-            await monitor.readback.read_all()
+            await monitor.readback.read_all(timeout_s=CATCH_UP_S)
+            await monitor.sample()
+            deadline = time.monotonic() + SAMPLE_INTERVAL_S
+            while time.monotonic() < deadline:  # what flows meanwhile makes the rates
+                await monitor.readback.poll(timeout_ms=200)
             await monitor.sample()
             console.print(top_view(monitor.status()))
             return

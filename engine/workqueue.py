@@ -259,12 +259,17 @@ def _money(action: DenialAction, default: Decimal) -> Decimal:
     return amount.quantize(CENTS)
 
 
-def apply_remittance(state: WorkItemState, remittance: Remittance) -> WorkItemState:
-    """The payer's answer to the replacement claim: paid or partially paid resolves the
-    item with what was paid; denied again puts it back in the queue for a new round.
+def apply_remittance(state: WorkItemState, remittance: Remittance, replaced: bool = True) -> WorkItemState:
+    """The payer's answer to the replacement claim: paid (or partly paid for more than
+    the replaced claim had paid) resolves the item with what it gained; denied again, or
+    paid no more than before, puts it back in the queue for a new round.
 
-    The reversal of the original that accompanies an accepted replacement (CLP02 22)
-    changes nothing here: the replacement's own payment is what resolves the item."""
+    ``replaced``: the payer reversed the claim the replacement named. It does not when it
+    denies a replacement at claim level (the original stands), and then the next
+    correction must name that claim again, not the denied replacement.
+
+    The reversal itself (CLP02 22) changes nothing here: the replacement's own answer is
+    what decides the item."""
     if remittance.remittance_id in state.history:
         return state
     if remittance.outcome == RemittanceOutcome.REVERSED:
@@ -274,13 +279,14 @@ def apply_remittance(state: WorkItemState, remittance: Remittance) -> WorkItemSt
             f"remittance {remittance.remittance_id} for claim {remittance.claim_id} does not answer work item "
             f"{state.work_item_id} (status {state.status}, replacement {state.replacement_claim_id})")
     history = (*state.history, remittance.remittance_id)
-    if remittance.outcome in (RemittanceOutcome.PAID, RemittanceOutcome.PARTIALLY_PAID):
-        gained = max(remittance.paid_amount - state.paid_before, ZERO)  # the replaced claim's payment was reversed
+    gained = max(remittance.paid_amount - state.paid_before, ZERO) if replaced else remittance.paid_amount
+    if remittance.outcome == RemittanceOutcome.PAID or (
+            remittance.outcome == RemittanceOutcome.PARTIALLY_PAID and gained > ZERO):
         return dataclasses.replace(state, status=S.RESOLVED_PAID, history=history,
                                    recovered_amount=state.recovered_amount + gained)
+    standing = {"standing_claim_id": remittance.claim_id, "paid_before": remittance.paid_amount} if replaced else {}
     return dataclasses.replace(state, status=S.OPEN, history=history, round=state.round + 1,
-                               standing_claim_id=remittance.claim_id, paid_before=remittance.paid_amount,
-                               replacement_claim_id=None)
+                               replacement_claim_id=None, **standing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,9 +301,10 @@ class FoldedQueues:
 def fold_work_items(items: Iterable[DenialWorkItem], actions: Iterable[DenialAction],
                     remittances: Iterable[Remittance],
                     paid_by_remittance: Mapping[str, Decimal] | None = None) -> FoldedQueues:
-    """The queues as the events left them, in topic order: one item per work item id (a
-    routed-twice remittance is one item), its actions, then the remittances of its
-    replacement claims (each applied after the action that sent the replacement).
+    """The queues as the events left them: one item per work item id (a routed-twice
+    remittance is one item), its actions in topic order, and the answers to its
+    replacement claims in time order among them (a payer's answer adjudicated before an
+    action applies before it), so a later read folds an action the way it met the item.
 
     What each denying remittance paid comes from ``remittances``, or from
     ``paid_by_remittance`` when the caller keeps only the replacements' remittances."""
@@ -313,25 +320,31 @@ def fold_work_items(items: Iterable[DenialWorkItem], actions: Iterable[DenialAct
               for wid, item in items_by_id.items()}
     refused: list[tuple[DenialAction, str]] = []
 
-    def answer_replacement(wid: str) -> None:
+    def answer_replacement(wid: str, until: datetime | None = None) -> None:
         state = states[wid]
         while state.status == S.RESUBMITTED:
             pending = [r for r in by_claim.get(state.replacement_claim_id or "", [])
-                       if r.remittance_id not in state.history and r.outcome != RemittanceOutcome.REVERSED]
+                       if r.remittance_id not in state.history and r.outcome != RemittanceOutcome.REVERSED
+                       and (until is None or r.adjudicated_at <= until)]
             if not pending:
                 break
-            state = apply_remittance(state, pending[0])
+            replaced = any(r.outcome == RemittanceOutcome.REVERSED for r in by_claim.get(state.current_claim_id, []))
+            state = apply_remittance(state, pending[0], replaced)
         states[wid] = state
 
+    acted: set[str] = set()
     for action in actions:
         if action.work_item_id not in states:
             refused.append((action, f"no work item {action.work_item_id}"))
             continue
+        answer_replacement(action.work_item_id, until=action.at)
+        acted.add(action.work_item_id)
         try:
             states[action.work_item_id] = apply_action(states[action.work_item_id], action)
         except ProcessingError as exc:
             refused.append((action, str(exc)))
-        answer_replacement(action.work_item_id)
+    for wid in acted:
+        answer_replacement(wid)
     return FoldedQueues([(items_by_id[wid], states[wid]) for wid in items_by_id], refused)
 
 

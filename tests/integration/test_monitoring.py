@@ -85,8 +85,12 @@ async def test_lag_matches_a_known_backlog_rises_while_the_worker_is_paused_and_
     await _send_encounters(settings, 200, seed=11)
 
     async with monitoring(settings) as monitor:
-        # Nobody has consumed: the whole backlog is lag (a group that never committed starts at 0).
-        await _until("lag = the backlog", lambda: _lag(monitor, group, "encounters") == 200)
+        # A group that never committed is not running: no lag rows, rather than the whole topic.
+        await _until("the backlog read", lambda: sum(
+            monitor.readback.consumer.highwater(TopicPartition(settings.topic("encounters"), p)) or 0
+            for p in range(8)) == 200)
+        await monitor.sample()
+        assert not [row for row in monitor.lags if row.group == group]
 
         # A known commit: 30 records in on each partition that has them.
         tps = [TopicPartition(settings.topic("encounters"), p) for p in range(8)]

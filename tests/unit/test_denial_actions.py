@@ -112,15 +112,17 @@ def test_a_void_skips_the_coding_checks_but_not_the_scrubber(original, handle, c
 
 
 @pytest.mark.parametrize("mismatch", ["claim_id", "frequency"])
-def test_a_claim_that_does_not_match_its_action_is_a_dead_letter(original, handle, codec, mismatch):
+def test_a_claim_that_does_not_match_its_action_is_rejected_not_sent(original, handle, codec, mismatch):
+    """Not a dead letter: the item would wait for a payer's answer that never comes."""
     new = replacement_claim(original, ClaimCorrections(), f"{original.claim_id}-R1", LATER)
     sent = action(A.RESUBMIT, new, claim_id=original.claim_id, codec=codec)
     if mismatch == "claim_id":
         sent = dataclasses.replace(sent, replacement_claim_id="C-OTHER")
     else:
         sent = dataclasses.replace(sent, action=A.VOID)
-    with pytest.raises(ProcessingError, match="expected"):
-        handle(sent, {}, {})
+    (emit,) = handle(sent, {}, {})
+    assert emit.topic == "denial-actions" and emit.event.action == A.RESUBMIT_REJECTED
+    assert "ProcessingError" in (emit.event.note or "")
 
 
 def test_a_write_off_takes_the_balance_down_and_a_reopen_gives_it_back(handle):
@@ -137,11 +139,46 @@ def test_a_write_off_takes_the_balance_down_and_a_reopen_gives_it_back(handle):
 
 def test_an_overturned_appeal_pays_on_the_ledger_and_an_upheld_one_moves_nothing(handle):
     ledgers, table = ledger_for("C-9"), {}
-    assert handle(action(A.APPEAL_DECIDED, claim_id="C-9", appeal_overturned=False), table, ledgers) == []
-    (paid,) = handle(action(A.APPEAL_DECIDED, claim_id="C-9", action_id="DA-2", appeal_overturned=True,
-                            amount=Decimal("120.00")), table, ledgers)
+    assert handle(action(A.APPEAL, claim_id="C-9", amount=Decimal("120.00")), table, ledgers) == []
+    (paid,) = handle(action(A.APPEAL_DECIDED, claim_id="C-9", action_id="DA-1:APPEAL_DECIDED",
+                            appeal_overturned=True, amount=Decimal("120.00")), table, ledgers)
     assert (paid.event.appeal_paid_amount, paid.event.paid_amount, paid.event.balance) == (
         Decimal("120.00"), Decimal("120.00"), Decimal("178.00"))
+    ledgers, table = ledger_for("C-9"), {}
+    handle(action(A.APPEAL, claim_id="C-9", action_id="DA-5"), table, ledgers)
+    assert handle(action(A.APPEAL_DECIDED, claim_id="C-9", action_id="DA-5:APPEAL_DECIDED",
+                         appeal_overturned=False), table, ledgers) == []
+
+
+def test_the_payer_answering_an_appeal_the_fold_refused_moves_no_money(handle):
+    """Two billers appeal at once: the second APPEAL is refused, and the payer's decision
+    on it (the payer sees every APPEAL) pays nothing."""
+    ledgers, table = ledger_for("C-9"), {}
+    handle(action(A.APPEAL, claim_id="C-9", action_id="DA-1", amount=Decimal("100.00")), table, ledgers)
+    handle(action(A.APPEAL, claim_id="C-9", action_id="DA-2", amount=Decimal("100.00")), table, ledgers)
+    for decision in ("DA-1:APPEAL_DECIDED", "DA-2:APPEAL_DECIDED"):
+        handle(action(A.APPEAL_DECIDED, claim_id="C-9", action_id=decision, appeal_overturned=True,
+                      amount=Decimal("100.00")), table, ledgers)
+    assert Ledger.loads(ledgers["C-9"]).appeal_paid == Decimal("100.00")
+
+
+@pytest.mark.parametrize("amount", [Decimal("-50.00"), Decimal("10.00")])
+def test_a_write_off_the_fold_refuses_moves_no_money(handle, amount):
+    """A negative amount, or a write-off from a stale screen while an appeal is pending."""
+    ledgers, table = ledger_for("C-9"), {}
+    if amount > 0:
+        handle(action(A.APPEAL, claim_id="C-9", action_id="DA-0"), table, ledgers)
+    assert handle(action(A.WRITE_OFF, claim_id="C-9", amount=amount, adjustment_reason="29"), table, ledgers) == []
+    assert Ledger.loads(ledgers["C-9"]).written_off == Decimal("0.00")
+
+
+def test_a_money_action_already_on_the_ledger_is_not_applied_twice(handle):
+    """Applied, then the worker died before recording it as handled: the ledger knows."""
+    ledgers = ledger_for("C-9")
+    write_off = action(A.WRITE_OFF, claim_id="C-9", amount=Decimal("298.00"), adjustment_reason="29")
+    handle(write_off, {}, ledgers)
+    assert handle(write_off, {}, ledgers) == []  # a fresh table: the handled list was lost
+    assert Ledger.loads(ledgers["C-9"]).written_off == Decimal("298.00")
 
 
 def test_money_moves_only_on_a_posted_claim(handle):

@@ -45,6 +45,16 @@ def test_every_hop_is_measured_once_whatever_order_the_records_come_in():
         assert latencies.encounter_at == latencies.submitted == latencies.posted_at == {}  # forgotten once complete
 
 
+def test_a_reviewed_encounter_s_claims_hop_starts_when_it_is_coded_not_when_it_went_to_review():
+    latencies = Latencies()
+    latencies.encounter("E1", 0)
+    latencies.coded("E1", 100, review=True)  # to the coders
+    latencies.coded("E1", 60_000)  # a coder's fix, a minute later
+    latencies.claim_submitted("C1", "E1", 60_500)
+    assert list(latencies.figures["coding"].recent) == [0.1]
+    assert list(latencies.figures["claims"].recent) == [0.5]
+
+
 def test_a_redelivered_record_is_not_a_second_latency():
     latencies = Latencies()
     latencies.encounter("E1", 0)

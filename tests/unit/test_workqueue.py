@@ -275,7 +275,7 @@ def test_a_denied_replacement_starts_a_new_round(resubmitted):
 
 def test_a_denied_replacement_stands_at_the_payer_and_the_next_correction_replaces_it(resubmitted):
     state = apply_remittance(resubmitted, remittance(RemittanceOutcome.PARTIALLY_PAID, "0.00"))
-    assert state.status == S.RESOLVED_PAID  # paid nothing more than before: resolved, nothing recovered
+    assert (state.status, state.round) == (S.OPEN, 2)  # paid no more than before: worked again, not "recovered"
     assert state.recovered_amount == Decimal("0.00")
     denied_again = apply_remittance(resubmitted, remittance(RemittanceOutcome.DENIED, "0.00"))
     assert (denied_again.current_claim_id, denied_again.replacement_claim_id) == ("C-1R", None)
@@ -309,8 +309,9 @@ def test_next_claim_id_is_the_same_for_the_same_state_and_names_the_kind():
 def test_the_fold_takes_what_the_denying_remittance_paid_from_the_remittances():
     partial = dataclasses.replace(remittance(RemittanceOutcome.PARTIALLY_PAID, "40.00", claim_id="C-1"),
                                   remittance_id=item().remittance_id, claim_frequency_code="1")
+    reversal = remittance(RemittanceOutcome.REVERSED, "-40.00", claim_id="C-1", remittance_id="R-REV")
     paid = remittance(RemittanceOutcome.PAID, "70.00")
-    (_, state), = fold_work_items([item()], [act(A.RESUBMIT)], [partial, paid]).items
+    (_, state), = fold_work_items([item()], [act(A.RESUBMIT)], [partial, reversal, paid]).items
     assert (state.status, state.paid_before, state.recovered_amount) == (S.RESOLVED_PAID, Decimal("40.00"),
                                                                          Decimal("30.00"))
 
@@ -637,3 +638,21 @@ def test_the_fold_answers_a_resubmission_with_its_replacements_remittances_whate
     (_, state), = folded.items
     assert state.status == S.RESOLVED_PAID and state.recovered_amount == Decimal("70.00")
     assert work_item_accounting([state]).denials_resolved == 1
+
+
+def test_a_replacement_denied_at_claim_level_leaves_the_original_standing():
+    """The payer reverses nothing then: the next correction names the original again."""
+    denied = remittance(RemittanceOutcome.DENIED, "0.00")
+    (_, state), = fold_work_items([item()], [act(A.RESUBMIT)], [denied]).items
+    assert (state.status, state.round, state.current_claim_id) == (S.OPEN, 2, "C-1")
+
+
+def test_an_action_is_folded_against_the_answers_that_came_before_it():
+    """A write-off sent while the replacement was out is refused, even when the payer's
+    later denial is already on the topic when the queues are read."""
+    sent = act(A.RESUBMIT)
+    write_off = act(A.WRITE_OFF, "ACT-2")  # at AT, the replacement's answer comes later
+    later = dataclasses.replace(remittance(RemittanceOutcome.DENIED, "0.00"), adjudicated_at=AT + timedelta(hours=1))
+    folded = fold_work_items([item()], [sent, write_off], [later])
+    (_, state), = folded.items
+    assert state.status == S.OPEN and [a.action_id for a, _ in folded.refused] == ["ACT-2"]
