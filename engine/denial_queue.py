@@ -178,9 +178,9 @@ class DenialDesk:
         try:
             claim = (replacement_claim(standing, request.corrections, claim_id, now, fees=self.ctx.fees)
                      if request.kind == A.RESUBMIT else void_claim(standing, claim_id, now))
+            findings = check_successor(claim, self.coding, self.ctx, now)
         except ProcessingError as exc:
             raise ActionRefused(str(exc)) from None
-        findings = check_successor(claim, self.coding, self.ctx, now)
         if has_errors(findings) and not request.force:
             raise ActionRefused(f"claim {claim_id} fails the checks: {rejection_note(findings)}", findings)
         return {"replacement_claim_id": claim_id, "replacement_claim": self.codec.encode(claim)}
