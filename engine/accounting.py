@@ -87,7 +87,8 @@ class Tally:
     #: Remittances that make a denial work item: originals denied in full or in part.
     denials_routed: int = 0
     #: What the work-item fold needs, decoded once: the items, the actions, the answers
-    #: to replacement and void claims, and what each denying remittance paid.
+    #: to replacement and void claims with the reversals they caused, and what each
+    #: denying remittance paid.
     work_items: list[DenialWorkItem] = field(default_factory=list)
     denial_actions: list[DenialAction] = field(default_factory=list)
     successor_remittances: list[Remittance] = field(default_factory=list)
@@ -205,11 +206,12 @@ class Tally:
             return
         self.remittance_ids.add(r["remittance_id"])
         status = r["claim_status_code"]
-        if r["claim_frequency_code"] != "1" and status != "22":
+        if r["claim_frequency_code"] != "1" or status == "22":
+            # Answers to replacements and voids, and the reversals that say what they replaced.
             remittance = self._event(codec, value, Remittance)
             if remittance is not None:
                 self.successor_remittances.append(remittance)
-        elif status != "22" and self._routable(r):
+        elif self._routable(r):
             self.denials_routed += 1
             self.paid_by_denying_remittance[r["remittance_id"]] = r["paid_amount"]
         self.remittances_by_status[status] += 1

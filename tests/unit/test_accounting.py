@@ -566,3 +566,24 @@ def test_a_status_republished_by_a_write_off_is_not_a_posting(samples, codec, se
     summary = summarize(tally_of([("claim-status", "C-1", status), ("claim-status", "C-1", written_off)], codec),
                         settings, 1.0)
     assert summary["denied"] == 1
+
+
+def test_recovered_is_what_a_replacement_pays_beyond_the_payment_its_reversal_took_back(samples, codec, settings):
+    """A partly denied original paid 20.00; the payer reverses it and pays the replacement
+    120.00: 100.00 recovered, as the billers' own fold (engine.denial_queue) says."""
+    item = samples[DenialWorkItem]
+    claim_id, replacement_id = item.claim_id, f"{item.claim_id}-R1"
+    base = dataclasses.replace(samples[Remittance], claim_id=claim_id)
+    partial = dataclasses.replace(base, remittance_id=item.remittance_id, claim_frequency_code="1",
+                                  outcome=RemittanceOutcome.PARTIALLY_PAID, paid_amount=Decimal("20.00"))
+    reversal = dataclasses.replace(base, remittance_id="R-REV", claim_status_code="22", claim_frequency_code="7",
+                                   outcome=RemittanceOutcome.REVERSED, paid_amount=Decimal("-20.00"))
+    paid = dataclasses.replace(base, remittance_id="R-REPL", claim_id=replacement_id, claim_frequency_code="7",
+                               outcome=RemittanceOutcome.PAID, paid_amount=Decimal("120.00"))
+    resubmit = dataclasses.replace(samples[DenialAction], action_id="DA-1", action=DenialActionType.RESUBMIT,
+                                   claim_id=claim_id, replacement_claim_id=replacement_id, amount=None,
+                                   adjustment_reason=None)
+    events = [("remittances", claim_id, partial), ("denials.missing-information", claim_id, item),
+              ("denial-actions", claim_id, resubmit), ("remittances", claim_id, reversal),
+              ("remittances", replacement_id, paid)]
+    assert summarize(tally_of(events, codec), settings, 1.0)["recovered_amount"] == "100.00"
