@@ -173,6 +173,9 @@ def progress_table(tally: Tally, summary: dict[str, Any], rate: float, elapsed: 
         table.add_row(name, f"{value:,}")
     for queue, n in summary["denials_by_queue"].items():
         table.add_row(f"  denial queue {queue}", f"{n:,}")
+    table.add_row("denial work items open / resolved", f"{summary['work_items_open']:,} / "
+                  f"{summary['work_items_resolved']:,}")
+    table.add_row("  recovered / written off $", f"{summary['recovered_amount']} / {summary['written_off_amount']}")
     table.add_row("billed / paid / patient $", f"{summary['billed_amount']} / {summary['paid_amount']} / "
                   f"{summary['patient_responsibility']}")
     for payer, seen in summary["first_pass_by_payer"].items():
