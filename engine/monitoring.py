@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from engine.accounting import COUNTED_TOPICS, ReadBack, summarize
 from engine.codec import Codec
+from engine.denial_queue import today
 from engine.denials import DenialRouting
 from engine.metrics import (
     LATENCY_STAGES,
@@ -36,7 +37,7 @@ from engine.metrics import (
     stage_counts,
 )
 from engine.settings import Settings
-from engine.workqueue import fold_work_items, queue_overview
+from engine.workqueue import queue_overview
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +103,13 @@ class Monitor:
                 log.warning("monitor: %s; reading on", type(exc).__name__)
                 await asyncio.sleep(SAMPLE_INTERVAL_S)
 
+    def stage_counts(self) -> dict[str, dict[str, int]]:
+        tally = self.readback.tally
+        return stage_counts(tally.records, sum(tally.denials_by_queue.values()))
+
     async def sample(self) -> None:
         """One throughput point and a fresh lag reading."""
-        tally = self.readback.tally
-        self.history.add(time.monotonic(), stage_counts(tally.records, sum(tally.denials_by_queue.values())))
+        self.history.add(time.monotonic(), self.stage_counts())
         try:
             self.lags = await self.lag()
         except Exception as exc:  # the broker restarting: keep the last reading, say so once per sample
@@ -123,10 +127,8 @@ class Monitor:
         """Every figure, JSON-ready (money as strings, rates as floats)."""
         tally = self.readback.tally
         summary = summarize(tally, self.settings, time.monotonic() - self.started)
-        folded = fold_work_items(tally.work_items, tally.denial_actions, tally.successor_remittances,
-                                 tally.paid_by_denying_remittance)
-        today = datetime.now(timezone.utc).date()
-        queues = queue_overview(folded.items, today)
+        folded = tally.folded()  # the same cached fold the summary used
+        queues = queue_overview(folded.items, today())
         at_risk_open = sum((q.amount_at_risk for q in queues.values()), Decimal("0.00"))
         encounters = summary["encounters"]
         first_pass = summary["first_pass_by_payer"]
@@ -135,9 +137,7 @@ class Monitor:
         return {
             "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "stages": {stage: {"in": c["in"], "out": c["out"], **{f"{k}_per_s": round(v, 2) for k, v in rate.items()}}
-                       for (stage, c), rate in zip(stage_counts(tally.records,
-                                                                sum(tally.denials_by_queue.values())).items(),
-                                                   self.history.rates().values())},
+                       for (stage, c), rate in zip(self.stage_counts().items(), self.history.rates().values())},
             "latency_s": {stage: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()}
                           for stage, figures in tally.latency.percentiles().items()},
             "lag": lag_by_topic(self.lags),
@@ -197,15 +197,13 @@ class _MonitorCollector(Collector):
         yield records
         events = CounterMetricFamily("claimflow_stage_events", "Events into and out of each stage.",
                                      labels=["stage", "direction"])
-        for stage, figures in status["stages"].items():
-            events.add_metric([stage, "in"], figures["in"])
-            events.add_metric([stage, "out"], figures["out"])
-        yield events
         rate = GaugeMetricFamily("claimflow_stage_events_per_second", "Recent events/s per stage.",
                                  labels=["stage", "direction"])
         for stage, figures in status["stages"].items():
-            rate.add_metric([stage, "in"], figures["in_per_s"])
-            rate.add_metric([stage, "out"], figures["out_per_s"])
+            for direction in ("in", "out"):
+                events.add_metric([stage, direction], figures[direction])
+                rate.add_metric([stage, direction], figures[f"{direction}_per_s"])
+        yield events
         yield rate
         latency = HistogramMetricFamily("claimflow_stage_latency_seconds",
                                         "Processing latency per stage and end to end (record times).",
