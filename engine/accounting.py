@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from engine.codec import Codec, UndecodableEvent
 from engine.coding_review import VERDICTS
-from engine.denials import DenialRouting
+from engine.denials import DenialRouting, denied_sum
 from engine.events import DenialAction, DenialWorkItem, Remittance
 from engine.kafka import assign_all, read_to_highwater
 from engine.metrics import Latencies, Outstanding
@@ -251,9 +251,8 @@ class Tally:
         if r["outcome"] == "DENIED":
             return True
         adjustments = [*r["adjustments"], *(a for line in r["lines"] for a in line["adjustments"])]
-        return r["outcome"] == "PARTIALLY_PAID" and sum(
-            (a["amount"] for a in adjustments if a["group_code"] != "PR" and a["carc"] not in self.not_denials),
-            Decimal(0)) > 0
+        return r["outcome"] == "PARTIALLY_PAID" and denied_sum(
+            ((a["group_code"], a["carc"], a["amount"]) for a in adjustments), self.not_denials) > 0
 
     def folded(self) -> FoldedQueues:
         """The work items folded with their actions and answers, again only when one of

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import yaml
 
@@ -104,13 +104,17 @@ class DenialRouting:
         return f"{group_code}-{carc}: {self.reasons.get(carc, 'see the X12 CARC list')}"
 
 
+def denied_sum(adjustments: Iterable[tuple[str, str, Decimal]], not_denials: frozenset[str]) -> Decimal:
+    """Σ of the (group, CARC, amount) adjustments that are neither patient responsibility
+    nor a routine contractual write-off: what a denial costs if nobody works it. Shared by
+    the work item, posting's ledger and the run's accounting (which reads decoded dicts)."""
+    return sum((amount for group, carc, amount in adjustments if group != GroupCode.PR and carc not in not_denials),
+               Decimal("0.00"))
+
+
 def amount_at_risk(remit: Remittance, routing: DenialRouting) -> Decimal:
-    """What the denial costs if nobody works it: every adjustment that is neither
-    patient responsibility nor a routine contractual write-off."""
-    return sum(
-        (a.amount for a in remit.all_adjustments() if a.group_code != GroupCode.PR and a.carc not in routing.not_denials),
-        Decimal("0.00"),
-    )
+    """What the denial costs if nobody works it (``denied_sum`` of all its CAS)."""
+    return denied_sum(((a.group_code, a.carc, a.amount) for a in remit.all_adjustments()), routing.not_denials)
 
 
 def work_item_id(remittance_id: str) -> str:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Iterator, MutableMapping
 
-from engine.denials import DenialRouting, denial_item
+from engine.denials import DenialRouting, amount_at_risk, denial_item
 from engine.events import (
     ClaimState,
     ClaimStatus,
@@ -110,8 +110,7 @@ def post(ledger: Ledger | None, remit: Remittance, routing: DenialRouting, denia
     ledger.patient_responsibility += remit.patient_responsibility
     ledger.contractual += sum((a.amount for a in adjustments
                                if a.group_code != GroupCode.PR and a.carc in routing.not_denials), ZERO)
-    ledger.denied += sum((a.amount for a in adjustments
-                          if a.group_code != GroupCode.PR and a.carc not in routing.not_denials), ZERO)
+    ledger.denied += amount_at_risk(remit, routing)
     ledger.status = _STATE_FOR_OUTCOME[remit.outcome]
     ledger.payer_claim_control_number = remit.payer_claim_control_number
     ledger.denial_queue = denial_queue if remit.outcome in (RemittanceOutcome.DENIED, RemittanceOutcome.PARTIALLY_PAID) \
