@@ -574,8 +574,9 @@ def parse_action(kind: DenialActionType, form: Mapping[str, str], user: str,
 
 
 def redact(text: str, claim: ClaimSubmitted | None) -> str:
-    """A refusal message as shown: the patient's birth date, should a check quote it
-    (SCRUB_DOS_BEFORE_BIRTH does), is blanked; everything else is ids and codes."""
+    """A refusal message as shown: the patient's birth date, should a check ever quote it,
+    is blanked (the scrubber's SCRUB_DOS_BEFORE_BIRTH no longer does; this guards the page
+    against the next rule that might); everything else is ids and codes."""
     if claim is not None and claim.patient_birth_date is not None:
         text = text.replace(claim.patient_birth_date.isoformat(), "[birth date]")
     return text
