@@ -2,9 +2,9 @@
 
 Three implementations, same run, same events:
 
-* avro-python3 — ``engine.avro_reference.ReferenceCodec``, body only (no framing), on
+* avro-python3 — ``engine.wire.avro_reference.ReferenceCodec``, body only (no framing), on
   the plain dicts (logical types converted by the reference module, as in the tests);
-* fastavro Codec — ``engine.codec.Codec.encode`` / ``Codec.decode``: Confluent framing
+* fastavro Codec — ``engine.wire.codec.Codec.encode`` / ``Codec.decode``: Confluent framing
   plus dataclass → dict → Avro → dict → dataclass, i.e. what every stage pays;
 * fastavro raw — ``fastavro.schemaless_writer`` / ``schemaless_reader`` with the parsed
   schema on dicts (no framing, no dataclasses): the floor of the fastavro path.
@@ -28,14 +28,14 @@ from typing import Any, Callable
 
 import fastavro
 
-from engine.avro_reference import ReferenceCodec
-from engine.claims import ClaimContext, FeeSchedule, build_claim
-from engine.codec import Codec, to_record
-from engine.coding import CodingReference, code_encounter
-from engine.events import CodedEncounter, Encounter
+from engine.wire.avro_reference import ReferenceCodec
+from engine.claims.build import ClaimContext, FeeSchedule, build_claim
+from engine.wire.codec import Codec, to_record
+from engine.coding.rules import CodingReference, code_encounter
+from engine.model.events import CodedEncounter, Encounter
 from engine.settings import Settings
 from simulators.ehr import Kind, plan_encounters
-from simulators.adjudication import Calibration, MemberState, PayerBook, PayerReference, adjudicate
+from simulators.payer.adjudication import Calibration, MemberState, PayerBook, PayerReference, adjudicate
 from simulators.coverage import Coverage
 
 REPEATS = 5

@@ -5,7 +5,7 @@ mix of ``claims run --bad-rate 0.1``), decoded once. In the same run, on the sam
 encounters, it times the Avro decode every stage pays (``Codec.decode``) as the
 baseline, and reports checking as a ratio of it. The target (issue: coding checks)
 is ≤ 50 µs per encounter on average, warm, i.e. after each code was seen once: the
-per-code facts are cached (``engine.codesets.icd10_info``), never a scan of the code set.
+per-code facts are cached (``engine.reference.codesets.icd10_info``), never a scan of the code set.
 
 Also reports the cold cost (a fresh process's first pass over the same encounters),
 and the lookup-structure check: the time per check does not grow with the number of
@@ -21,13 +21,13 @@ import time
 from datetime import date
 from typing import Callable
 
-from engine.codec import default_codec
-from engine.coding import CodingReference, check_encounter
-from engine.events import Encounter
-from engine.ncci import ModifierIndicator, PtpEdit, PtpTable
+from engine.wire.codec import default_codec
+from engine.coding.rules import CodingReference, check_encounter
+from engine.model.events import Encounter
+from engine.reference.ncci import ModifierIndicator, PtpEdit, PtpTable
 from engine.settings import Settings
 from simulators.ehr import UNREADABLE_KINDS, plan_encounters
-from simulators.adjudication import PayerBook
+from simulators.payer.adjudication import PayerBook
 
 N_ENCOUNTERS = 5000
 REPEATS = 5

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.broker import EmbeddedBroker  # noqa: E402
+from engine.runtime.broker import EmbeddedBroker  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 HOP_LINE = re.compile(r"hop: bytes passthrough\s+([\d,]+) msg/s")

@@ -1,4 +1,4 @@
-"""Payer adjudication benchmark: µs per claim through ``simulators.adjudication.adjudicate``
+"""Payer adjudication benchmark: µs per claim through ``simulators.payer.adjudication.adjudicate``
 (rules, calibrated draw, pricing, accumulators, the member state's JSON load and dump as
 the faust table holds it), against the Avro decode of the same claims measured in the
 same run (what the payer agent pays anyway to read the claim).
@@ -16,12 +16,12 @@ import sys
 import time
 from datetime import date, datetime, timezone
 
-from engine.claims import ClaimContext, FeeSchedule, build_claim
-from engine.codec import default_codec
-from engine.coding import CodingReference, code_encounter
-from engine.events import ClaimSubmitted, CodedEncounter, Encounter
+from engine.claims.build import ClaimContext, FeeSchedule, build_claim
+from engine.wire.codec import default_codec
+from engine.coding.rules import CodingReference, code_encounter
+from engine.model.events import ClaimSubmitted, CodedEncounter, Encounter
 from engine.settings import Settings
-from simulators.adjudication import Calibration, MemberState, PayerBook, PayerReference, adjudicate
+from simulators.payer.adjudication import Calibration, MemberState, PayerBook, PayerReference, adjudicate
 from simulators.ehr import Kind, plan_encounters, practice_for
 
 SEED = 7

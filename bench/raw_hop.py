@@ -43,14 +43,14 @@ from typing import AsyncIterator, Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from engine.broker import EmbeddedBroker
-from engine.claims import ClaimContext, build_claim
-from engine.codec import Codec
-from engine.coding import CodingReference, code_encounter
-from engine.events import ClaimSubmitted, CodedEncounter, Encounter
+from engine.runtime.broker import EmbeddedBroker
+from engine.claims.build import ClaimContext, build_claim
+from engine.wire.codec import Codec
+from engine.coding.rules import CodingReference, code_encounter
+from engine.model.events import ClaimSubmitted, CodedEncounter, Encounter
 from engine.settings import Settings
 from simulators.ehr import Kind, plan_encounters
-from simulators.adjudication import PayerBook
+from simulators.payer.adjudication import PayerBook
 
 PARTITIONS = 8
 TARGET_VALUE_BYTES = 600

@@ -1,3 +1,3 @@
-from engine.cli import app
+from engine.cli.app import app
 
 app(prog_name="claims")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = PROJECT_ROOT / "engine" / "data"
+DATA_DIR = PROJECT_ROOT / "engine" / "reference" / "data"
 
 
 def _env(name: str, default: str) -> str:
@@ -58,7 +58,7 @@ class Settings:
     batch_within_s: float = field(default_factory=lambda: _env_float("CLAIMS_BATCH_WITHIN_S", 0.05))
     fee_schedule_file: Path = field(
         default_factory=lambda: Path(
-            _env("CLAIMS_FEE_SCHEDULE", str(PROJECT_ROOT / "engine" / "data" / "fee_schedule.csv"))
+            _env("CLAIMS_FEE_SCHEDULE", str(DATA_DIR / "fee_schedule.csv"))
         )
     )
     #: Coding reference data: the shipped samples, or the full CMS quarterly files
@@ -100,7 +100,7 @@ class Settings:
     statement_due_days: int = field(default_factory=lambda: _env_int("CLAIMS_STATEMENT_DUE_DAYS", 30))
     denial_routing_file: Path = field(
         default_factory=lambda: Path(
-            _env("CLAIMS_DENIAL_ROUTING", str(PROJECT_ROOT / "engine" / "data" / "denial_routing.yaml"))
+            _env("CLAIMS_DENIAL_ROUTING", str(DATA_DIR / "denial_routing.yaml"))
         )
     )
 
@@ -115,7 +115,7 @@ class Settings:
     # --- Simulators --------------------------------------------------------
     payer_profiles_file: Path = field(
         default_factory=lambda: Path(
-            _env("CLAIMS_PAYER_PROFILES", str(PROJECT_ROOT / "simulators" / "payer_profiles.yaml"))
+            _env("CLAIMS_PAYER_PROFILES", str(PROJECT_ROOT / "simulators" / "payer" / "profiles.yaml"))
         )
     )
     seed: int = field(default_factory=lambda: _env_int("CLAIMS_SEED", 1))
@@ -158,6 +158,11 @@ class Settings:
     def payer_app_id(self) -> str:
         """The payer simulator's faust app (its own consumer group and tables)."""
         return f"{self.app_id}-payer"
+
+    @property
+    def coder_group_id(self) -> str:
+        """The coder simulator's consumer group (reads the coder work queue)."""
+        return f"{self.app_id}-coder-simulator"
 
     @property
     def worker_log_file(self) -> Path:

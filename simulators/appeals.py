@@ -13,9 +13,9 @@ from __future__ import annotations
 import random
 from datetime import datetime
 
-from engine.events import DenialAction, DenialActionType
-from engine.pipeline import Emit, ProcessingError
-from simulators.adjudication import PayerBook
+from engine.model.events import DenialAction, DenialActionType
+from engine.runtime.stages import Emit, ProcessingError
+from simulators.payer.adjudication import PayerBook
 
 
 def decision_id(appeal: DenialAction) -> str:

@@ -17,13 +17,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from engine.codec import Codec
-from engine.codesets import icd10_leaves, is_external_cause, with_placeholders, with_seventh_character
-from engine.coding import Chart, CodingReference, check_encounter, has_errors
-from engine.coding_review import Correction, apply_correction
-from engine.events import CodingAction, CodingActionType, CodingReviewItem, Encounter, Finding
-from engine.kafka import run_consumer_stage
-from engine.pipeline import Emit, SourceMessage, run_stage, utcnow
+from engine.wire.codec import Codec
+from engine.reference.codesets import icd10_leaves, is_external_cause, with_placeholders, with_seventh_character
+from engine.coding.rules import Chart, CodingReference, check_encounter, has_errors
+from engine.coding.review import Correction, apply_correction
+from engine.model.events import CodingAction, CodingActionType, CodingReviewItem, Encounter, Finding
+from engine.runtime.kafka import run_consumer_stage
+from engine.runtime.stages import Emit, SourceMessage, run_stage, utcnow
 from engine.settings import Settings
 
 ACTOR = "coder-sim"
@@ -154,8 +154,6 @@ def work_item(item: CodingReviewItem, codec: Codec, ref: CodingReference) -> lis
 class CoderSimulator:
     """Consumes coding-review (a consumer group), produces coding actions."""
 
-    GROUP_ID = "claimflow-coder-simulator"
-
     def __init__(self, settings: Settings, bootstrap_servers: str, codec: Codec) -> None:
         self.settings = settings
         self.bootstrap_servers = bootstrap_servers
@@ -168,5 +166,5 @@ class CoderSimulator:
                          lambda item, msg: work_item(item, self.codec, self.ref)).emits
 
     async def run(self) -> None:
-        await run_consumer_stage(self.settings, self.bootstrap_servers, self.codec, self.GROUP_ID, "coding-review",
+        await run_consumer_stage(self.settings, self.bootstrap_servers, self.codec, self.settings.coder_group_id, "coding-review",
                                  self.process, self.stop)

@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 from typing import Iterable
 
-from engine.events import SELF, Address, Patient, Sex, Subscriber
+from engine.model.events import SELF, Address, Patient, Sex, Subscriber
 
 COVERAGE_FILE = "coverage.csv"
 PATIENTS_FILE = "patients.csv"

@@ -19,14 +19,14 @@ from datetime import date, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Callable, Iterator, Sequence
 
-from engine.codec import Codec
-from engine.codesets import npi_check_digit
-from engine.coding import age_on
-from engine.events import SELF, Address, Encounter, Patient, Procedure, Sex, Subscriber
-from engine.kafka import make_producer
-from engine.reference import Providers
+from engine.wire.codec import Codec
+from engine.reference.codesets import npi_check_digit
+from engine.coding.rules import age_on
+from engine.model.events import SELF, Address, Encounter, Patient, Procedure, Sex, Subscriber
+from engine.runtime.kafka import make_producer
+from engine.reference.master_data import Providers
 from engine.settings import Settings
-from simulators.adjudication import PayerBook
+from simulators.payer.adjudication import PayerBook
 from simulators.coverage import Authorization, Coverage, PatientRecord
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ Line = tuple[str, tuple[str, ...], int, tuple[int, ...]]  # code, modifiers, uni
 class VisitTemplate:
     """A kind of visit: specialty, who it is for, its diagnoses (principal first) and
     procedure lines. Real, billable FY2026 ICD-10-CM codes; CPT/HCPCS codes from
-    ``engine/data/fee_schedule.csv``; a test checks every template passes every rule."""
+    ``engine/reference/data/fee_schedule.csv``; a test checks every template passes every rule."""
 
     name: str
     specialty: str
@@ -215,7 +215,7 @@ class Member:
 
 @dataclass(frozen=True)
 class Practice:
-    """The synthetic practice: its providers (``engine/data/providers.csv``, the same
+    """The synthetic practice: its providers (``engine/reference/data/providers.csv``, the same
     file the claim stage reads) and a patient panel with coverage — about 3% newborns,
     12% children (dependents of a parent), a quarter of adults on a spouse's plan, 8%
     whose coverage lapsed — and for each visit template the patients it fits."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaClient
 
-from engine.broker import BrokerError, EmbeddedBroker, resolve_bootstrap, running_broker_address
+from engine.runtime.broker import BrokerError, EmbeddedBroker, resolve_bootstrap, running_broker_address
 from engine.settings import Settings
 
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from engine.codec import default_codec
-from engine.events import FrontDeskItem, ScrubRejected
-from engine.export import submitted_claims
-from engine.run import RunOptions, run_closed_loop
-from engine.x12_837 import read_837p, validate_837p, write_837p
+from engine.wire.codec import default_codec
+from engine.model.events import FrontDeskItem, ScrubRejected
+from engine.x12.export import submitted_claims
+from engine.cli.run import RunOptions, run_closed_loop
+from engine.x12.professional import read_837p, validate_837p, write_837p
 from simulators.ehr import ELIGIBILITY_KINDS, EXPECTED_SCRUB_RULE, SCRUB_KINDS, plan_encounters, practice_for
-from simulators.adjudication import PayerBook
+from simulators.payer.adjudication import PayerBook
 from tests.fixtures.kafka import SettingsFactory, read_topic
 
 pytestmark = pytest.mark.integration

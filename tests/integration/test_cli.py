@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.codec import default_codec
-from engine.events import ClaimState, ClaimStatus
+from engine.wire.codec import default_codec
+from engine.model.events import ClaimState, ClaimStatus
 from engine.settings import Settings
 from tests.fixtures.kafka import read_topic
 

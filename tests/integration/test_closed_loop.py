@@ -9,12 +9,12 @@ from collections import Counter
 import pytest
 from rich.console import Console
 
-from engine.codec import default_codec
-from engine.events import CodingReviewItem, DeadLetter, Encounter, Severity
-from engine.run import RunOptions, run_closed_loop
+from engine.wire.codec import default_codec
+from engine.model.events import CodingReviewItem, DeadLetter, Encounter, Severity
+from engine.cli.run import RunOptions, run_closed_loop
 from engine.settings import Settings
 from simulators.ehr import CODING_ERROR_KINDS, EXPECTED_RULE, UNREADABLE_KINDS, Kind, plan_encounters
-from simulators.adjudication import PayerBook
+from simulators.payer.adjudication import PayerBook
 from tests.fixtures.kafka import SettingsFactory, read_topic
 
 pytestmark = pytest.mark.integration

@@ -13,13 +13,13 @@ from typing import AsyncIterator
 
 import pytest
 
-from engine.codec import Codec, default_codec
-from engine.coding_queue import QueueReader, new_action, publish_action
-from engine.coding_review import ItemStatus
-from engine.events import Address, ClaimSubmitted, CodingActionType, Encounter, Patient, Procedure, Remittance, Sex
-from engine.reference import Providers
-from engine.kafka import make_producer
-from engine.run import start_worker, stop_process
+from engine.wire.codec import Codec, default_codec
+from engine.coding.queue import QueueReader, new_action, publish_action
+from engine.coding.review import ItemStatus
+from engine.model.events import Address, ClaimSubmitted, CodingActionType, Encounter, Patient, Procedure, Remittance, Sex
+from engine.reference.master_data import Providers
+from engine.runtime.kafka import make_producer
+from engine.cli.run import start_worker, stop_process
 from engine.settings import Settings
 from simulators.coverage import Coverage, PatientRecord, write_master_data
 from tests.fixtures.kafka import wait_for_record

@@ -14,14 +14,14 @@ from decimal import Decimal
 import pytest
 from rich.console import Console
 
-from engine.accounting import ReadBack, summarize
-from engine.codec import default_codec
-from engine.denial_queue import DenialDesk
-from engine.denials import DenialRouting
-from engine.events import ClaimState, ClaimStatus, ClaimSubmitted, DenialAction, DenialActionType, Remittance
-from engine.kafka import read_events
-from engine.run import RunOptions, run_closed_loop
-from engine.workqueue import ACTIONABLE, RESOLVED, WorkItemStatus
+from engine.ops.reconciliation import ReadBack, summarize
+from engine.wire.codec import default_codec
+from engine.denials.desk import DenialDesk
+from engine.posting.routing import DenialRouting
+from engine.model.events import ClaimState, ClaimStatus, ClaimSubmitted, DenialAction, DenialActionType, Remittance
+from engine.runtime.kafka import read_events
+from engine.cli.run import RunOptions, run_closed_loop
+from engine.denials.work_items import ACTIONABLE, RESOLVED, WorkItemStatus
 from tests.fixtures.kafka import SettingsFactory
 from tests.integration.test_coding_review import claims
 from tests.integration.test_payer import running
@@ -29,7 +29,7 @@ from tests.integration.test_payer import running
 pytestmark = pytest.mark.integration
 
 WAIT_S = 90.0
-#: Denials the payer simulator applies to replacements too (simulators/adjudication.py
+#: Denials the payer simulator applies to replacements too (simulators/payer/adjudication.py
 #: rule_denials): a plain resubmission of these is denied again.
 RULE_CARCS = {"15", "18", "26", "27", "29", "31", "96", "97", "129", "197", "204", "234"}
 

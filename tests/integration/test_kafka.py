@@ -1,4 +1,4 @@
-"""engine.kafka and its client fixes (engine.kafka_compat) against a real broker: a
+"""engine.runtime.kafka and its client fixes (engine.runtime.kafka_compat) against a real broker: a
 consumer that stops leaves its group even from the first generation (Tansu numbers it 0,
 and aiokafka alone would not leave it); a partition without a committed offset is read
 again from its beginning after faust's recovery seek."""
@@ -10,8 +10,8 @@ import asyncio
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from engine.kafka import make_group_consumer, make_producer
-from engine.kafka_compat import seek_to_committed_or_beginning
+from engine.runtime.kafka import make_group_consumer, make_producer
+from engine.runtime.kafka_compat import seek_to_committed_or_beginning
 from engine.settings import Settings
 
 pytestmark = pytest.mark.integration

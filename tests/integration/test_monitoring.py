@@ -26,11 +26,11 @@ from playwright.async_api import async_playwright
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
-from engine.codec import default_codec
-from engine.monitoring import Monitor
-from engine.run import RunOptions, run_closed_loop, start_worker, stop_process
+from engine.wire.codec import default_codec
+from engine.ops.monitor import Monitor
+from engine.cli.run import RunOptions, run_closed_loop, start_worker, stop_process
 from engine.settings import Settings
-from simulators.adjudication import PayerBook
+from simulators.payer.adjudication import PayerBook
 from simulators.ehr import plan_encounters, practice_for, send_planned
 from simulators.coverage import write_master_data
 from tests.fixtures.kafka import SettingsFactory

@@ -16,12 +16,12 @@ from typing import AsyncIterator, Callable
 import pytest
 import yaml
 
-from engine.claims import FeeSchedule
-from engine.codec import Codec, default_codec
-from engine.events import ClaimLine, ClaimState, ClaimStatus, ClaimSubmitted, GroupCode, PatientStatement, Remittance
-from engine.kafka import make_producer, read_topic
-from engine.reference import Providers
-from engine.run import start_worker, stop_process
+from engine.claims.build import FeeSchedule
+from engine.wire.codec import Codec, default_codec
+from engine.model.events import ClaimLine, ClaimState, ClaimStatus, ClaimSubmitted, GroupCode, PatientStatement, Remittance
+from engine.runtime.kafka import make_producer, read_topic
+from engine.reference.master_data import Providers
+from engine.cli.run import start_worker, stop_process
 from engine.settings import Settings
 from simulators.coverage import Coverage, PatientRecord, write_master_data
 from tests.integration.test_coding_review import ADDRESS, PATIENT

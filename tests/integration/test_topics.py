@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from engine.topics import apply_topics, load_topics
+from engine.wire.topics import apply_topics, load_topics
 from tests.fixtures.kafka import SettingsFactory, read_topic
 
 

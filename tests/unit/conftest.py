@@ -8,14 +8,14 @@ from typing import Any, Callable
 
 import pytest
 
-from engine.claims import ClaimContext, FeeSchedule
-from engine.codec import Codec
-from engine.coding import CodingReference
-from engine.denials import DenialRouting
-from engine.events import Address, Encounter, Patient, Procedure, Provider, Sex, Subscriber
-from engine.pipeline import SourceMessage
+from engine.claims.build import ClaimContext, FeeSchedule
+from engine.wire.codec import Codec
+from engine.coding.rules import CodingReference
+from engine.posting.routing import DenialRouting
+from engine.model.events import Address, Encounter, Patient, Procedure, Provider, Sex, Subscriber
+from engine.runtime.stages import SourceMessage
 from engine.settings import Settings
-from simulators.payer import PayerBook
+from simulators.payer.app import PayerBook
 
 # A fixed instant with whole milliseconds: timestamp-millis keeps exactly this.
 NOW = datetime(2026, 3, 2, 14, 30, 15, 250_000, tzinfo=timezone.utc)
@@ -65,8 +65,8 @@ def coding_ref(settings: Settings) -> CodingReference:
 @pytest.fixture
 def errors(coding_ref: CodingReference) -> Callable[[Encounter], list[tuple[str, str]]]:
     """``errors(enc)``: (rule id, element) of each ERROR finding of every rule, in order."""
-    from engine.coding import check_encounter
-    from engine.events import Severity
+    from engine.coding.rules import check_encounter
+    from engine.model.events import Severity
 
     def errors(enc: Encounter) -> list[tuple[str, str]]:
         return [(f.rule_id, f.element) for f in check_encounter(enc, coding_ref) if f.severity == Severity.ERROR]
@@ -140,7 +140,7 @@ def sample_events() -> dict[type, Any]:
     """One realistic instance of every event type (whole-millisecond timestamps)."""
     from decimal import Decimal
 
-    from engine.events import (
+    from engine.model.events import (
         Adjustment,
         ClaimLine,
         ClaimState,
@@ -248,7 +248,7 @@ def sample_events() -> dict[type, Any]:
         payment_method="ACH",
         source="835:era-20260320.txt",
     )
-    from engine.events import PatientStatement, PaymentReceived, ProviderAdjustment, UnappliedPayment
+    from engine.model.events import PatientStatement, PaymentReceived, ProviderAdjustment, UnappliedPayment
 
     return {
         PatientStatement: PatientStatement(

@@ -1,4 +1,4 @@
-"""engine.accounting: the Tally of records read back, the summary and its identities.
+"""engine.ops.reconciliation: the Tally of records read back, the summary and its identities.
 
 A Tally is built by hand here with encoded events, as ``ReadBack.poll`` feeds it from
 the topics: one small coding run with a review, a fix that still fails, a fix that
@@ -12,8 +12,8 @@ from decimal import Decimal
 
 import pytest
 
-from engine.accounting import ENGINE_VERDICTS, Tally, all_settled, identities, summarize
-from engine.events import (
+from engine.ops.reconciliation import ENGINE_VERDICTS, Tally, all_settled, identities, summarize
+from engine.model.events import (
     RemittanceOutcome,
     ClaimState,
     ClaimStatus,
@@ -570,7 +570,7 @@ def test_a_status_republished_by_a_write_off_is_not_a_posting(samples, codec, se
 
 def test_recovered_is_what_a_replacement_pays_beyond_the_payment_its_reversal_took_back(samples, codec, settings):
     """A partly denied original paid 20.00; the payer reverses it and pays the replacement
-    120.00: 100.00 recovered, as the billers' own fold (engine.denial_queue) says."""
+    120.00: 100.00 recovered, as the billers' own fold (engine.denials.desk) says."""
     item = samples[DenialWorkItem]
     claim_id, replacement_id = item.claim_id, f"{item.claim_id}-R1"
     base = dataclasses.replace(samples[Remittance], claim_id=claim_id)

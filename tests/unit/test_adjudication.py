@@ -1,4 +1,4 @@
-"""simulators.adjudication: the profile file, the deterministic rules, pricing and cost
+"""simulators.payer.adjudication: the profile file, the deterministic rules, pricing and cost
 sharing against the accumulators, reversals, balancing over thousands of claims, and
 the calibration of the stochastic denials to the payers' published figures.
 
@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 import pytest
 import yaml
 
-from engine.events import (
+from engine.model.events import (
     Adjustment,
     ClaimLine,
     ClaimSubmitted,
@@ -27,7 +27,7 @@ from engine.events import (
     Remittance,
     RemittanceOutcome,
 )
-from simulators.adjudication import (
+from simulators.payer.adjudication import (
     CATEGORY_TOLERANCE,
     NOT_DENIALS,
     RATE_TOLERANCE,
@@ -1010,7 +1010,7 @@ CLAIMS_PER_PAYER = 5000
 def first_pass(book, fees) -> dict[str, dict[str, Any]]:
     """Per payer, 5,000 first-pass claims of the EHR simulator's visit mix (1,250 members,
     4 visits each, prior authorizations as the EHR issues them), adjudicated in order:
-    a summary-shaped tally (``engine.accounting``: the deciding CARC is the first denial
+    a summary-shaped tally (``engine.ops.reconciliation``: the deciding CARC is the first denial
     adjustment) and the categories adjudicate() reported."""
     weights = [v.weight for v in VISITS]
     tally: dict[str, dict[str, Any]] = {}

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from engine.avro_reference import ReferenceCodec
-from engine.codec import to_record
-from engine.events import EVENT_TYPES, Adjustment, ClaimStatus, Encounter, GroupCode, Remittance
+from engine.wire.avro_reference import ReferenceCodec
+from engine.wire.codec import to_record
+from engine.model.events import EVENT_TYPES, Adjustment, ClaimStatus, Encounter, GroupCode, Remittance
 
 TYPE_IDS = [t.__name__ for t in EVENT_TYPES]
 

@@ -1,4 +1,4 @@
-"""engine.claims: fee schedule, claim ids, claim building, and the claim stage — once-only
+"""engine.claims.build: fee schedule, claim ids, claim building, and the claim stage — once-only
 billing, eligibility before the claim (parked, or decided from a cached answer), the
 front desk for members not covered, and the scrubber gate."""
 
@@ -11,7 +11,7 @@ from decimal import Decimal
 
 import pytest
 
-from engine.claims import (
+from engine.claims.build import (
     SELF,
     ClaimContext,
     ClaimStageState,
@@ -22,9 +22,9 @@ from engine.claims import (
     decide,
     on_eligibility,
 )
-from engine.coding import code_encounter
-from engine.eligibility import EligibilityCache, eligibility_request, front_desk_item_id
-from engine.events import (
+from engine.coding.rules import code_encounter
+from engine.claims.eligibility import EligibilityCache, eligibility_request, front_desk_item_id
+from engine.model.events import (
     Address,
     ClaimState,
     ClaimStatus,
@@ -42,8 +42,8 @@ from engine.events import (
     Severity,
     Subscriber,
 )
-from engine.pipeline import DEAD_LETTER_TOPIC, ProcessingError, SourceMessage, run_stage
-from engine.scrubber import ScrubContext, scrub_claim, scrub_item_id
+from engine.runtime.stages import DEAD_LETTER_TOPIC, ProcessingError, SourceMessage, run_stage
+from engine.claims.scrubber import ScrubContext, scrub_claim, scrub_item_id
 
 ACTIVE, INACTIVE, NOT_FOUND = EligibilityStatus.ACTIVE, EligibilityStatus.INACTIVE, EligibilityStatus.NOT_FOUND
 TTL = timedelta(hours=24)
@@ -524,7 +524,7 @@ def test_unknown_code_of_a_parked_encounter_dead_letters_the_answer(coded, claim
 
 
 def test_worker_claims_and_eligibility_stages(coded, claim_ctx, codec):
-    from engine.worker import claims_stage, eligibility_stage
+    from engine.runtime.worker import claims_stage, eligibility_stage
 
     today = datetime.now(timezone.utc).date()
     recent = dataclasses.replace(coded, date_of_service=today - timedelta(days=2))

@@ -1,4 +1,4 @@
-"""engine.codec: Confluent-framed Avro round trips and framing errors."""
+"""engine.wire.codec: Confluent-framed Avro round trips and framing errors."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from engine.codec import MAGIC, Codec, UndecodableEvent, from_record, to_record
-from engine.events import (
+from engine.wire.codec import MAGIC, Codec, UndecodableEvent, from_record, to_record
+from engine.model.events import (
     EVENT_TYPES,
     ClaimStatus,
     ClaimSubmitted,
@@ -230,7 +230,7 @@ def test_enum_symbol_outside_the_schema_is_undecodable(codec, samples, registry_
 def test_registry_rejects_a_duplicate_schema_id(tmp_path, settings):
     import shutil
 
-    from engine.codec import SchemaRegistry
+    from engine.wire.codec import SchemaRegistry
 
     shutil.copytree(settings.schemas_dir, tmp_path / "schemas")
     index_path = tmp_path / "schemas" / "registry.json"

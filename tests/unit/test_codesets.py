@@ -1,10 +1,10 @@
-"""engine.codesets: ICD-10-CM (simple_icd_10_cm), CPT/HCPCS forms, NPI Luhn."""
+"""engine.reference.codesets: ICD-10-CM (simple_icd_10_cm), CPT/HCPCS forms, NPI Luhn."""
 
 from __future__ import annotations
 
 import pytest
 
-from engine.codesets import (
+from engine.reference.codesets import (
     CodeRange,
     DemographicEdit,
     ModifierTable,

@@ -1,4 +1,4 @@
-"""engine.coding: the rule registry, the Chart, and the coding stage (coded / review / audit).
+"""engine.coding.rules: the rule registry, the Chart, and the coding stage (coded / review / audit).
 
 Each rule's own passing and failing cases are tables in ``test_coding_rules.py``; this
 file checks the rules through ``check_encounter`` as the stage runs them, and the stage.
@@ -11,9 +11,9 @@ from datetime import date
 
 import pytest
 
-from engine import coding
-from engine.codesets import normalize_icd10
-from engine.coding import (
+from engine.coding import rules as coding
+from engine.reference.codesets import normalize_icd10
+from engine.coding.rules import (
     MAX_DIAGNOSES,
     MAX_DX_POINTERS,
     MAX_LINES,
@@ -30,8 +30,8 @@ from engine.coding import (
     has_errors,
     review_item_id,
 )
-from engine.events import CodedEncounter, CodingReviewItem, Encounter, Finding, Procedure, Severity, Sex
-from engine.worker import coding_stage
+from engine.model.events import CodedEncounter, CodingReviewItem, Encounter, Finding, Procedure, Severity, Sex
+from engine.runtime.worker import coding_stage
 
 # Billable FY2026 ICD-10-CM codes, all distinct, none excluding another, none sex- or age-edited.
 BILLABLE = ["E11.9", "I10", "E78.5", "J06.9", "J02.9", "Z00.00", "Z23", "M54.50", "M17.11", "R07.9", "N39.0",

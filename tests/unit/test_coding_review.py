@@ -1,4 +1,4 @@
-"""engine.coding_review: the coder queue as a fold of events, corrections, and the re-check."""
+"""engine.coding.review: the coder queue as a fold of events, corrections, and the re-check."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from engine.codec import UndecodableEvent
-from engine.coding import code_encounter, review_item_id
-from engine.coding_review import (
+from engine.wire.codec import UndecodableEvent
+from engine.coding.rules import code_encounter, review_item_id
+from engine.coding.review import (
     ALLOWED,
     CLOSED,
     ENGINE,
@@ -26,7 +26,7 @@ from engine.coding_review import (
     remember_opened,
     verdict_on,
 )
-from engine.events import (
+from engine.model.events import (
     CodedEncounter,
     CodingAction,
     CodingActionType,
@@ -36,8 +36,8 @@ from engine.events import (
     Procedure,
     Severity,
 )
-from engine.pipeline import Emit, ProcessingError, SourceMessage
-from engine.worker import recoding_stage
+from engine.runtime.stages import Emit, ProcessingError, SourceMessage
+from engine.runtime.worker import recoding_stage
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
 ITEM_ID = "CR-00000000000000AA"
@@ -530,7 +530,7 @@ def test_dropping_the_same_line_twice_drops_only_that_line(three_dx):
 
 
 def test_a_change_line_counts_from_1_in_words_not_in_the_findings_0_based_brackets(make_encounter, coding_ref):
-    from engine.coding import check_encounter
+    from engine.coding.rules import check_encounter
 
     enc = make_encounter(diagnoses=["M54.5", "I10"])
     (finding,) = check_encounter(enc, coding_ref)

@@ -17,10 +17,10 @@ from typing import Any, Callable
 
 import pytest
 
-from engine import coding
-from engine.coding import RULE_IDS, RULES, Chart, CodingReference, Line, check_encounter
-from engine.events import Procedure, Severity, Sex
-from engine.ncci import ModifierIndicator, Mue, MueAdjudication, MueTable, PtpEdit, PtpTable
+from engine.coding import rules as coding
+from engine.coding.rules import RULE_IDS, RULES, Chart, CodingReference, Line, check_encounter
+from engine.model.events import Procedure, Severity, Sex
+from engine.reference.ncci import ModifierIndicator, Mue, MueAdjudication, MueTable, PtpEdit, PtpTable
 
 DOS = date(2026, 2, 27)  # the base encounter's date of service
 

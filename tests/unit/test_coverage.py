@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from engine.events import Address, Patient, Sex, Subscriber
+from engine.model.events import Address, Patient, Sex, Subscriber
 from simulators.coverage import (
     COVERAGE_FILE,
     PATIENTS_FILE,

@@ -1,4 +1,4 @@
-"""The engine's part of a biller's action (engine/denial_actions.py) and the payer's
+"""The engine's part of a biller's action (engine/denials/actions.py) and the payer's
 appeals desk (simulators/appeals.py), as plain functions over plain mappings."""
 
 from __future__ import annotations
@@ -9,17 +9,17 @@ from decimal import Decimal
 
 import pytest
 
-from engine.denial_actions import (
+from engine.denials.actions import (
     DeniedClaimState,
     check_successor,
     claim_as_encounter,
     handle_denial_action,
 )
-from engine.events import ClaimState, ClaimStatus, ClaimSubmitted, DenialAction, DenialActionType, Remittance
-from engine.findings import has_errors
-from engine.pipeline import ProcessingError
-from engine.posting import Ledger
-from engine.workqueue import ClaimCorrections, LineCorrection, replacement_claim, void_claim
+from engine.model.events import ClaimState, ClaimStatus, ClaimSubmitted, DenialAction, DenialActionType, Remittance
+from engine.coding.findings import has_errors
+from engine.runtime.stages import ProcessingError
+from engine.posting.ledger import Ledger
+from engine.denials.work_items import ClaimCorrections, LineCorrection, replacement_claim, void_claim
 from simulators.appeals import decide_appeal, decision_id
 
 A = DenialActionType

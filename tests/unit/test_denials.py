@@ -1,4 +1,4 @@
-"""engine.denials: CARC routing, amount at risk, and the denial work item posting makes of a denial."""
+"""engine.posting.routing: CARC routing, amount at risk, and the denial work item posting makes of a denial."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.denials import DenialRouting, amount_at_risk, denial_item, work_item_id
-from engine.events import (
+from engine.posting.routing import DenialRouting, amount_at_risk, denial_item, work_item_id
+from engine.model.events import (
     Adjustment,
     DenialWorkItem,
     GroupCode,
@@ -20,8 +20,8 @@ from engine.events import (
     RemittanceLine,
     RemittanceOutcome,
 )
-from engine.pipeline import ProcessingError
-from simulators.adjudication import NOT_DENIALS
+from engine.runtime.stages import ProcessingError
+from simulators.payer.adjudication import NOT_DENIALS
 
 CO, PR, OA, PI = GroupCode.CO, GroupCode.PR, GroupCode.OA, GroupCode.PI
 
@@ -129,7 +129,7 @@ def test_queues_are_declared_topics_carrying_denial_work_items(routing, routing_
         assert topics[queue]["schema"] == DenialWorkItem.SCHEMA
 
 
-#: The CARCs of the payer simulator's deterministic rules (simulators/adjudication.py).
+#: The CARCs of the payer simulator's deterministic rules (simulators/payer/adjudication.py).
 RULE_CARCS = ("31", "26", "27", "29", "129", "18", "197", "15")
 
 
@@ -249,7 +249,7 @@ def test_partly_paid_with_only_cost_sharing_is_no_work_item(routing, now):
 
 @pytest.mark.parametrize("frequency", ["7", "8"])
 def test_a_replacement_denied_again_is_not_a_new_work_item(routing, now, frequency):
-    """Its denial is the next round of the item whose correction it was (engine.workqueue)."""
+    """Its denial is the next round of the item whose correction it was (engine.denials.work_items)."""
     again = dataclasses.replace(denied_remit("50"), claim_frequency_code=frequency)
     assert denial_item(again, routing, now) is None
 

@@ -9,13 +9,13 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from engine.claims import ClaimStageState, bill_coded, on_eligibility
-from engine.codec import UndecodableEvent
-from engine.codesets import npi_is_valid
-from engine.coding import check_encounter, code_encounter
-from engine.eligibility import EligibilityCache
-from engine.events import EligibilityStatus, Encounter, Procedure, Severity
-from engine.pipeline import SourceMessage
+from engine.claims.build import ClaimStageState, bill_coded, on_eligibility
+from engine.wire.codec import UndecodableEvent
+from engine.reference.codesets import npi_is_valid
+from engine.coding.rules import check_encounter, code_encounter
+from engine.claims.eligibility import EligibilityCache
+from engine.model.events import EligibilityStatus, Encounter, Procedure, Severity
+from engine.runtime.stages import SourceMessage
 from simulators import ehr
 from simulators.ehr import (
     BAD_KINDS,
@@ -29,7 +29,7 @@ from simulators.ehr import (
     plan_encounters,
     practice_for,
 )
-from simulators.payer import answer_eligibility
+from simulators.payer.app import answer_eligibility
 
 TODAY = date(2026, 3, 2)
 N = 1000

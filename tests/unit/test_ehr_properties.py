@@ -13,8 +13,8 @@ from datetime import date
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from engine.coding import check_encounter
-from engine.events import Encounter, Severity
+from engine.coding.rules import check_encounter
+from engine.model.events import Encounter, Severity
 from simulators.ehr import CODING_ERROR_KINDS, EXPECTED_RULE, UNREADABLE_KINDS, Kind, plan_encounters
 
 DETERMINISTIC = settings(derandomize=True, database=None, deadline=None, max_examples=100)

@@ -1,4 +1,4 @@
-"""engine.eligibility: which answer settles which date of service, the answer cache and
+"""engine.claims.eligibility: which answer settles which date of service, the answer cache and
 the 270 request built from a coded encounter."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from engine.eligibility import (
+from engine.claims.eligibility import (
     EligibilityCache,
     cache_key,
     covers,
@@ -17,7 +17,7 @@ from engine.eligibility import (
     front_desk_item_id,
     request_id_for,
 )
-from engine.events import CodedEncounter, EligibilityRequest, EligibilityResponse, EligibilityStatus, Subscriber
+from engine.model.events import CodedEncounter, EligibilityRequest, EligibilityResponse, EligibilityStatus, Subscriber
 
 #: The instant the sample answers were given (conftest NOW).
 NOW = datetime(2026, 3, 2, 14, 30, 15, 250_000, tzinfo=timezone.utc)

@@ -1,13 +1,12 @@
-"""The flow-control fix in engine.kafka_compat: resuming a flow that already runs keeps
+"""The flow-control fix in engine.runtime.kafka_compat: resuming a flow that already runs keeps
 the records queued meanwhile; resuming a suspended flow still drops the stale ones."""
 
 from __future__ import annotations
 
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
-from engine import kafka_compat
-
-kafka_compat.apply()  # what importing engine.kafka does
+from engine.runtime import kafka_compat
+kafka_compat.apply()  # what importing engine.runtime.kafka does
 
 
 async def test_resuming_a_running_flow_keeps_what_is_queued() -> None:

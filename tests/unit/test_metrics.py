@@ -13,10 +13,10 @@ import pytest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.accounting import Tally
-from engine.dashboard import bar_chart, charts, dashboard_page, line_chart
-from engine.events import ClaimState, ClaimStatus, ClaimSubmitted, Encounter
-from engine.metrics import (
+from engine.ops.reconciliation import Tally
+from engine.web.dashboard import bar_chart, charts, dashboard_page, line_chart
+from engine.model.events import ClaimState, ClaimStatus, ClaimSubmitted, Encounter
+from engine.ops.metrics import (
     LatencyFigures,
     Latencies,
     Outstanding,
@@ -26,7 +26,7 @@ from engine.metrics import (
     lag_by_topic,
     stage_counts,
 )
-from engine.monitoring import Monitor
+from engine.ops.monitor import Monitor
 
 DAY_MS = 86_400_000
 
@@ -163,7 +163,7 @@ def test_the_dashboard_page_shows_every_chart_and_refreshes(monitor):
 def test_claims_top_renders_every_section(monitor):
     from rich.console import Console
 
-    from engine.top import top_view
+    from engine.cli.top import top_view
 
     console = Console(record=True, width=160)
     console.print(top_view(monitor.status()))

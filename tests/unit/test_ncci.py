@@ -1,4 +1,4 @@
-"""engine.ncci: the CMS PTP and MUE files as CMS publishes them, and the edit look-ups.
+"""engine.reference.ncci: the CMS PTP and MUE files as CMS publishes them, and the edit look-ups.
 
 Files written under tmp_path are built from the shipped sample (same layout) or are
 clearly synthetic rows; nothing here claims to be a real CMS value unless it is read
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.ncci import ModifierIndicator, Mue, MueAdjudication, MueTable, PtpEdit, PtpTable
+from engine.reference.ncci import ModifierIndicator, Mue, MueAdjudication, MueTable, PtpEdit, PtpTable
 
 PTP_HEADER_LINES = 6  # copyright, title, and the column header wrapped over four lines
 

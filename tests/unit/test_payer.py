@@ -1,4 +1,4 @@
-"""simulators.payer: eligibility answers (270 → 271) and the payer runtime — intake
+"""simulators.payer.app: eligibility answers (270 → 271) and the payer runtime — intake
 re-keyed by payer|member, adjudication against the member's state in a table (a plain
 dict here), remittances held until their payment date, and recovery after a restart.
 
@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 
-from engine.events import (
+from engine.model.events import (
     Address,
     ClaimLine,
     ClaimSubmitted,
@@ -25,11 +25,11 @@ from engine.events import (
     Sex,
     Subscriber,
 )
-from engine.pipeline import SourceMessage
+from engine.runtime.stages import SourceMessage
 from engine.settings import Settings
-from simulators.adjudication import Calibration, MemberState, release_at
+from simulators.payer.adjudication import Calibration, MemberState, release_at
 from simulators.coverage import Authorization, Coverage, PatientRecord, write_master_data
-from simulators.payer import PayerRuntime, answer_eligibility, member_key
+from simulators.payer.app import PayerRuntime, answer_eligibility, member_key
 
 UTC = timezone.utc
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""engine.pipeline.run_stage: decode, handle, and dead-letter without stopping."""
+"""engine.runtime.stages.run_stage: decode, handle, and dead-letter without stopping."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
-from engine.claims import ClaimStageState, bill_coded, on_eligibility
-from engine.coding import code_encounter
-from engine.eligibility import EligibilityCache
-from engine.events import (
+from engine.claims.build import ClaimStageState, bill_coded, on_eligibility
+from engine.coding.rules import code_encounter
+from engine.claims.eligibility import EligibilityCache
+from engine.model.events import (
     ClaimSubmitted,
     CodedEncounter,
     DeadLetter,
@@ -20,12 +20,12 @@ from engine.events import (
     Remittance,
     RemittanceOutcome,
 )
-from engine.denials import is_routable
-from engine.pipeline import DEAD_LETTER_TOPIC, Emit, ProcessingError, SourceMessage, dead_letter, run_stage
-from engine.posting import post_remittance
-from simulators.adjudication import Calibration, MemberState, PayerReference, adjudicate
+from engine.posting.routing import is_routable
+from engine.runtime.stages import DEAD_LETTER_TOPIC, Emit, ProcessingError, SourceMessage, dead_letter, run_stage
+from engine.posting.ledger import post_remittance
+from simulators.payer.adjudication import Calibration, MemberState, PayerReference, adjudicate
 from simulators.coverage import Coverage
-from simulators.payer import answer_eligibility, member_key
+from simulators.payer.app import answer_eligibility, member_key
 
 FAILED_AT = datetime(2026, 3, 2, 16, 0, 0, 7_000, tzinfo=timezone.utc)
 
@@ -87,7 +87,7 @@ def test_undecodable_processing_error_and_bug_become_dead_letters(codec, make_en
         msg(good[3][:20], 4),
         msg(good[3], 5),
     ]
-    with caplog.at_level(logging.WARNING, logger="engine.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="engine.runtime.stages"):
         result = run_stage("coding", messages, codec, Encounter, handler, now=clock)
     assert [e.topic for e in result.emits] == ["out", DEAD_LETTER_TOPIC, DEAD_LETTER_TOPIC, DEAD_LETTER_TOPIC,
                                                DEAD_LETTER_TOPIC, "out"]

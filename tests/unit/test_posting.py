@@ -1,4 +1,4 @@
-"""engine.posting: the claim ledger as a fold of its remittances, patient statements, and
+"""engine.posting.ledger: the claim ledger as a fold of its remittances, patient statements, and
 the posting stage (claim status, statement, denial work item), idempotent by remittance id."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.events import (
+from engine.model.events import (
     Adjustment,
     ClaimLine,
     ClaimState,
@@ -24,8 +24,8 @@ from engine.events import (
     RemittanceLine,
     RemittanceOutcome,
 )
-from engine.posting import Ledger, claim_status, patient_statement, post, post_remittance
-from simulators.adjudication import Calibration, MemberState, PayerReference, adjudicate
+from engine.posting.ledger import Ledger, claim_status, patient_statement, post, post_remittance
+from simulators.payer.adjudication import Calibration, MemberState, PayerReference, adjudicate
 from simulators.coverage import Coverage
 
 UTC = timezone.utc

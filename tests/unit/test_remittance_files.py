@@ -1,10 +1,10 @@
-"""835 files in and out (``engine/remittance_files.py``): which remittances a period's file
+"""835 files in and out (``engine/x12/remittance_files.py``): which remittances a period's file
 holds, and ``match_payment``: claim payments matched to our claims by patient control
 number (replacements sharing it, payer-changed lines, payer mismatches, unknown claims as
 unapplied cash), the payment with its PLB; and the acceptance round trip: remittances →
 ``write_835`` → ``read_835`` → ``match_payment`` gives the same remittances and ledgers.
 
-Tests that need ``engine/x12_835.py`` take the ``x12`` fixture: they fail (never skip)
+Tests that need ``engine/x12/remittance.py`` take the ``x12`` fixture: they fail (never skip)
 when that module is missing or broken."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any, Sequence
 
 import pytest
 
-from engine.denials import DenialRouting
-from engine.events import (
+from engine.posting.routing import DenialRouting
+from engine.model.events import (
     Adjustment,
     ClaimLine,
     ClaimSubmitted,
@@ -32,8 +32,8 @@ from engine.events import (
     RemittanceOutcome,
     UnappliedPayment,
 )
-from engine.posting import Ledger, post
-from engine.remittance_files import (
+from engine.posting.ledger import Ledger, post
+from engine.x12.remittance_files import (
     IngestResult,
     choose_claim,
     known_claims,
@@ -46,13 +46,13 @@ from engine.remittance_files import (
     totals,
 )
 from engine.settings import Settings
-from engine.posting import remittance_id
-from engine.x12 import redact_x12_error
-from simulators.adjudication import PayerBook, build_remittance, reversal_of
+from engine.posting.ledger import remittance_id
+from engine.x12.segments import redact_x12_error
+from simulators.payer.adjudication import PayerBook, build_remittance, reversal_of
 from tests.unit.conftest import NOW, sample_events
 
 try:
-    from engine import x12_835 as _x12_835
+    from engine.x12 import remittance as _x12_835
     _X12_PROBLEM: str | None = None
 except Exception as exc:  # noqa: BLE001 — reported by the x12 fixture, as a failure
     _x12_835 = None
@@ -70,9 +70,9 @@ LATER = NOW + timedelta(days=3)
 
 @pytest.fixture
 def x12() -> ModuleType:
-    """engine.x12_835, or a clear failure (not a skip) when it is missing or broken."""
+    """engine.x12.remittance, or a clear failure (not a skip) when it is missing or broken."""
     if _x12_835 is None:
-        pytest.fail(f"engine/x12_835.py is needed by this test and cannot be imported ({_X12_PROBLEM})")
+        pytest.fail(f"engine/x12/remittance.py is needed by this test and cannot be imported ({_X12_PROBLEM})")
     return _x12_835
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from engine.accounting import Tally, summarize
-from engine.run import progress_table
+from engine.ops.reconciliation import Tally, summarize
+from engine.cli.run import progress_table
 
 
 def test_the_live_table_shows_the_denial_work_and_its_money(settings, samples, codec):
-    from engine.events import DenialWorkItem
+    from engine.model.events import DenialWorkItem
 
     tally = Tally()
     item = samples[DenialWorkItem]

@@ -1,4 +1,4 @@
-"""engine.scrubber: every rule with failing and passing cases, boundaries included.
+"""engine.claims.scrubber: every rule with failing and passing cases, boundaries included.
 
 Claims are built by hand: ``claim()`` is a complete, clean ClaimSubmitted (v2 fields
 filled) and each case changes one thing with ``dataclasses.replace``. A failing case
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import scrubber
-from engine.events import (
+from engine.claims import scrubber
+from engine.model.events import (
     Address,
     ClaimLine,
     ClaimSubmitted,
@@ -28,8 +28,8 @@ from engine.events import (
     Severity,
     Subscriber,
 )
-from engine.reference import PayerInfo
-from engine.scrubber import (
+from engine.reference.master_data import PayerInfo
+from engine.claims.scrubber import (
     SCRUB_RULE_IDS,
     SCRUB_RULES,
     TIMELY_FILING_NEAR_MARGIN,
@@ -39,7 +39,7 @@ from engine.scrubber import (
     scrub_item_id,
 )
 from engine.settings import DATA_DIR
-from engine.x12_837 import claim_problems
+from engine.x12.professional import claim_problems
 
 TODAY = date(2026, 11, 25)
 DOS = date(2026, 11, 2)
@@ -389,7 +389,7 @@ def test_the_messages_say_what_is_wrong():
 @pytest.mark.parametrize("c, ctx", [pytest.param(*case.values[:2], id=case.id) for case in [*FAILING, *PASSING]])
 def test_a_claim_that_scrubs_clean_can_be_written_as_837p(c, ctx):
     """The gate is at least as strict as the 837P writer: every case without a scrub
-    error is one ``engine.x12_837`` can write."""
+    error is one ``engine.x12.professional`` can write."""
     if not errors(c, ctx):
         assert claim_problems(c) == []
 

@@ -1,4 +1,4 @@
-"""engine.timeline: a claim's story from the events — its whole family of versions, in
+"""engine.ops.timeline: a claim's story from the events — its whole family of versions, in
 time order, nothing of another encounter, and no PHI in any line."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from engine.events import (
+from engine.model.events import (
     ClaimSubmitted,
     CodedEncounter,
     CodingReviewItem,
@@ -16,7 +16,7 @@ from engine.events import (
     Remittance,
     RemittanceOutcome,
 )
-from engine.timeline import ClaimEvents, claim_family, claim_timeline
+from engine.ops.timeline import ClaimEvents, claim_family, claim_timeline
 from tests.unit.conftest import sample_events
 
 

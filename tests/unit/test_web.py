@@ -1,4 +1,4 @@
-"""engine.web without a broker: rendering (escaping, masking, money, which forms a status
+"""engine.web.app without a broker: rendering (escaping, masking, money, which forms a status
 offers), the resubmit form read back into ``ClaimCorrections``, and authentication
 (login, session cookie, CSRF, bearer token) through aiohttp's test client with a stand-in
 desk that only records what it is asked. Anything about topics is in
@@ -19,8 +19,8 @@ import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
-from engine.denial_queue import ActionRefused, ActionRequest, DenialDesk, NoSuchWorkItem
-from engine.events import (
+from engine.denials.desk import ActionRefused, ActionRequest, DenialDesk, NoSuchWorkItem
+from engine.model.events import (
     Address,
     ClaimLine,
     ClaimSubmitted,
@@ -32,7 +32,7 @@ from engine.events import (
     Subscriber,
 )
 from engine.settings import Settings
-from engine.web import (
+from engine.web.app import (
     ACTIONS,
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -55,7 +55,7 @@ from engine.web import (
     token_matches,
     valid_user_id,
 )
-from engine.workqueue import (
+from engine.denials.work_items import (
     TRANSITIONS,
     ClaimCorrections,
     FoldedQueues,

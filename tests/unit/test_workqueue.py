@@ -1,4 +1,4 @@
-"""engine.workqueue: appeal deadlines, priority, the action fold, queue views,
+"""engine.denials.work_items: appeal deadlines, priority, the action fold, queue views,
 accounting, and the corrected / void claims a biller sends."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings as hyp_settings, strategies as st
 
-from engine.events import (
+from engine.model.events import (
     ClaimSubmitted,
     DenialAction,
     DenialActionType,
@@ -20,8 +20,8 @@ from engine.events import (
     Remittance,
     RemittanceOutcome,
 )
-from engine.pipeline import ProcessingError
-from engine.workqueue import (
+from engine.runtime.stages import ProcessingError
+from engine.denials.work_items import (
     ACTIONABLE,
     DEFAULT_APPEAL_DAYS,
     OPEN_STATUSES,
@@ -543,8 +543,8 @@ def test_voids_and_reused_ids_are_refused(original):
 
 def test_the_scrubber_and_837_accept_the_new_claims(original):
     """Frequency 7/8 with the original named (REF*F8): the scrubber and 837 writer agree."""
-    from engine.scrubber import frequency
-    from engine.x12_837 import claim_problems
+    from engine.claims.scrubber import frequency
+    from engine.x12.professional import claim_problems
 
     for new in (replacement_claim(original, ClaimCorrections(), "C-NEW", LATER), void_claim(original, "C-NEW", LATER)):
         assert list(frequency(new, None)) == []
@@ -588,7 +588,7 @@ def test_the_payer_simulator_reverses_the_original_and_pays_the_replacement(book
     """End to end: a paid original, a biller's replacement (frequency 7) and void
     (frequency 8); the payer finds the original by its id (no CARC 129), and the
     replacement's own payment resolves the work item."""
-    from simulators.adjudication import Calibration, MemberState, PayerReference, adjudicate
+    from simulators.payer.adjudication import Calibration, MemberState, PayerReference, adjudicate
     from simulators.coverage import Coverage
 
     claim = dataclasses.replace(original, payer_id="MCR01", member_id="M1", submitted_at=LATER - timedelta(days=30))

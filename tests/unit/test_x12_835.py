@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from engine.events import (
+from engine.model.events import (
     SELF,
     Address,
     Adjustment,
@@ -29,7 +29,7 @@ from engine.events import (
     Subscriber,
 )
 from engine.settings import Settings
-from engine.x12_835 import (
+from engine.x12.remittance import (
     IMPLEMENTATION,
     PLACEHOLDER_PAYEE_ACCOUNT,
     PLACEHOLDER_PAYEE_ROUTING,
@@ -341,7 +341,7 @@ def grouped(adjustments: list[Adjustment]) -> list[Adjustment]:
 
 
 def carried_claim(r: Remittance, claim: ClaimSubmitted) -> ClaimPayment835:
-    """What ``read_835`` must give back for ``r`` (module docstring of engine.x12_835)."""
+    """What ``read_835`` must give back for ``r`` (module docstring of engine.x12.remittance)."""
     lines = [Line835(
         line_control_number=str(line.line_number), procedure_code=line.procedure_code, modifiers=line.modifiers,
         billed_amount=line.billed_amount, paid_amount=line.paid_amount, units=line.units,

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from engine.codesets import normalize_icd10
-from engine.events import Address, ClaimLine, ClaimSubmitted, Provider, Subscriber
+from engine.reference.codesets import normalize_icd10
+from engine.model.events import Address, ClaimLine, ClaimSubmitted, Provider, Subscriber
 from engine.settings import Settings
-from engine.x12_837 import IMPLEMENTATION, SELF, insured, read_837p, validate_837p, write_837p
+from engine.x12.professional import IMPLEMENTATION, SELF, insured, read_837p, validate_837p, write_837p
 
 CREATED = datetime(2026, 3, 10, 14, 5, tzinfo=UTC)
 CONTROL = 4217
@@ -125,7 +125,7 @@ def _claim_segments(text: str, pcn: str) -> list[list[str]]:
 
 def carried(claim: ClaimSubmitted) -> dict[str, Any]:
     """What an 837P carries of a claim, in the shape ``read_837p`` gives it back (module
-    docstring of engine.x12_837): placeholders left out, the self-subscriber filled in,
+    docstring of engine.x12.professional): placeholders left out, the self-subscriber filled in,
     the rendering provider reduced to what 2310B holds."""
     billing = claim.billing_provider
     assert billing is not None

@@ -1,0 +1,108 @@
+"""What every faust app of Claimflow shares (the engine's worker, the payer simulator):
+the tuned app settings, raw-bytes topics, batch agents that hand a stage function its
+messages, and faust's producer as a ``SendFn``.
+
+Per BROKER.md, faust's per-message machinery costs ~300–500 µs of CPU an event, so
+every agent takes batches (``take_events``), keeps values as raw bytes (our own Avro
+codec, not faust's serializers), produces through faust's producer without awaiting
+each send, and waits for the broker's acks once per batch before the batch's offsets
+are acknowledged: at-least-once, and every stage is idempotent downstream.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Awaitable, Callable, Sequence
+
+import faust
+from faust.types import EventT
+
+from engine.wire.codec import Codec
+from engine.runtime.kafka import SendFn, produce_emits
+from engine.runtime.stages import SourceMessage, StageResult
+from engine.settings import Settings
+
+#: Partitions of every table's changelog: the topics they follow have 8 (topics.yaml).
+TABLE_PARTITIONS = 8
+
+
+def make_faust_app(settings: Settings, app_id: str, bootstrap_servers: str) -> faust.App:
+    (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        app_id,
+        broker=f"kafka://{bootstrap_servers}",
+        store="memory://",
+        datadir=str(settings.state_dir / "faust" / app_id),  # not the working directory
+        topic_partitions=TABLE_PARTITIONS,
+        topic_allow_declare=False,  # `claims topics apply` owns topic creation
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        broker_rebalance_timeout=settings.session_timeout_s,
+        broker_commit_every=settings.batch_max,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        producer_linger=settings.producer_linger_ms / 1000,
+        producer_max_batch_size=settings.producer_max_batch_bytes,
+        producer_acks=-1,
+        stream_wait_empty=False,
+        stream_buffer_maxsize=settings.batch_max * 4,
+        web_enabled=False,
+        table_standby_replicas=0,
+    )
+
+    @app.on_after_configured.connect
+    def _quiet(app: faust.App, **_: Any) -> None:  # pragma: no cover - faust signal
+        logging.getLogger().setLevel(settings.log_level)
+
+    return app
+
+
+def string_table(app: faust.App, name: str) -> Any:
+    """A table of str → str whose changelog partition follows the key, as our producers
+    partition the topics keyed the same way (so a rebalance moves key and state together,
+    and a timer may write it outside a stream)."""
+    return app.Table(name, default=None, key_type=str, value_type=str, partitions=TABLE_PARTITIONS,
+                     use_partitioner=True)
+
+
+def raw_topic(app: faust.App, settings: Settings, logical: str) -> Any:
+    return app.topic(settings.topic(logical), key_type=bytes, value_type=bytes,
+                     key_serializer="raw", value_serializer="raw", allow_empty=True)
+
+
+def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, source: str,
+                    stage: Callable[[Sequence[SourceMessage]], StageResult]) -> None:
+    """An agent on ``source`` that hands each batch to ``stage`` and produces its emits."""
+    send = faust_send(app)
+
+    async def process(stream: faust.StreamT[bytes]) -> None:
+        async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+            await produce_emits(send, settings, codec, stage(source_messages(events)).emits)
+
+    process.__name__ = f"{source.replace('-', '_')}_agent"
+    app.agent(raw_topic(app, settings, source), name=f"{app.conf.id}.{process.__name__}")(process)
+
+
+def source_messages(events: Sequence[EventT]) -> list[SourceMessage]:
+    return [
+        SourceMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+        for e in events
+    ]
+
+
+def faust_send(app: faust.App) -> SendFn:
+    async def send(topic: str, key: bytes, value: bytes) -> Awaitable[object]:
+        return await app.producer.send(topic=topic, key=key, value=value, partition=None, timestamp=None,
+                                       headers=None)
+
+    return send
+
+
+def run_app(app: faust.App, settings: Settings) -> None:
+    """Run ``app``'s agents in this process until SIGTERM/SIGINT."""
+    from faust.worker import Worker
+
+    worker = Worker(app, loglevel=settings.log_level.lower().replace("warning", "warn"), quiet=True)
+    # faust leaves the root logger at DEBUG: records get built and dropped (BROKER.md).
+    logging.getLogger().setLevel(settings.log_level)
+    worker.execute_from_commandline()

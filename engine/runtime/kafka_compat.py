@@ -1,0 +1,90 @@
+"""Three fixes to the client stack, found running faust and aiokafka against Tansu (a
+claim submitted while the payer restarted was never adjudicated), applied once, when
+``engine.runtime.kafka`` is imported (faust's consumers get them too).
+
+- **Leave the group from generation 0.** aiokafka sends LeaveGroup only when
+  ``generation > 0``; Tansu numbers a group's first generation 0 (Kafka starts at 1), so a
+  member of it that stops stays in the group until its session times out, and the next
+  member to join (a restarted worker, the payer after a deploy) waits a rebalance or two
+  for the ghost.
+- **Resume flow without dropping what already flows.** mode's ``FlowControlEvent.resume``
+  empties every stream queue, even when the flow is already running. faust resumes the
+  flow while it reads its changelogs, then seeks the stream partitions and resumes again:
+  a record fetched between the two was queued, then thrown away, with the consumer's
+  position already past it. Clearing belongs to the suspended → running transition only.
+- **Seek a partition without a committed offset back to its beginning after recovery.**
+  faust resumes fetching while it reads its changelogs, and its recovery loop drops the
+  stream records that arrive meanwhile; it then seeks every stream partition to its
+  committed offset to read them again, but aiokafka's ``seek_to_committed`` does nothing
+  for a partition with no commit (or a commit of 0). With the ``earliest`` reset policy
+  every stage uses, "no commit" means "from the beginning". Records read twice this way
+  are redeliveries, which every stage already absorbs (at-least-once).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.consumer.group_coordinator import GroupCoordinator
+from aiokafka.errors import KafkaError
+from aiokafka.protocol.group import LeaveGroupRequest
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from mode.utils.queues import FlowControlEvent
+
+log = logging.getLogger(__name__)
+
+#: The first generation of a consumer group as Tansu numbers it.
+FIRST_GENERATION = 0
+
+
+async def leave_group(coordinator: GroupCoordinator, original: Any) -> None:
+    """aiokafka's best-effort LeaveGroup, for generation 0 as well."""
+    if coordinator.generation != FIRST_GENERATION or coordinator._group_instance_id is not None:
+        await original(coordinator)
+        return
+    try:
+        await coordinator._send_req(LeaveGroupRequest(coordinator.group_id, coordinator.member_id))
+    except KafkaError as err:  # the session timeout ends the membership anyway
+        log.warning("LeaveGroup for group %s failed: %s", coordinator.group_id, err)
+    coordinator.reset_generation()
+
+
+async def seek_to_committed_or_beginning(consumer: AIOKafkaConsumer) -> Mapping[TopicPartition, int | None]:
+    """Every assigned partition to its committed offset, or to its beginning if it has none."""
+    committed: Mapping[TopicPartition, int | None] = await consumer.seek_to_committed()
+    uncommitted = [tp for tp, offset in committed.items() if not offset]
+    if uncommitted:
+        await consumer.seek_to_beginning(*uncommitted)
+    return committed
+
+
+def resume_flow(flow_control: FlowControlEvent, original: Any) -> None:
+    """Resume (and drop the stale queued records) only if the flow was suspended."""
+    if not flow_control.is_active():
+        original(flow_control)
+
+
+def apply() -> None:
+    """Install the fixes (idempotent)."""
+    if getattr(GroupCoordinator, "claimflow_fixes", False):
+        return
+    original_leave = GroupCoordinator._maybe_leave_group
+
+    async def _maybe_leave_group(self: GroupCoordinator) -> None:
+        await leave_group(self, original_leave)
+
+    async def seek_to_committed(self: AIOKafkaConsumerThread) -> Mapping[TopicPartition, int | None]:
+        return await self.call_thread(seek_to_committed_or_beginning, self._ensure_consumer())
+
+    original_resume = FlowControlEvent.resume
+
+    def resume(self: FlowControlEvent) -> None:
+        resume_flow(self, original_resume)
+
+    GroupCoordinator._maybe_leave_group = _maybe_leave_group  # type: ignore[method-assign]
+    AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    FlowControlEvent.resume = resume  # type: ignore[method-assign]
+    GroupCoordinator.claimflow_fixes = True  # type: ignore[attr-defined]
+

@@ -1,0 +1,108 @@
+"""What every stage shares, independent of the runtime that feeds it: a batch of
+source messages in, the events to emit and the dead letters out.
+
+A stage never raises for one bad event: it turns it into a ``DeadLetter`` carrying
+the reason, the source topic/partition/offset and the original bytes, and goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Sequence, TypeVar
+
+from engine.wire.codec import Codec, UndecodableEvent
+from engine.model.events import DeadLetter
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEAD_LETTER_TOPIC = "dead-letter"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceMessage:
+    """One consumed record, as the runtime hands it to a stage."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """An event a stage wants produced: logical topic name, key, event."""
+
+    topic: str
+    key: str
+    event: Any
+
+
+@dataclass(slots=True)
+class StageResult:
+    emits: list[Emit] = field(default_factory=list)
+
+    @property
+    def dead_letters(self) -> list[DeadLetter]:
+        return [e.event for e in self.emits if e.topic == DEAD_LETTER_TOPIC]
+
+
+Handler = Callable[[T, SourceMessage], Iterable[Emit]]
+
+
+class ProcessingError(Exception):
+    """A decoded event the stage cannot process (bad reference data, broken invariant)."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def dead_letter(stage: str, message: SourceMessage, exc: BaseException, now: datetime) -> Emit:
+    letter = DeadLetter(
+        stage=stage,
+        error_type=type(exc).__name__,
+        reason=str(exc)[:1000],
+        source_topic=message.topic,
+        source_partition=message.partition,
+        source_offset=message.offset,
+        source_key=message.key,
+        original_value=message.value if message.value is not None else b"",
+        failed_at=now,
+    )
+    return Emit(DEAD_LETTER_TOPIC, f"{message.topic}:{message.partition}:{message.offset}", letter)
+
+
+def run_stage(
+    stage: str,
+    messages: Sequence[SourceMessage],
+    codec: Codec,
+    event_type: type[T],
+    handler: Handler[T],
+    now: Callable[[], datetime] = utcnow,
+) -> StageResult:
+    """Decode each message and hand it to ``handler``; failures become dead letters.
+
+    Emits keep the order of the source messages, so per-key order is preserved.
+    """
+    result = StageResult()
+    for message in messages:
+        try:
+            event = codec.decode(message.value, event_type)
+            emits = list(handler(event, message))
+        except (UndecodableEvent, ProcessingError) as exc:
+            result.emits.append(dead_letter(stage, message, exc, now()))
+            # Offsets only: the event's content may be PHI.
+            log.warning("%s: dead-lettered %s[%d]@%d: %s", stage, message.topic, message.partition,
+                        message.offset, type(exc).__name__)
+        except Exception as exc:  # a bug must not stop the stage: keep the event, say why
+            result.emits.append(dead_letter(stage, message, exc, now()))
+            log.exception("%s: unexpected error on %s[%d]@%d", stage, message.topic, message.partition,
+                          message.offset)
+        else:
+            result.emits.extend(emits)
+    return result

@@ -1,0 +1,184 @@
+"""Avro on the wire in the Confluent framing: magic byte 0, a 4-byte big-endian schema
+id, then the Avro binary body. Schema ids live in ``schemas/registry.json`` so standard
+Kafka tooling with a schema registry can read our topics.
+
+fastavro is the hot-path codec (measured 2.3–3.2× faster than avro-python3 per
+encode+decode of our events including the dataclass conversion, 4–7× on the bare
+records: ``bench/codec.py``); avro-python3, the reference implementation, reads and writes the
+same bytes (``engine.wire.avro_reference``, proven by the interop tests).
+
+Evolution rule: a schema may gain a field only if it is optional with a default, and a
+changed schema gets a new id (old ids and their .avsc files stay). Readers always
+decode with their own (latest) schema, resolving from the writer's schema named by the
+id in the frame, so old data and new data both read. Rollout: the new ``registry.json``
+and ``.avsc`` reach every reader before any writer uses the new id; a reader that was
+skipped dead-letters the event, naming the id it lacks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import struct
+import types
+import typing
+from dataclasses import dataclass
+from enum import Enum
+from functools import cache
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import fastavro
+
+
+MAGIC = 0
+_HEADER = struct.Struct(">bI")
+
+T = TypeVar("T")
+
+
+class UndecodableEvent(ValueError):
+    """The bytes are not a Confluent-framed Avro event we can read."""
+
+
+@dataclass(frozen=True)
+class RegisteredSchema:
+    schema_id: int
+    name: str
+    version: int
+    raw: dict[str, Any]
+    parsed: Any
+
+
+class SchemaRegistry:
+    """The checked-in registry: every schema version ever used, by id."""
+
+    def __init__(self, schemas_dir: Path) -> None:
+        index = json.loads((schemas_dir / "registry.json").read_text())
+        self.by_id: dict[int, RegisteredSchema] = {}
+        self.latest: dict[str, RegisteredSchema] = {}
+        for entry in index["schemas"]:
+            raw = json.loads((schemas_dir / entry["file"]).read_text())
+            registered = RegisteredSchema(
+                schema_id=int(entry["id"]),
+                name=str(entry["name"]),
+                version=int(entry["version"]),
+                raw=raw,
+                parsed=fastavro.parse_schema(raw, named_schemas={}),
+            )
+            if registered.schema_id in self.by_id:
+                raise ValueError(f"schema id {registered.schema_id} registered twice")
+            self.by_id[registered.schema_id] = registered
+            current = self.latest.get(registered.name)
+            if current is None or registered.version > current.version:
+                self.latest[registered.name] = registered
+
+    def get(self, schema_id: int) -> RegisteredSchema:
+        try:
+            return self.by_id[schema_id]
+        except KeyError:
+            raise UndecodableEvent(f"unknown schema id {schema_id}") from None
+
+
+class Codec:
+    """Encode dataclass events to framed Avro and back."""
+
+    def __init__(self, registry: SchemaRegistry) -> None:
+        self.registry = registry
+
+    @classmethod
+    def from_dir(cls, schemas_dir: Path) -> "Codec":
+        return cls(SchemaRegistry(schemas_dir))
+
+    def encode(self, event: Any) -> bytes:
+        schema = self.registry.latest[type(event).SCHEMA]
+        return self.encode_record(schema, to_record(event))
+
+    def encode_record(self, schema: RegisteredSchema, record: dict[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        buf.write(_HEADER.pack(MAGIC, schema.schema_id))
+        fastavro.schemaless_writer(buf, schema.parsed, record)
+        return buf.getvalue()
+
+    def decode_record(self, data: bytes | None, expected: str | None = None) -> tuple[str, dict[str, Any]]:
+        """(schema name, record) read with our latest schema of that name."""
+        if data is None or len(data) < _HEADER.size:
+            raise UndecodableEvent(f"{0 if data is None else len(data)} bytes: too short for a framed Avro event")
+        magic, schema_id = _HEADER.unpack_from(data)
+        if magic != MAGIC:
+            raise UndecodableEvent(f"magic byte {magic}, expected {MAGIC}: not Confluent-framed Avro")
+        writer = self.registry.get(schema_id)
+        if expected is not None and writer.name != expected:
+            raise UndecodableEvent(f"schema {writer.name} (id {schema_id}) where {expected} was expected")
+        reader = self.registry.latest[writer.name]
+        buf = io.BytesIO(data)
+        buf.seek(_HEADER.size)
+        try:
+            if reader is writer:
+                record = fastavro.schemaless_reader(buf, writer.parsed, None)
+            else:
+                record = fastavro.schemaless_reader(buf, writer.parsed, reader.parsed)
+        except Exception as exc:  # fastavro raises EOFError, ValueError, IndexError, ...
+            raise UndecodableEvent(f"corrupt Avro body for {writer.name}: {type(exc).__name__}: {exc}") from exc
+        if buf.tell() != len(data):
+            raise UndecodableEvent(f"{len(data) - buf.tell()} trailing bytes after the {writer.name} body")
+        return writer.name, record
+
+    def decode(self, data: bytes | None, event_type: type[T]) -> T:
+        _, record = self.decode_record(data, expected=event_type.SCHEMA)  # type: ignore[attr-defined]
+        try:
+            return from_record(event_type, record)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise UndecodableEvent(f"{event_type.__name__} does not fit the record: {exc}") from exc
+
+
+@cache
+def default_codec(schemas_dir: Path) -> Codec:
+    return Codec.from_dir(schemas_dir)
+
+
+# --- dataclass <-> Avro record ----------------------------------------------
+
+
+def to_record(obj: Any) -> Any:
+    """A dataclass tree as the plain dicts and lists fastavro writes."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_record(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list):
+        return [to_record(item) for item in obj]
+    return obj
+
+
+def from_record(cls: type[T], record: dict[str, Any]) -> T:
+    return _builder(cls)(record)  # type: ignore[no-any-return]
+
+
+@cache
+def _builder(cls: type) -> Callable[[dict[str, Any]], Any]:
+    hints = typing.get_type_hints(cls)
+    plan = [(f.name, _converter(hints[f.name])) for f in dataclasses.fields(cls)]
+
+    def build(record: dict[str, Any]) -> Any:
+        return cls(**{name: (conv(record[name]) if conv else record[name]) for name, conv in plan})
+
+    return build
+
+
+def _converter(hint: Any) -> Callable[[Any], Any] | None:
+    """How to turn a decoded Avro value into the field's type; None = as is."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        conv = _converter(inner[0]) if len(inner) == 1 else None
+        return (lambda v: None if v is None else conv(v)) if conv else None
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        item_conv = _converter(item)
+        return (lambda v: [item_conv(x) for x in v]) if item_conv else None
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _builder(hint)
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return hint
+    return None
+

@@ -1,0 +1,490 @@
+"""835 files out and in: which remittances a period's file holds (``claims export 835``),
+and how a payer's 835 becomes our remittances again (``claims ingest 835``).
+
+Out: the ``remittances`` topic read back, filtered by payment date (and payer), each
+remittance once (at-least-once delivery can repeat one), with the claims they answer from
+``claims-submitted``; ``engine.x12.remittance.write_835`` writes the file.
+
+In: ``match_payment`` turns one 835 transaction (``Payment835``) into ``Remittance`` events
+for the claims it pays, ``UnappliedPayment`` items for claim payments that match none of
+ours (never dropped), and one ``PaymentReceived`` with the check/EFT total and the PLB
+adjustments. Remittance ids are ``simulators.payer.adjudication.remittance_id`` (payer id, payer
+claim control number, CLP02, trace): an 835 written from our own remittances and read back
+yields the same ids, so posting (idempotent by remittance id) does not post twice.
+
+Which claim a CLP pays (``choose_claim``): CLP01 is our patient control number; the
+claims carrying it are the candidates (a replacement or void reuses its original's). When
+the 835 names its payer (REF*2U, else N1*PR N104) only claims billed to that payer are
+candidates: none left is a payer mismatch, unapplied. Among several candidates, in turn:
+
+1. the claim a remittance with this payer claim control number (CLP07) already went to
+   (``known``: from the remittances topic and earlier CLPs of the same file);
+2. when a replacement or void names CLP07 as its original (``original_claim_id`` holding
+   the payer's number, our 837's REF*F8), the latest claim submitted before it: the one
+   it replaced, which this CLP pays or reverses;
+3. keep the claims whose total charge is the CLP03 billed amount (negated for a
+   reversal), if any are;
+4. CLP02 22 (a reversal takes back an earlier payment): keep the claims another
+   candidate replaced or voided (its ``original_claim_id`` is their claim id), preferring
+   those replaced by a claim of frequency CLP09 (the reversal carries its cause's
+   frequency); then the earliest submitted (the claim that was paid before);
+5. any other status: keep the claims of frequency CLP09 (a replacement's payment is
+   CLP09 7, the original's first payment 1), then the latest submitted.
+
+Each "keep" narrows only when some candidate passes it.
+
+Which of our lines an SVC pays (``match_lines``), each claim line used once, in passes
+over all SVCs: REF*6R equal to our line number; SVC06 (the code as billed when the payer
+re-coded it) equal to our code and modifiers, then to our code alone; SVC01's code
+ignoring modifiers (a payer may drop one); then the remaining SVCs to the remaining lines
+by position. Within a pass ties go to the line whose charge and units the SVC repeats,
+then to the first in order. An SVC left over (a payer that split a line) reuses the line
+its REF*6R, SVC06 or code names, else gets line number 0.
+
+A remittance takes its ids, encounter and payer id from our claim; CLP01, CLP02, CLP07,
+CLP09 (default 1), amounts, CAS and remarks as the 835 has them (allowed: AMT*AU, else
+the lines'; a line's AMT*B6, else paid + Σ PR); the date of service from DTM*232, else
+ours; the outcome from ``outcome_of``; payment date, trace, payer name and payee NPI from
+the transaction and the method from ``payment_method_of``.
+
+Nothing here logs or prints patient names, member ids or birth dates: an unapplied
+item's raw segments (PHI) travel only inside the event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import ChainMap
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+
+from engine.wire.codec import Codec
+from engine.model.events import (
+    Adjustment,
+    ClaimLine,
+    ClaimStatusCode,
+    ClaimSubmitted,
+    GroupCode,
+    PaymentReceived,
+    Remittance,
+    RemittanceLine,
+    RemittanceOutcome,
+    UnappliedPayment,
+)
+from engine.x12.export import submitted_claims
+from engine.runtime.kafka import read_topic
+from engine.runtime.stages import Emit
+from engine.settings import Settings
+from engine.posting.routing import NOT_DENIALS
+from engine.posting.ledger import remittance_id
+
+if TYPE_CHECKING:
+    from engine.x12.remittance import ClaimPayment835, Line835, Payment835
+
+ZERO = Decimal("0.00")
+REVERSAL = str(ClaimStatusCode.REVERSAL)
+DENIED = str(ClaimStatusCode.DENIED)
+#: (payer id, payer claim control number) → our claim id, as earlier remittances posted it.
+KnownClaims = Mapping[tuple[str, str], str]
+
+
+def _digest(basis: str) -> str:
+    return hashlib.blake2b(basis.encode(), digest_size=8).hexdigest().upper()
+
+
+# --- out: the remittances of a period ---------------------------------------------------
+
+
+def _export_order(r: Remittance) -> tuple:
+    """Payment date, payer, trace; a reversal before the payment of what replaced it."""
+    return (r.payment_date, r.payer_id, r.trace_number, r.adjudicated_at, r.claim_status_code != REVERSAL,
+            r.claim_id, r.remittance_id)
+
+
+def select_remittances(remittances: Iterable[Remittance], start: date | None = None, end: date | None = None,
+                       payer: str | None = None) -> list[Remittance]:
+    """Remittances paid in [start, end] (either open) by ``payer`` (None: any), each
+    remittance id once (the first seen), in export order."""
+    chosen: dict[str, Remittance] = {}
+    for r in remittances:
+        if (start is not None and r.payment_date < start) or (end is not None and r.payment_date > end):
+            continue
+        if payer is not None and r.payer_id != payer:
+            continue
+        chosen.setdefault(r.remittance_id, r)
+    return sorted(chosen.values(), key=_export_order)
+
+
+async def remittances_for_period(settings: Settings, bootstrap: str, codec: Codec, start: date | None,
+                                 end: date | None, payer: str | None) -> list[Remittance]:
+    """Every remittance on the ``remittances`` topic paid in [start, end] by ``payer``."""
+    records = await read_topic(bootstrap, settings.topic("remittances"), timeout_s=120.0)
+    return select_remittances((codec.decode(r.value, Remittance) for r in records), start, end, payer)
+
+
+async def claims_answered(settings: Settings, bootstrap: str, codec: Codec,
+                          remittances: Sequence[Remittance]) -> dict[str, ClaimSubmitted]:
+    """The submitted claims the remittances answer, by claim id (a claim past the topic's
+    retention is missing)."""
+    wanted = {r.claim_id for r in remittances}
+    return {c.claim_id: c for c in await submitted_claims(settings, bootstrap, codec) if c.claim_id in wanted}
+
+
+# --- in: matching one 835 transaction ---------------------------------------------------
+
+
+@dataclass(slots=True)
+class IngestResult:
+    """What one 835 transaction becomes."""
+
+    remittances: list[Remittance]
+    unapplied: list[UnappliedPayment]
+    payment: PaymentReceived
+    #: (payer id, payer claim control number) → claim id of every remittance made here.
+    matched_claims: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def emits(self) -> list[Emit]:
+        """Remittances (key claim id), unapplied cash and the payment (key payer id)."""
+        return [
+            *(Emit("remittances", r.claim_id, r) for r in self.remittances),
+            *(Emit("unapplied-cash", u.payer_id, u) for u in self.unapplied),
+            Emit("payments", self.payment.payer_id, self.payment),
+        ]
+
+
+def pcn_index(claims: Iterable[ClaimSubmitted]) -> dict[str, list[ClaimSubmitted]]:
+    """Patient control number → its claims (each claim id once), oldest submitted first."""
+    by_id = {c.claim_id: c for c in claims}
+    index: dict[str, list[ClaimSubmitted]] = {}
+    for claim in sorted(by_id.values(), key=lambda c: (c.submitted_at, c.claim_id)):
+        index.setdefault(claim.patient_control_number, []).append(claim)
+    return index
+
+
+def known_claims(remittances: Iterable[Remittance]) -> dict[tuple[str, str], str]:
+    """(payer id, payer claim control number) → claim id, from remittances already posted."""
+    return {(r.payer_id, r.payer_claim_control_number): r.claim_id for r in remittances}
+
+
+def match_payment(payment: Payment835, claims_by_pcn: Mapping[str, list[ClaimSubmitted]], source: str,
+                  now: datetime, known: KnownClaims | None = None) -> IngestResult:
+    """One 835 transaction → remittances for the claims it pays, unapplied cash for the
+    claim payments that match none of ours, and the payment itself (module docstring
+    for the rules). Pure and deterministic: the same input gives the same ids."""
+    matched: dict[tuple[str, str], str] = {}
+    seen: KnownClaims = ChainMap(matched, known) if known else matched  # read-only: ``known`` is never copied
+    remittances: list[Remittance] = []
+    unapplied: list[UnappliedPayment] = []
+    item_bases: set[str] = set()
+    for cp in payment.claims:
+        claim, reason = _claim_for(payment, cp, claims_by_pcn, seen)
+        if claim is None:
+            unapplied.append(_unapplied(payment, cp, reason, source, now, item_bases))
+            continue
+        remit = remittance_from(payment, cp, claim, source, now)
+        remittances.append(remit)
+        key = (remit.payer_id, remit.payer_claim_control_number)
+        matched[key] = remit.claim_id
+    payer_ids = {r.payer_id for r in remittances}
+    payer_id = payment.payer_id or (next(iter(payer_ids)) if len(payer_ids) == 1 else "")
+    received = PaymentReceived(
+        payment_id="PAY-" + _digest(f"{payer_id}|{payment.trace_number}"),
+        payer_id=payer_id,
+        payer_name=payment.payer_name,
+        trace_number=payment.trace_number,
+        payment_method=payment.payment_method,
+        payment_amount=payment.payment_amount,
+        payment_date=payment.payment_date,
+        claim_payments=len(payment.claims),
+        matched=len(remittances),
+        unapplied=len(unapplied),
+        provider_adjustments=list(payment.provider_adjustments),
+        source=source,
+        received_at=now,
+    )
+    return IngestResult(remittances, unapplied, received, matched)
+
+
+def match_file(payments: Sequence[Payment835], claims_by_pcn: Mapping[str, list[ClaimSubmitted]], source: str,
+               now: datetime, known: KnownClaims | None = None) -> list[IngestResult]:
+    """``match_payment`` for every transaction of a file, in order; a payer claim control
+    number matched in one transaction is known to the later ones."""
+    seen = dict(known or {})
+    results = []
+    for payment in payments:
+        result = match_payment(payment, claims_by_pcn, source, now, seen)
+        seen.update(result.matched_claims)
+        results.append(result)
+    return results
+
+
+def _claim_for(payment: Payment835, cp: ClaimPayment835, claims_by_pcn: Mapping[str, list[ClaimSubmitted]],
+               known: KnownClaims) -> tuple[ClaimSubmitted | None, str]:
+    pcn = cp.patient_control_number
+    candidates = list(claims_by_pcn.get(pcn, []))
+    if not candidates:
+        return None, f"no claim with patient control number {pcn}"
+    if payment.payer_id:
+        same_payer = [c for c in candidates if c.payer_id == payment.payer_id]
+        if not same_payer:
+            billed_to = ", ".join(sorted({c.payer_id for c in candidates}))
+            ids = ", ".join(c.claim_id for c in candidates)
+            return None, (f"payer mismatch: the 835 is from payer {payment.payer_id}, claim {ids} with patient "
+                          f"control number {pcn} was billed to {billed_to}")
+        candidates = same_payer
+    return choose_claim(cp, candidates, known), ""
+
+
+def _narrow(claims: list[ClaimSubmitted], keep: list[bool]) -> list[ClaimSubmitted]:
+    """The claims ``keep`` marks, unless that leaves none."""
+    kept = [c for c, k in zip(claims, keep) if k]
+    return kept or claims
+
+
+def choose_claim(cp: ClaimPayment835, candidates: Sequence[ClaimSubmitted],
+                 known: KnownClaims | None = None) -> ClaimSubmitted:
+    """The claim a CLP pays among claims sharing its patient control number (module
+    docstring, "Which claim a CLP pays"). ``candidates`` is not empty."""
+    claims = sorted(candidates, key=_submitted)
+    if len(claims) == 1:
+        return claims[0]
+    pccn = cp.payer_claim_control_number
+    for claim in claims:
+        if pccn and (known or {}).get((claim.payer_id, pccn)) == claim.claim_id:
+            return claim
+    # A replacement or void naming this payer claim control number as its original
+    # (our 837's REF*F8) replaced the claim this CLP pays: the latest one before it.
+    referrers = [c for c in claims if pccn and c.frequency_code != "1" and c.original_claim_id == pccn]
+    if referrers:
+        before = [c for c in claims if _submitted(c) < _submitted(referrers[0])]
+        if before:
+            return before[-1]
+    reversal = cp.claim_status_code == REVERSAL
+    billed = -cp.billed_amount if reversal else cp.billed_amount
+    claims = _narrow(claims, [c.total_charge == billed for c in claims])
+    frequency = cp.claim_frequency_code or "1"
+    if reversal:
+        # claim id → whether a claim of frequency CLP09 replaced or voided it
+        replaced: dict[str, bool] = {}
+        for r in candidates:
+            if r.frequency_code != "1" and r.original_claim_id and r.original_claim_id != r.claim_id:
+                by_frequency = replaced.get(r.original_claim_id, False) or r.frequency_code == frequency
+                replaced[r.original_claim_id] = by_frequency
+        claims = _narrow(claims, [c.claim_id in replaced for c in claims])
+        claims = _narrow(claims, [replaced.get(c.claim_id, False) for c in claims])
+        return claims[0]
+    claims = _narrow(claims, [c.frequency_code == frequency for c in claims])
+    return claims[-1]
+
+
+def _submitted(claim: ClaimSubmitted) -> tuple[datetime, str]:
+    return claim.submitted_at, claim.claim_id
+
+
+def _is_denial(adjustment: Adjustment) -> bool:
+    return adjustment.group_code != GroupCode.PR and adjustment.carc not in NOT_DENIALS
+
+
+def outcome_of(status: str, paid: Decimal, claim_adjustments: Sequence[Adjustment],
+               lines: Sequence[RemittanceLine]) -> RemittanceOutcome:
+    """CLP02 22 → reversed, 4 → denied; otherwise paid, partially paid when any claim or
+    line adjustment is a denial (a group other than PR, a CARC other than 1, 2, 3, 45),
+    and denied when nothing is paid and every line (or, without lines, the claim) is denied."""
+    if status == REVERSAL:
+        return RemittanceOutcome.REVERSED
+    if status == DENIED:
+        return RemittanceOutcome.DENIED
+    claim_denied = any(_is_denial(a) for a in claim_adjustments)
+    lines_denied = [ln.paid_amount == ZERO and any(_is_denial(a) for a in ln.adjustments) for ln in lines]
+    if paid == ZERO and (all(lines_denied) if lines else claim_denied):
+        return RemittanceOutcome.DENIED
+    if claim_denied or any(_is_denial(a) for ln in lines for a in ln.adjustments):
+        return RemittanceOutcome.PARTIALLY_PAID
+    return RemittanceOutcome.PAID
+
+
+def payment_method_of(payment: Payment835, cp: ClaimPayment835) -> str:
+    """How this claim's money moved: nothing paid on a claim that is not a reversal is
+    ``NON``; otherwise BPR04, except that a transaction netting to nothing (BPR04 ``NON``,
+    e.g. a reversal balanced by a forward-balance PLB) still moved this claim's money: the
+    Remittance default, ``ACH``. (The payer simulator's rule: paid > 0 or a reversal → ACH.)"""
+    if cp.paid_amount == ZERO and cp.claim_status_code != REVERSAL:
+        return "NON"
+    return payment.payment_method if payment.payment_method not in ("", "NON") else "ACH"
+
+
+def remittance_from(payment: Payment835, cp: ClaimPayment835, claim: ClaimSubmitted, source: str,
+                    now: datetime) -> Remittance:
+    """The remittance a CLP loop makes for ``claim`` (already chosen)."""
+    ours = match_lines(cp.lines, claim.lines)
+    lines = [remittance_line(svc, line) for svc, line in zip(cp.lines, ours)]
+    allowed = getattr(cp, "allowed_amount", None)
+    if allowed is None:
+        allowed = (sum((ln.allowed_amount for ln in lines), ZERO) if lines
+                   else cp.paid_amount + cp.patient_responsibility)
+    return Remittance(
+        remittance_id=remittance_id(claim.payer_id, cp.payer_claim_control_number, cp.claim_status_code,
+                                    payment.trace_number),
+        claim_id=claim.claim_id,
+        encounter_id=claim.encounter_id,
+        encounter_occurred_at=claim.encounter_occurred_at,
+        patient_control_number=cp.patient_control_number,
+        payer_id=claim.payer_id,
+        payer_claim_control_number=cp.payer_claim_control_number,
+        date_of_service=cp.date_of_service or claim.date_of_service,
+        claim_status_code=cp.claim_status_code,
+        outcome=outcome_of(cp.claim_status_code, cp.paid_amount, cp.adjustments, lines),
+        billed_amount=cp.billed_amount,
+        allowed_amount=allowed,
+        paid_amount=cp.paid_amount,
+        patient_responsibility=cp.patient_responsibility,
+        adjustments=list(cp.adjustments),
+        rarcs=list(cp.rarcs),
+        lines=lines,
+        payment_date=payment.payment_date,
+        trace_number=payment.trace_number,
+        adjudicated_at=now,
+        claim_frequency_code=cp.claim_frequency_code or "1",
+        payer_name=payment.payer_name or claim.payer_name,
+        payee_npi=payment.payee_npi,
+        payment_method=payment_method_of(payment, cp),
+        source=source,
+    )
+
+
+def remittance_line(svc: Line835, ours: ClaimLine | None) -> RemittanceLine:
+    """An SVC loop as a remittance line: our line number, the payer's codes. Allowed is
+    AMT*B6, else paid + the patient's share (Σ PR)."""
+    allowed = svc.allowed_amount
+    if allowed is None:
+        allowed = svc.paid_amount + sum((a.amount for a in svc.adjustments if a.group_code == GroupCode.PR), ZERO)
+    return RemittanceLine(
+        line_number=ours.line_number if ours is not None else 0,
+        procedure_code=svc.procedure_code,
+        billed_amount=svc.billed_amount,
+        allowed_amount=allowed,
+        paid_amount=svc.paid_amount,
+        adjustments=list(svc.adjustments),
+        rarcs=list(svc.rarcs),
+        modifiers=list(svc.modifiers),
+        units=svc.units,
+        submitted_procedure_code=svc.submitted_procedure_code,
+        submitted_modifiers=list(svc.submitted_modifiers) if svc.submitted_procedure_code else [],
+        date_of_service=svc.date_of_service or (ours.date_of_service if ours is not None else None),
+    )
+
+
+def match_lines(svcs: Sequence[Line835], ours: Sequence[ClaimLine]) -> list[ClaimLine | None]:
+    """For each SVC, the claim line it pays (None: none of ours); module docstring for the passes."""
+    assigned: list[ClaimLine | None] = [None] * len(svcs)
+    free = list(ours)
+
+    def fits(svc: Line835, line: ClaimLine) -> tuple[bool, bool]:
+        return (line.charge != abs(svc.billed_amount), line.units != svc.units)
+
+    def best(svc: Line835, pool: list[ClaimLine]) -> ClaimLine:
+        return min(pool, key=lambda line: (*fits(svc, line), ours.index(line)))
+
+    def by_ref(svc: Line835, pool: Sequence[ClaimLine]) -> list[ClaimLine]:
+        ref = (svc.line_control_number or "").strip()
+        return [line for line in pool if ref and str(line.line_number) == ref]
+
+    def by_submitted(svc: Line835, pool: Sequence[ClaimLine], exact: bool) -> list[ClaimLine]:
+        code = svc.submitted_procedure_code
+        return [line for line in pool if code and line.procedure_code == code
+                and (not exact or list(line.modifiers) == list(svc.submitted_modifiers))]
+
+    def by_code(svc: Line835, pool: Sequence[ClaimLine]) -> list[ClaimLine]:
+        return [line for line in pool if line.procedure_code == svc.procedure_code]
+
+    passes = [
+        by_ref,
+        lambda svc, pool: by_submitted(svc, pool, True),
+        lambda svc, pool: by_submitted(svc, pool, False),
+        by_code,
+    ]
+    for candidates in passes:
+        for i, svc in enumerate(svcs):
+            if assigned[i] is None:
+                pool = candidates(svc, free)
+                if pool:
+                    assigned[i] = best(svc, pool)
+                    free.remove(assigned[i])
+    for i in range(len(svcs)):  # by position
+        if assigned[i] is None and free:
+            assigned[i] = free.pop(0)
+    for i, svc in enumerate(svcs):  # more SVCs than lines: a split line reuses the line it names
+        if assigned[i] is None:
+            for candidates in passes:
+                pool = candidates(svc, list(ours))
+                if pool:
+                    assigned[i] = best(svc, pool)
+                    break
+    return assigned
+
+
+def _unapplied(payment: Payment835, cp: ClaimPayment835, reason: str, source: str, now: datetime,
+               used: set[str]) -> UnappliedPayment:
+    basis = f"{payment.payer_id}|{payment.trace_number}|{cp.payer_claim_control_number}|{cp.claim_status_code}"
+    unique, n = basis, 1
+    while unique in used:  # the same claim payment twice in one transaction: keep both
+        n += 1
+        unique = f"{basis}|{cp.patient_control_number}|{n}"
+    used.add(unique)
+    return UnappliedPayment(
+        item_id="UA-" + _digest(unique),
+        payer_id=payment.payer_id,
+        payer_name=payment.payer_name,
+        trace_number=payment.trace_number,
+        patient_control_number=cp.patient_control_number,
+        payer_claim_control_number=cp.payer_claim_control_number,
+        claim_status_code=cp.claim_status_code,
+        billed_amount=cp.billed_amount,
+        paid_amount=cp.paid_amount,
+        reason=reason,
+        x12_segments=cp.segments,
+        source=source,
+        received_at=now,
+    )
+
+
+# --- in: the reference data and publishing ------------------------------------------------
+
+
+async def ingest_reference(settings: Settings, bootstrap: str, codec: Codec
+                           ) -> tuple[dict[str, list[ClaimSubmitted]], dict[tuple[str, str], str]]:
+    """The claims by patient control number (claims-submitted) and the payer claim control
+    numbers already posted (remittances), read concurrently."""
+    claims, records = await asyncio.gather(
+        submitted_claims(settings, bootstrap, codec),
+        read_topic(bootstrap, settings.topic("remittances"), timeout_s=120.0),
+    )
+    return pcn_index(claims), known_claims(codec.decode(r.value, Remittance) for r in records)
+
+
+async def publish(settings: Settings, bootstrap: str, codec: Codec, emits: Sequence[Emit]) -> None:
+    """Produce ``emits`` and wait until the broker has them all."""
+    from engine.runtime.kafka import aiokafka_send, make_producer, produce_emits
+
+    producer = make_producer(settings, bootstrap)
+    await producer.start()
+    try:
+        await produce_emits(aiokafka_send(producer), settings, codec, emits)
+    finally:
+        await producer.stop()
+
+
+def totals(results: Sequence[IngestResult]) -> dict[str, object]:
+    """The summary of an ingest: counts and money (no PHI)."""
+    return {
+        "payments": len(results),
+        "claim payments": sum(r.payment.claim_payments for r in results),
+        "matched": sum(len(r.remittances) for r in results),
+        "unapplied": sum(len(r.unapplied) for r in results),
+        "total paid": sum((r.payment.payment_amount for r in results), ZERO),
+        "PLB total": sum((a.amount for r in results for a in r.payment.provider_adjustments), ZERO),
+    }
+

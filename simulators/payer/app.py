@@ -1,0 +1,226 @@
+"""The payer simulator: its own faust app (``{app_id}-payer``). It answers eligibility
+(270 → 271) from the members it knows, and adjudicates claims into remittances that it
+pays out after the payer's latency, in simulated time.
+
+Four agents and a timer:
+
+- ``eligibility-requests`` → ``eligibility-responses`` (stateless);
+- ``claims-submitted`` → ``payer-claims``: the claim re-keyed by payer|member, so each
+  member's state lives in one partition;
+- ``payer-claims``: adjudicate (``simulators/payer/adjudication.py``) against the member's
+  state in the ``payer_members`` table — accumulators per plan year, claims adjudicated
+  (duplicates, reversals), and the remittances waiting for their payment date;
+- ``denial-actions``: a biller's appeal gets the payer's decision (``simulators/appeals.py``);
+- a timer releases each remittance when its payment date comes (``CLAIMS_PAYER_TIME_SCALE``
+  simulated seconds per real second) onto ``remittances``, then forgets it. A crash between
+  the two sends it again: posting is idempotent by remittance id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Sequence
+
+import faust
+
+from engine.claims.build import FeeSchedule
+from engine.wire.codec import Codec, default_codec
+from engine.model.events import (
+    ClaimSubmitted,
+    DenialAction,
+    EligibilityRequest,
+    EligibilityResponse,
+    EligibilityStatus,
+)
+from engine.runtime.faust_app import add_batch_agent, faust_send, make_faust_app, run_app, string_table
+from engine.runtime.kafka import produce_emits
+from engine.runtime.stages import Emit, ProcessingError, SourceMessage, StageResult, run_stage, utcnow
+from engine.settings import Settings
+from simulators.payer.adjudication import (
+    Calibration,
+    MemberState,
+    PayerBook,
+    PayerReference,
+    PendingPayment,
+    adjudicate,
+    release_at,
+)
+from simulators.appeals import decide_appeal
+from simulators.coverage import Coverage, load_authorizations, load_coverage
+
+log = logging.getLogger(__name__)
+
+MEMBERS_TABLE = "payer_members"
+#: Every this many seconds the release timer re-reads the whole member table for payments
+#: it has no note of (a table recovered after a restart or a rebalance).
+RESCAN_S = 5.0
+
+
+def member_key(claim: ClaimSubmitted) -> str:
+    return f"{claim.payer_id}|{claim.member_id}"
+
+
+def answer_eligibility(request: EligibilityRequest, members: dict[str, Coverage], book: PayerBook,
+                       now: datetime) -> EligibilityResponse:
+    """271: ACTIVE with plan, copay and deductible when the member's coverage is in force
+    on the date of service; INACTIVE with the coverage period when it is not; NOT_FOUND
+    when the payer has no such member. (The deductible quoted is the plan's annual one;
+    the accumulators live with adjudication, in another partition.)"""
+    coverage = members.get(request.member_id)
+    profile = book.payers.get(request.payer_id)
+    found = coverage is not None and coverage.payer_id == request.payer_id
+    active = found and coverage is not None and coverage.covers(request.date_of_service)
+    reason = None
+    if not found:
+        reason = "member not found"
+    elif not active and coverage is not None:
+        reason = (f"coverage ended {coverage.end.isoformat()}" if coverage.end and coverage.end < request.date_of_service
+                  else f"coverage starts {coverage.start.isoformat()}")
+    plan = profile.plan(coverage.plan_id) if active and profile and coverage else None
+    return EligibilityResponse(
+        request_id=request.request_id,
+        encounter_id=request.encounter_id,
+        payer_id=request.payer_id,
+        member_id=request.member_id,
+        date_of_service=request.date_of_service,
+        status=EligibilityStatus.ACTIVE if active else EligibilityStatus.INACTIVE if found else EligibilityStatus.NOT_FOUND,
+        plan_id=coverage.plan_id if found and coverage else None,
+        coverage_start=coverage.start if found and coverage else None,
+        coverage_end=coverage.end if found and coverage else None,
+        copay=plan.copays.get("office", Decimal("0.00")) if plan else None,
+        deductible_remaining=plan.deductible if plan else None,
+        reason=reason,
+        responded_at=now,
+    )
+
+
+class PayerRuntime:
+    """The payer's state outside the table: reference data (read when the first claim
+    comes, after the EHR has written the master data), per-payer calibration, and a
+    note of when each member's next payment is due."""
+
+    def __init__(self, settings: Settings, codec: Codec) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.book = PayerBook.load(settings.payer_profiles_file)
+        self.fees = FeeSchedule.load(settings.fee_schedule_file).charges
+        self._reference: PayerReference | None = None
+        self._members: dict[str, Coverage] | None = None
+        self.calibration: dict[str, Calibration] = {}
+        self.next_due: dict[str, float] = {}
+
+    @property
+    def members(self) -> dict[str, Coverage]:
+        if self._members is None:
+            self._members = load_coverage(self.settings.master_data_dir)
+        return self._members
+
+    @property
+    def reference(self) -> PayerReference:
+        if self._reference is None:
+            self._reference = PayerReference(self.book, self.members,
+                                             load_authorizations(self.settings.master_data_dir), self.fees,
+                                             self.settings.seed)
+        return self._reference
+
+    def answer(self, messages: Sequence[SourceMessage]) -> StageResult:
+        now = utcnow()
+        return run_stage("payer-eligibility", messages, self.codec, EligibilityRequest,
+                         lambda request, msg: [Emit("eligibility-responses", request.encounter_id,
+                                                    answer_eligibility(request, self.members, self.book, now))])
+
+    def appeals(self, messages: Sequence[SourceMessage]) -> StageResult:
+        now = utcnow()
+        return run_stage("payer-appeals", messages, self.codec, DenialAction,
+                         lambda action, msg: decide_appeal(action, self.book, self.settings.seed, now))
+
+    def intake(self, messages: Sequence[SourceMessage]) -> StageResult:
+        return run_stage("payer-intake", messages, self.codec, ClaimSubmitted,
+                         lambda claim, msg: [Emit("payer-claims", member_key(claim), msg.value or b"")])
+
+    def adjudicate(self, messages: Sequence[SourceMessage], table: Any) -> StageResult:
+        """Adjudicate each claim against its member's state; remittances wait in the state
+        until their payment date (or go at once when the time scale is 0)."""
+        now = utcnow()
+
+        def one(claim: ClaimSubmitted, msg: SourceMessage) -> list[Emit]:
+            key = member_key(claim)
+            state = MemberState.loads(table.get(key))
+            cal = self.calibration.setdefault(claim.payer_id, Calibration())
+            try:
+                result = adjudicate(claim, state, self.reference, cal, self.codec, now)
+            except ValueError as exc:
+                raise ProcessingError(str(exc)) from exc
+            emits = []
+            for remit, encoded in zip(result.remittances, result.encoded):
+                due = release_at(claim, remit.payment_date, self.settings.payer_time_scale)
+                if self.settings.payer_time_scale <= 0:
+                    emits.append(Emit("remittances", remit.claim_id, remit))
+                else:
+                    state.pending.append(PendingPayment(due, encoded))
+                    self.next_due[key] = min(self.next_due.get(key, due), due)
+            table[key] = state.dumps()
+            return emits
+
+        return run_stage("payer", messages, self.codec, ClaimSubmitted, one)
+
+    def due_payments(self, table: Any, now: float) -> list[tuple[str, MemberState, list[PendingPayment]]]:
+        """Members with payments due by ``now``: (key, state, the due payments)."""
+        found = []
+        for key in [k for k, due in self.next_due.items() if due <= now]:
+            del self.next_due[key]
+            state = MemberState.loads(table.get(key))
+            due = [p for p in state.pending if p.due_at <= now]
+            later = [p.due_at for p in state.pending if p.due_at > now]
+            if later:
+                self.next_due[key] = min(later)
+            if due:
+                found.append((key, state, due))
+        return found
+
+    def rescan(self, table: Any) -> None:
+        for key, raw in list(table.items()):
+            pending = MemberState.loads(raw).pending
+            if pending:
+                self.next_due[key] = min(self.next_due.get(key, float("inf")), min(p.due_at for p in pending))
+
+
+def make_payer_app(settings: Settings, bootstrap_servers: str) -> faust.App:
+    app = make_faust_app(settings, settings.payer_app_id, bootstrap_servers)
+    codec = default_codec(settings.schemas_dir)
+    runtime = PayerRuntime(settings, codec)
+    members = string_table(app, MEMBERS_TABLE)  # payer|member → MemberState
+    send = faust_send(app)
+
+    add_batch_agent(app, settings, codec, "eligibility-requests", runtime.answer)
+    add_batch_agent(app, settings, codec, "claims-submitted", runtime.intake)
+    add_batch_agent(app, settings, codec, "payer-claims", lambda msgs: runtime.adjudicate(msgs, members))
+    add_batch_agent(app, settings, codec, "denial-actions", runtime.appeals)
+
+    last_scan = [0.0]
+
+    @app.timer(interval=settings.payer_release_interval_s)
+    async def release_due_payments() -> None:
+        now = time.time()
+        if now - last_scan[0] > RESCAN_S:
+            last_scan[0] = now
+            runtime.rescan(members)
+        for key, _, due in runtime.due_payments(members, now):
+            emits = [Emit("remittances", (codec.decode_record(p.remittance)[1])["claim_id"], p.remittance)
+                     for p in due]
+            await produce_emits(send, settings, codec, emits)
+            # Read again after the await: the adjudication agent may have written this member meanwhile.
+            current = MemberState.loads(members.get(key))
+            released = {(p.due_at, p.remittance) for p in due}
+            current.pending = [p for p in current.pending if (p.due_at, p.remittance) not in released]
+            members[key] = current.dumps()
+
+    return app
+
+
+def run_payer(settings: Settings, bootstrap_servers: str) -> None:
+    """Run the payer simulator in this process until SIGTERM/SIGINT."""
+    run_app(make_payer_app(settings, bootstrap_servers), settings)
