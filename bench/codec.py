@@ -23,20 +23,21 @@ import statistics
 import sys
 import time
 import timeit
-from datetime import date, datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
 
 import fastavro
 
-from engine.wire.avro_reference import ReferenceCodec
 from engine.claims.build import ClaimContext, FeeSchedule, build_claim
-from engine.wire.codec import Codec, to_record
 from engine.coding.rules import CodingReference, code_encounter
 from engine.model.events import CodedEncounter, Encounter
 from engine.settings import Settings
+from engine.wire.avro_reference import ReferenceCodec
+from engine.wire.codec import Codec, to_record
+from simulators.coverage import Coverage
 from simulators.ehr import Kind, plan_encounters
 from simulators.payer.adjudication import Calibration, MemberState, PayerBook, PayerReference, adjudicate
-from simulators.coverage import Coverage
 
 REPEATS = 5
 MIN_REPEAT_S = 0.2
@@ -54,7 +55,7 @@ def real_events(settings: Settings, codec: Codec) -> list[Any]:
     claim_ctx = ClaimContext.load(settings, codec)
     coding_ref = CodingReference.load(settings)
     planned = plan_encounters(200, SEED, 0.0, 0.0, codec, book, today=TODAY)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # Avro timestamp-millis
     for offset, record in enumerate(planned):
         if record.kind != Kind.GOOD:

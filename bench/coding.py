@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from datetime import date
-from typing import Callable
 
-from engine.wire.codec import default_codec
 from engine.coding.rules import CodingReference, check_encounter
 from engine.model.events import Encounter
 from engine.reference.ncci import ModifierIndicator, PtpEdit, PtpTable
 from engine.settings import Settings
+from engine.wire.codec import default_codec
 from simulators.ehr import UNREADABLE_KINDS, plan_encounters
 from simulators.payer.adjudication import PayerBook
 

@@ -14,15 +14,15 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from engine.claims.build import ClaimContext, FeeSchedule, build_claim
-from engine.wire.codec import default_codec
 from engine.coding.rules import CodingReference, code_encounter
 from engine.model.events import ClaimSubmitted, CodedEncounter, Encounter
 from engine.settings import Settings
-from simulators.payer.adjudication import Calibration, MemberState, PayerBook, PayerReference, adjudicate
+from engine.wire.codec import default_codec
 from simulators.ehr import Kind, plan_encounters, practice_for
+from simulators.payer.adjudication import Calibration, MemberState, PayerBook, PayerReference, adjudicate
 
 SEED = 7
 TODAY = date(2026, 11, 2)
@@ -35,7 +35,7 @@ def main(n: int) -> None:
     practice = practice_for(SEED, book, TODAY)
     ctx = ClaimContext.load(settings, codec)
     coding_ref = CodingReference.load(settings)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     claims: list[bytes] = []
     for record in plan_encounters(n, SEED, 0.0, 0.0, codec, book, today=TODAY, practice=practice):
         if record.kind != Kind.GOOD:

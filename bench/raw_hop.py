@@ -35,20 +35,20 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import AsyncIterator, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from engine.runtime.broker import EmbeddedBroker
 from engine.claims.build import ClaimContext, build_claim
-from engine.wire.codec import Codec
 from engine.coding.rules import CodingReference, code_encounter
 from engine.model.events import ClaimSubmitted, CodedEncounter, Encounter
+from engine.runtime.broker import EmbeddedBroker
 from engine.settings import Settings
+from engine.wire.codec import Codec
 from simulators.ehr import Kind, plan_encounters
 from simulators.payer.adjudication import PayerBook
 
@@ -68,7 +68,7 @@ def claim_values(settings: Settings, codec: Codec) -> list[bytes]:
     book = PayerBook.load(settings.payer_profiles_file)
     claim_ctx = ClaimContext.load(settings, codec)
     coding_ref = CodingReference.load(settings)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)
     planned = plan_encounters(POOL * 2, 1, 0.0, 0.0, codec, book, today=date(2026, 11, 25))
     values: list[bytes] = []

@@ -176,5 +176,5 @@ class Settings:
         """Full topic name of a logical topic (``encounters`` → ``claims.encounters``)."""
         return f"{self.topic_prefix}{logical_name}"
 
-    def with_bootstrap(self, bootstrap_servers: str) -> "Settings":
+    def with_bootstrap(self, bootstrap_servers: str) -> Settings:
         return replace(self, bootstrap_servers=bootstrap_servers)

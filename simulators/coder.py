@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
-from engine.wire.codec import Codec
-from engine.reference.codesets import icd10_leaves, is_external_cause, with_placeholders, with_seventh_character
-from engine.coding.rules import Chart, CodingReference, check_encounter, has_errors
 from engine.coding.review import Correction, apply_correction
+from engine.coding.rules import Chart, CodingReference, check_encounter, has_errors
 from engine.model.events import CodingAction, CodingActionType, CodingReviewItem, Encounter, Finding
+from engine.reference.codesets import icd10_leaves, is_external_cause, with_placeholders, with_seventh_character
 from engine.runtime.kafka import run_consumer_stage
 from engine.runtime.stages import Emit, SourceMessage, run_stage, utcnow
 from engine.settings import Settings
+from engine.wire.codec import Codec
 
 ACTOR = "coder-sim"
 _DX = re.compile(r"^diagnoses\[(\d+)\]")

@@ -11,10 +11,10 @@ Synthetic people only; still PHI-shaped, so the files stay in the state folder.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Iterable
 
 from engine.model.events import SELF, Address, Patient, Sex, Subscriber
 
@@ -44,7 +44,7 @@ class PatientRecord:
 
 
 def write_master_data(records: Iterable[PatientRecord], folder: Path,
-                      authorizations: Iterable["Authorization"] = ()) -> None:
+                      authorizations: Iterable[Authorization] = ()) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     write_authorizations(authorizations, folder)
     records = list(records)

@@ -14,20 +14,20 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
-from typing import Callable, Iterator, Sequence
 
-from engine.wire.codec import Codec
-from engine.reference.codesets import npi_check_digit
 from engine.coding.rules import age_on
 from engine.model.events import SELF, Address, Encounter, Patient, Procedure, Sex, Subscriber
-from engine.runtime.kafka import make_producer
+from engine.reference.codesets import npi_check_digit
 from engine.reference.master_data import Providers
+from engine.runtime.kafka import make_producer
 from engine.settings import Settings
-from simulators.payer.adjudication import PayerBook
+from engine.wire.codec import Codec
 from simulators.coverage import Authorization, Coverage, PatientRecord
+from simulators.payer.adjudication import PayerBook
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ class Practice:
 
     @classmethod
     def generate(cls, rng: random.Random, book: PayerBook, today: date, n_patients: int = 600,
-                 providers: Providers | None = None) -> "Practice":
+                 providers: Providers | None = None) -> Practice:
         providers = providers or Providers.load(Settings().providers_file)
         payer_ids = list(book.payers)
         weights = [book.payers[p].share for p in payer_ids]
@@ -329,7 +329,7 @@ def _encounter(rng: random.Random, practice: Practice, encounter_id: str, today:
     return Encounter(
         encounter_id=encounter_id,
         source_system=SOURCE_SYSTEM,
-        occurred_at=datetime.now(timezone.utc),
+        occurred_at=datetime.now(UTC),
         patient=member.patient,
         payer_id=member.payer_id,
         member_id=member.member_id,

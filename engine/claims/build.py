@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import MutableMapping
 
-from engine.wire.codec import Codec
 from engine.claims.eligibility import EligibilityCache, covers, eligibility_request, front_desk_item_id
+from engine.claims.scrubber import ScrubContext, load_places_of_service, scrub_claim, scrub_item_id
+from engine.coding.findings import has_errors
 from engine.model.events import (
+    SELF,
     ClaimLine,
     ClaimState,
     ClaimStatus,
@@ -31,16 +33,14 @@ from engine.model.events import (
     EligibilityResponse,
     EligibilityStatus,
     FrontDeskItem,
-    SELF,
     Provider,
     ScrubRejected,
     Subscriber,
 )
-from engine.coding.findings import has_errors
-from engine.runtime.stages import Emit, ProcessingError, SourceMessage
 from engine.reference.master_data import PayerInfo, Providers, load_payers
-from engine.claims.scrubber import ScrubContext, load_places_of_service, scrub_claim, scrub_item_id
+from engine.runtime.stages import Emit, ProcessingError, SourceMessage
 from engine.settings import Settings
+from engine.wire.codec import Codec
 
 CENTS = Decimal("0.01")
 
@@ -52,7 +52,7 @@ class FeeSchedule:
     charges: dict[str, Decimal]
 
     @classmethod
-    def load(cls, path: Path) -> "FeeSchedule":
+    def load(cls, path: Path) -> FeeSchedule:
         charges: dict[str, Decimal] = {}
         with path.open(newline="") as handle:
             for row in csv.DictReader(line for line in handle if not line.startswith("#")):
@@ -87,7 +87,7 @@ class ClaimContext:
     codec: Codec
 
     @classmethod
-    def load(cls, settings: Settings, codec: Codec) -> "ClaimContext":
+    def load(cls, settings: Settings, codec: Codec) -> ClaimContext:
         return cls(
             fees=FeeSchedule.load(settings.fee_schedule_file),
             providers=Providers.load(settings.providers_file),

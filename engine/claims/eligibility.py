@@ -11,12 +11,12 @@ period, a NOT_FOUND answer holds for any date.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import MutableMapping
 
-from engine.wire.codec import Codec
 from engine.model.events import CodedEncounter, EligibilityRequest, EligibilityResponse, EligibilityStatus
+from engine.wire.codec import Codec
 
 
 def request_id_for(encounter_id: str) -> str:

@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
-from engine.reference.codesets import npi_is_valid
-from engine.model.events import SELF, ClaimSubmitted, EligibilityResponse, EligibilityStatus, Finding
 from engine.coding.findings import error, errors_first, registrar, warning
+from engine.model.events import SELF, ClaimSubmitted, EligibilityResponse, EligibilityStatus, Finding
+from engine.reference.codesets import npi_is_valid
 from engine.reference.master_data import PayerInfo
 from engine.x12.professional import FREQUENCIES, MAX_DIAGNOSES, MAX_LINES, MAX_MODIFIERS, MAX_POINTERS
 

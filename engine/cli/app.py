@@ -8,20 +8,20 @@ import json
 import signal
 import sys
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Optional, Protocol
+from typing import Annotated, Protocol
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from engine.runtime.broker import EmbeddedBroker
+from engine.cli.coding import coding_app
 from engine.cli.context import bootstrap as _bootstrap
 from engine.cli.context import load_settings as _settings
-from engine.cli.coding import coding_app
 from engine.cli.denials import denials_app
+from engine.runtime.broker import EmbeddedBroker
 
 app = typer.Typer(help="Claimflow: encounter → coded → claim → remittance → denial queues, on Kafka.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -42,14 +42,14 @@ err = Console(stderr=True)
 
 @app.command()
 def run(
-    encounters: Annotated[Optional[int], typer.Option(help="Stop when this many encounters settled; default: run until Ctrl-C.")] = None,
-    rate: Annotated[Optional[float], typer.Option(help="Encounters per second (default: CLAIMS_RATE, 50; 0 = flat out).")] = None,
+    encounters: Annotated[int | None, typer.Option(help="Stop when this many encounters settled; default: run until Ctrl-C.")] = None,
+    rate: Annotated[float | None, typer.Option(help="Encounters per second (default: CLAIMS_RATE, 50; 0 = flat out).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the simulators: same seed, same encounters and outcomes.")] = 1,
-    bad_rate: Annotated[Optional[float], typer.Option(help="Share of bad encounters (undecodable, truncated, invalid codes, missing data).")] = None,
-    resend_rate: Annotated[Optional[float], typer.Option(help="Share of encounters the EHR sends twice.")] = None,
-    lapsed_rate: Annotated[Optional[float], typer.Option(help="Share from patients whose coverage lapsed or whose member id is wrong (eligibility holds them).")] = None,
-    incomplete_rate: Annotated[Optional[float], typer.Option(help="Share with bad registration or provider data (the scrubber stops them).")] = None,
-    summary: Annotated[Optional[Path], typer.Option(help="Write the summary JSON here.")] = None,
+    bad_rate: Annotated[float | None, typer.Option(help="Share of bad encounters (undecodable, truncated, invalid codes, missing data).")] = None,
+    resend_rate: Annotated[float | None, typer.Option(help="Share of encounters the EHR sends twice.")] = None,
+    lapsed_rate: Annotated[float | None, typer.Option(help="Share from patients whose coverage lapsed or whose member id is wrong (eligibility holds them).")] = None,
+    incomplete_rate: Annotated[float | None, typer.Option(help="Share with bad registration or provider data (the scrubber stops them).")] = None,
+    summary: Annotated[Path | None, typer.Option(help="Write the summary JSON here.")] = None,
     timeout: Annotated[float, typer.Option(help="Fail if a bounded run has not settled after this many seconds.")] = 900.0,
     no_live: Annotated[bool, typer.Option("--no-live", help="No live table (logs and CI).")] = False,
     coder: Annotated[bool, typer.Option("--coder/--no-coder", help="Run the coder simulator on the coding-review queue.")] = True,
@@ -96,8 +96,8 @@ def run(
 def web() -> None:
     """The engine's pages alone (denial queues, ops dashboard, /status, /metrics) on the
     configured broker, until Ctrl-C (actions need CLAIMS_WEB_TOKEN, or the token printed here)."""
-    from engine.wire.codec import default_codec
     from engine.cli.run import engine_pages
+    from engine.wire.codec import default_codec
 
     settings = _settings()
     bootstrap = _bootstrap(settings)
@@ -115,8 +115,8 @@ def top(once: Annotated[bool, typer.Option("--once", help="Read the topics to th
         ) -> None:
     """The ops figures live in the terminal: throughput and latency per stage, consumer lag,
     denial rates, the $ flow and A/R aging (the dashboard's figures), until Ctrl-C."""
-    from engine.wire.codec import default_codec
     from engine.cli.top import run_top
+    from engine.wire.codec import default_codec
 
     settings = _settings()
     bootstrap = _bootstrap(settings)
@@ -139,8 +139,8 @@ def show(claim_id: Annotated[str, typer.Argument(help="A claim id (any version: 
     claim version, remittances, statements and denial work items (no PHI). Exit 1 if unknown."""
     from rich.table import Table
 
-    from engine.wire.codec import default_codec
     from engine.ops.timeline import claim_timeline, read_claim_events
+    from engine.wire.codec import default_codec
 
     settings = _settings()
     codec = default_codec(settings.schemas_dir)
@@ -211,11 +211,10 @@ def _report_x12_errors(errors: list[str], label: str, valid_message: str) -> Non
 @export_app.command("837")
 def export_837(
     out: Annotated[Path, typer.Option(help="Write the X12 interchange here.")],
-    since: Annotated[Optional[datetime], typer.Option(help="Only claims submitted at or after this time (UTC).")] = None,
+    since: Annotated[datetime | None, typer.Option(help="Only claims submitted at or after this time (UTC).")] = None,
     validate: Annotated[bool, typer.Option(help="Validate with pyx12 before writing; exit 1 on errors.")] = True,
 ) -> None:
     """The submitted claims as one X12 837P (005010X222A1) interchange."""
-    from datetime import timezone
 
     from engine.wire.codec import default_codec
     from engine.x12.export import next_control_number, submitted_claims
@@ -223,7 +222,7 @@ def export_837(
 
     settings = _settings()
     codec = default_codec(settings.schemas_dir)
-    since_utc = since.replace(tzinfo=timezone.utc) if since is not None and since.tzinfo is None else since
+    since_utc = since.replace(tzinfo=UTC) if since is not None and since.tzinfo is None else since
     claims = asyncio.run(submitted_claims(settings, _bootstrap(settings), codec, since_utc))
     writable = [claim for claim in claims if not claim_problems(claim)]
     for claim in claims:
@@ -233,7 +232,7 @@ def export_837(
     if not claims:
         err.print("no submitted claims to export")
         raise typer.Exit(1)
-    text = write_837p(claims, settings, next_control_number(settings.state_dir), datetime.now(timezone.utc))
+    text = write_837p(claims, settings, next_control_number(settings.state_dir), datetime.now(UTC))
     out.write_text(text)
     console.print(f"{len(claims)} claims → {out} ({len(text):,} bytes)")
     if validate:
@@ -243,11 +242,11 @@ def export_837(
 @export_app.command("835")
 def export_835(
     out: Annotated[Path, typer.Option(help="Write the X12 interchange here.")],
-    start: Annotated[Optional[datetime], typer.Option("--from", formats=["%Y-%m-%d"],
+    start: Annotated[datetime | None, typer.Option("--from", formats=["%Y-%m-%d"],
                                                       help="Only payments dated on or after this day.")] = None,
-    end: Annotated[Optional[datetime], typer.Option("--to", formats=["%Y-%m-%d"],
+    end: Annotated[datetime | None, typer.Option("--to", formats=["%Y-%m-%d"],
                                                     help="Only payments dated on or before this day.")] = None,
-    payer: Annotated[Optional[str], typer.Option(help="Only this payer id's remittances.")] = None,
+    payer: Annotated[str | None, typer.Option(help="Only this payer id's remittances.")] = None,
     validate: Annotated[bool, typer.Option(help="Validate with pyx12 and the 835 balancing; exit 1 on errors.")] = True,
 ) -> None:
     """The remittances of a period as one X12 835 (005010X221A1) interchange.
@@ -255,12 +254,11 @@ def export_835(
     One transaction per payer, trace number, payment date and payee; a remittance whose
     claim is gone from claims-submitted, or which the 835 cannot express, is left out
     with a warning."""
-    from datetime import timezone
 
     from engine.wire.codec import default_codec
     from engine.x12.export import next_control_number
-    from engine.x12.remittance_files import claims_answered, remittances_for_period
     from engine.x12.remittance import read_835, remittance_problems, validate_835, write_835
+    from engine.x12.remittance_files import claims_answered, remittances_for_period
 
     settings = _settings()
     codec = default_codec(settings.schemas_dir)
@@ -285,7 +283,7 @@ def export_835(
     if not writable:
         err.print("no remittances to export")
         raise typer.Exit(1)
-    text = write_835(writable, claims, settings, next_control_number(settings.state_dir), datetime.now(timezone.utc))
+    text = write_835(writable, claims, settings, next_control_number(settings.state_dir), datetime.now(UTC))
     out.write_text(text)
     payments = read_835(text)
     total = sum((p.payment_amount for p in payments), Decimal("0.00"))
@@ -307,13 +305,12 @@ def ingest_835(
     Claim payments matched to our claims by patient control number become remittances
     (posting dedupes by remittance id), the others unapplied cash; each transaction is a
     payment with its PLB adjustments. Exit 2 when the file is not a readable 835."""
-    from datetime import timezone
 
     from rich.table import Table
 
     from engine.wire.codec import default_codec
-    from engine.x12.remittance_files import ingest_reference, match_file, publish, totals
     from engine.x12.remittance import read_835
+    from engine.x12.remittance_files import ingest_reference, match_file, publish, totals
 
     try:
         text = file.read_text(encoding="latin-1")
@@ -330,7 +327,7 @@ def ingest_835(
     codec = default_codec(settings.schemas_dir)
     bootstrap = _bootstrap(settings)
     claims_by_pcn, known = asyncio.run(ingest_reference(settings, bootstrap, codec))
-    results = match_file(payments, claims_by_pcn, f"835:{file.name}", datetime.now(timezone.utc), known)
+    results = match_file(payments, claims_by_pcn, f"835:{file.name}", datetime.now(UTC), known)
     emits = [emit for result in results for emit in result.emits()]
 
     if dry_run:  # ids, codes and amounts only: never names, member ids or birth dates
@@ -365,10 +362,10 @@ def simulate_ehr(
     encounters: Annotated[int, typer.Option(help="How many encounters to send.")] = 1000,
     rate: Annotated[float, typer.Option(help="Encounters per second; 0 = flat out.")] = 50.0,
     seed: Annotated[int, typer.Option()] = 1,
-    bad_rate: Annotated[Optional[float], typer.Option()] = None,
-    resend_rate: Annotated[Optional[float], typer.Option()] = None,
-    lapsed_rate: Annotated[Optional[float], typer.Option()] = None,
-    incomplete_rate: Annotated[Optional[float], typer.Option()] = None,
+    bad_rate: Annotated[float | None, typer.Option()] = None,
+    resend_rate: Annotated[float | None, typer.Option()] = None,
+    lapsed_rate: Annotated[float | None, typer.Option()] = None,
+    incomplete_rate: Annotated[float | None, typer.Option()] = None,
 ) -> None:
     """Send encounters from the EHR simulator to the encounters topic (and write the
     master data the payer simulator answers eligibility from)."""
@@ -407,7 +404,7 @@ def simulate_master_data(seed: Annotated[int, typer.Option()] = 1) -> None:
 
 
 @simulate_app.command("payer")
-def simulate_payer(seed: Annotated[Optional[int], typer.Option(help="Default: CLAIMS_SEED.")] = None) -> None:
+def simulate_payer(seed: Annotated[int | None, typer.Option(help="Default: CLAIMS_SEED.")] = None) -> None:
     """Run the payer simulator (a faust app): eligibility answers, adjudication with
     accumulators, remittances paid out after each payer's latency; until Ctrl-C."""
     from simulators.payer.app import run_payer

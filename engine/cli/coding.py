@@ -10,17 +10,16 @@ sees sex and age at the date of service, which the sex and age edits need.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
-from typing import Annotated, Optional
+from datetime import UTC, datetime
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.cli.context import context, int_list as _ints, positions as _positions, user_id
-from engine.wire.codec import Codec
-from engine.reference.codesets import icd10_info, normalize_icd10
-from engine.coding.rules import CodingReference, age_on, check_encounter, has_errors
+from engine.cli.context import context, user_id
+from engine.cli.context import int_list as _ints
+from engine.cli.context import positions as _positions
 from engine.coding.queue import QueueReader, find_item, new_action, publish_action
 from engine.coding.review import (
     NEEDS_CODER,
@@ -30,8 +29,11 @@ from engine.coding.review import (
     WorkItem,
     apply_correction,
 )
+from engine.coding.rules import CodingReference, age_on, check_encounter, has_errors
 from engine.model.events import CodingActionType, Encounter, Finding
+from engine.reference.codesets import icd10_info, normalize_icd10
 from engine.settings import Settings
+from engine.wire.codec import Codec
 
 coding_app = typer.Typer(help="The coder review queue: list, show, fix, query, answer, audit.",
                          no_args_is_help=True)
@@ -59,16 +61,16 @@ def _refuse_if(item: WorkItem, action: CodingActionType) -> None:
 
 
 def _age(created: datetime) -> str:
-    minutes = (datetime.now(timezone.utc) - created).total_seconds() / 60
+    minutes = (datetime.now(UTC) - created).total_seconds() / 60
     return f"{minutes:.0f}m" if minutes < 120 else f"{minutes / 60:.0f}h" if minutes < 2880 else f"{minutes / 1440:.0f}d"
 
 
 @coding_app.command("list")
 def list_items(
-    status: Annotated[Optional[list[ItemStatus]], typer.Option(help="Only these statuses (repeat). "
+    status: Annotated[list[ItemStatus] | None, typer.Option(help="Only these statuses (repeat). "
                       "Default: the items a coder has to act on (OPEN, ANSWERED, AUDIT_OPEN).")] = None,
     all_items: Annotated[bool, typer.Option("--all", help="Every item, closed ones included.")] = False,
-    rule: Annotated[Optional[str], typer.Option(help="Only items with a finding of this rule id.")] = None,
+    rule: Annotated[str | None, typer.Option(help="Only items with a finding of this rule id.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many rows (oldest first).")] = 50,
 ) -> None:
     """The queue, oldest first, with counts per status."""
@@ -153,17 +155,17 @@ def _print_findings(findings: list[Finding]) -> None:
 @coding_app.command("fix")
 def fix(
     item_ref: Annotated[str, typer.Argument(metavar="ID")],
-    dx: Annotated[Optional[list[str]], typer.Option(help="Replace diagnosis N: N=CODE (repeat).")] = None,
-    add_dx: Annotated[Optional[list[str]], typer.Option(help="Add a diagnosis at the end (repeat).")] = None,
-    drop_dx: Annotated[Optional[list[int]], typer.Option(help="Remove diagnosis N (repeat); pointers follow.")] = None,
-    dx_order: Annotated[Optional[str], typer.Option(help="The kept diagnoses in their new order, e.g. 2,1 (principal first).")] = None,
-    proc: Annotated[Optional[list[str]], typer.Option(help="Replace the code of line N: N=CODE (repeat).")] = None,
-    mod: Annotated[Optional[list[str]], typer.Option(help="Set the modifiers of line N: N=25,RT (N= clears).")] = None,
-    units: Annotated[Optional[list[str]], typer.Option(help="Set the units of line N: N=COUNT.")] = None,
-    pointers: Annotated[Optional[list[str]], typer.Option(help="Set the dx pointers of line N: N=1,2.")] = None,
-    drop_line: Annotated[Optional[list[int]], typer.Option(help="Remove line N (repeat).")] = None,
-    note: Annotated[Optional[str], typer.Option(help="Why, for the record.")] = None,
-    coder: Annotated[Optional[str], typer.Option(help="Your user id (default: CLAIMS_USER or login).")] = None,
+    dx: Annotated[list[str] | None, typer.Option(help="Replace diagnosis N: N=CODE (repeat).")] = None,
+    add_dx: Annotated[list[str] | None, typer.Option(help="Add a diagnosis at the end (repeat).")] = None,
+    drop_dx: Annotated[list[int] | None, typer.Option(help="Remove diagnosis N (repeat); pointers follow.")] = None,
+    dx_order: Annotated[str | None, typer.Option(help="The kept diagnoses in their new order, e.g. 2,1 (principal first).")] = None,
+    proc: Annotated[list[str] | None, typer.Option(help="Replace the code of line N: N=CODE (repeat).")] = None,
+    mod: Annotated[list[str] | None, typer.Option(help="Set the modifiers of line N: N=25,RT (N= clears).")] = None,
+    units: Annotated[list[str] | None, typer.Option(help="Set the units of line N: N=COUNT.")] = None,
+    pointers: Annotated[list[str] | None, typer.Option(help="Set the dx pointers of line N: N=1,2.")] = None,
+    drop_line: Annotated[list[int] | None, typer.Option(help="Remove line N (repeat).")] = None,
+    note: Annotated[str | None, typer.Option(help="Why, for the record.")] = None,
+    coder: Annotated[str | None, typer.Option(help="Your user id (default: CLAIMS_USER or login).")] = None,
     force: Annotated[bool, typer.Option(help="Submit even if the correction still fails the checks.")] = False,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the worker's re-check (0: don't wait).")] = 30.0,
 ) -> None:
@@ -252,7 +254,7 @@ def _simple_action(item_ref: str, action: CodingActionType, actor: str, note: st
 def query(
     item_ref: Annotated[str, typer.Argument(metavar="ID")],
     question: Annotated[str, typer.Option(help="The question for the provider (no PHI beyond the chart's).")],
-    coder: Annotated[Optional[str], typer.Option(help="Your user id.")] = None,
+    coder: Annotated[str | None, typer.Option(help="Your user id.")] = None,
 ) -> None:
     """Ask the provider; the item waits, with the question, until answered."""
     _simple_action(item_ref, CodingActionType.QUERY, user_id(coder), question)
@@ -262,7 +264,7 @@ def query(
 def answer(
     item_ref: Annotated[str, typer.Argument(metavar="ID")],
     text: Annotated[str, typer.Option("--answer", help="The provider's reply.")],
-    provider: Annotated[Optional[str], typer.Option(help="The provider's user id.")] = None,
+    provider: Annotated[str | None, typer.Option(help="The provider's user id.")] = None,
 ) -> None:
     """The provider's reply to a query: the item is back with the coders."""
     _simple_action(item_ref, CodingActionType.ANSWER, user_id(provider), text)
@@ -272,8 +274,8 @@ def answer(
 def audit(
     item_ref: Annotated[str, typer.Argument(metavar="ID")],
     agree: Annotated[bool, typer.Option("--agree/--disagree", help="Does the audit agree with the coding?")],
-    note: Annotated[Optional[str], typer.Option(help="What the auditor found.")] = None,
-    coder: Annotated[Optional[str], typer.Option(help="Your user id.")] = None,
+    note: Annotated[str | None, typer.Option(help="What the auditor found.")] = None,
+    coder: Annotated[str | None, typer.Option(help="Your user id.")] = None,
 ) -> None:
     """Close an audit sample: agree, or disagree with a note (the claim already went out)."""
     action = CodingActionType.AUDIT_AGREE if agree else CodingActionType.AUDIT_DISAGREE

@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 
 from engine.runtime.broker import BrokerError, resolve_bootstrap
-from engine.wire.codec import Codec, default_codec
 from engine.settings import Settings
+from engine.wire.codec import Codec, default_codec
 
 err = Console(stderr=True)
 

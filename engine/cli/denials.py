@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -20,7 +20,6 @@ from rich.table import Table
 
 from engine.cli.context import context, int_list, positions, user_id
 from engine.denials.desk import ActionRefused, ActionRequest, DenialDesk, mask_member_id, today
-from engine.model.events import DenialActionType
 from engine.denials.work_items import (
     RECOVERED,
     RESOLVED,
@@ -33,6 +32,7 @@ from engine.denials.work_items import (
     queue_overview,
     work_list,
 )
+from engine.model.events import DenialActionType
 
 denials_app = typer.Typer(help="The denial work queues: queues, list, show, claim, resubmit, void, appeal, writeoff, "
                                "reopen.", no_args_is_help=True)
@@ -40,8 +40,8 @@ console = Console()
 err = Console(stderr=True)
 
 ItemRef = Annotated[str, typer.Argument(metavar="ID", help="Work item id (or claim id).")]
-User = Annotated[Optional[str], typer.Option(help="Your user id (default: CLAIMS_USER or login).")]
-Note = Annotated[Optional[str], typer.Option(help="Why, for the record (no PHI).")]
+User = Annotated[str | None, typer.Option(help="Your user id (default: CLAIMS_USER or login).")]
+Note = Annotated[str | None, typer.Option(help="Why, for the record (no PHI).")]
 
 
 def _desk() -> DenialDesk:
@@ -183,13 +183,13 @@ def _corrections(proc: list[str], mod: list[str], units: list[str], pointers: li
 @denials_app.command("resubmit")
 def resubmit(
     ref: ItemRef,
-    proc: Annotated[Optional[list[str]], typer.Option(help="Replace the code of line N: N=CODE (repeat).")] = None,
-    mod: Annotated[Optional[list[str]], typer.Option(help="Set the modifiers of line N: N=59,RT (N= clears).")] = None,
-    units: Annotated[Optional[list[str]], typer.Option(help="Set the units of line N: N=COUNT.")] = None,
-    pointers: Annotated[Optional[list[str]], typer.Option(help="Set the dx pointers of line N: N=1,2.")] = None,
-    charge: Annotated[Optional[list[str]], typer.Option(help="Set the charge of line N: N=AMOUNT.")] = None,
-    drop_line: Annotated[Optional[list[int]], typer.Option(help="Remove line N (repeat).")] = None,
-    dx: Annotated[Optional[str], typer.Option(help="The diagnoses, in order, e.g. M17.11,E11.9.")] = None,
+    proc: Annotated[list[str] | None, typer.Option(help="Replace the code of line N: N=CODE (repeat).")] = None,
+    mod: Annotated[list[str] | None, typer.Option(help="Set the modifiers of line N: N=59,RT (N= clears).")] = None,
+    units: Annotated[list[str] | None, typer.Option(help="Set the units of line N: N=COUNT.")] = None,
+    pointers: Annotated[list[str] | None, typer.Option(help="Set the dx pointers of line N: N=1,2.")] = None,
+    charge: Annotated[list[str] | None, typer.Option(help="Set the charge of line N: N=AMOUNT.")] = None,
+    drop_line: Annotated[list[int] | None, typer.Option(help="Remove line N (repeat).")] = None,
+    dx: Annotated[str | None, typer.Option(help="The diagnoses, in order, e.g. M17.11,E11.9.")] = None,
     note: Note = None, user: User = None,
     force: Annotated[bool, typer.Option(help="Send even if the local checks find errors (the engine checks again).")] = False,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the payer's answer (0: don't wait).")] = 0.0,
@@ -222,7 +222,7 @@ def appeal(ref: ItemRef,
 def writeoff(ref: ItemRef,
              reason: Annotated[str, typer.Option(help="The adjustment reason, e.g. the CARC written off.")],
              note: Note = None,
-             amount: Annotated[Optional[str], typer.Option(help="Amount; default the item's $ at risk.")] = None,
+             amount: Annotated[str | None, typer.Option(help="Amount; default the item's $ at risk.")] = None,
              user: User = None) -> None:
     """Write the item off with an adjustment reason: the claim's balance drops by it."""
     try:

@@ -14,19 +14,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from engine.ops.reconciliation import ReadBack, Tally, all_settled, summarize
-from engine.runtime.broker import EmbeddedBroker, _die_with_parent, running_broker_address
-from engine.wire.codec import default_codec
 from engine.posting.routing import DenialRouting
+from engine.runtime.broker import EmbeddedBroker, _die_with_parent, running_broker_address
 from engine.settings import Settings
+from engine.wire.codec import default_codec
 from engine.wire.topics import apply_topics, load_topics
 from simulators.coder import CoderSimulator
 from simulators.coverage import write_master_data

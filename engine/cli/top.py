@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from engine.wire.codec import Codec
-from engine.web.dashboard import tiles
 from engine.ops.monitor import CATCH_UP_S, SAMPLE_INTERVAL_S, Monitor
 from engine.settings import Settings
+from engine.web.dashboard import tiles
+from engine.wire.codec import Codec
 
 
 def top_view(status: Mapping[str, Any]) -> Group:

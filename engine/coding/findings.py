@@ -3,7 +3,8 @@ each rule function with the ids it raises (so README, summaries and tests can na
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TypeVar
 
 from engine.model.events import Finding, Severity
 

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
-from engine.wire.codec import Codec
 from engine.coding.review import WorkItem, fold_items
 from engine.model.events import CodingAction, CodingReviewItem
 from engine.runtime.kafka import assign_all, make_producer, read_to_highwater
 from engine.runtime.stages import utcnow
 from engine.settings import Settings
+from engine.wire.codec import Codec
 
 QUEUE_TOPICS = ("coding-review", "coding-actions")
 
@@ -35,7 +35,7 @@ class QueueReader:
     actions: list[CodingAction] = field(default_factory=list)
     unreadable: int = 0
 
-    async def __aenter__(self) -> "QueueReader":
+    async def __aenter__(self) -> QueueReader:
         self._logical = {self.settings.topic(t): t for t in QUEUE_TOPICS}
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False,
                                           auto_offset_reset="earliest")

@@ -13,12 +13,11 @@ rather than re-checked: two coders cannot both bill one encounter.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Iterable, MutableMapping
 
-from engine.wire.codec import Codec
 from engine.coding.rules import CodingReference, code_encounter, review_item_id
 from engine.model.events import (
     CodingAction,
@@ -29,6 +28,7 @@ from engine.model.events import (
     Procedure,
 )
 from engine.runtime.stages import Emit, ProcessingError
+from engine.wire.codec import Codec
 
 
 class ItemStatus(StrEnum):
@@ -299,7 +299,7 @@ class ItemState:
         return f"{self.revision}|{self.phase}|{','.join(self.handled)}"
 
     @classmethod
-    def load(cls, text: str | None) -> "ItemState | None":
+    def load(cls, text: str | None) -> ItemState | None:
         if not text:
             return None
         revision, phase, handled = text.split("|", 2)

@@ -11,11 +11,20 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import permutations
-from typing import Callable, Iterable, Iterator, Sequence
 
+from engine.coding.findings import error, errors_first, has_errors, registrar, warning
+from engine.model.events import (
+    CodedEncounter,
+    CodedLine,
+    CodingReviewItem,
+    Encounter,
+    Finding,
+    Sex,
+)
 from engine.reference.codesets import (
     DemographicEdit,
     Icd10Info,
@@ -31,15 +40,6 @@ from engine.reference.codesets import (
     with_placeholders,
     with_seventh_character,
 )
-from engine.model.events import (
-    CodedEncounter,
-    CodedLine,
-    CodingReviewItem,
-    Encounter,
-    Finding,
-    Sex,
-)
-from engine.coding.findings import error, errors_first, has_errors, registrar, warning
 from engine.reference.ncci import ModifierIndicator, MueAdjudication, MueTable, PtpTable
 from engine.runtime.stages import Emit
 from engine.settings import Settings
@@ -69,7 +69,7 @@ class CodingReference:
         return edits
 
     @classmethod
-    def load(cls, settings: Settings, today: date | None = None) -> "CodingReference":
+    def load(cls, settings: Settings, today: date | None = None) -> CodingReference:
         today = today or date.today()
         horizon = date(today.year - settings.ncci_history_years, today.month, 1)
         return cls(
@@ -105,7 +105,7 @@ class Chart:
     ref: CodingReference
 
     @classmethod
-    def of(cls, enc: Encounter, ref: CodingReference) -> "Chart":
+    def of(cls, enc: Encounter, ref: CodingReference) -> Chart:
         return cls(
             encounter=enc,
             diagnoses=tuple(icd10_info(normalize_icd10(code)) for code in enc.diagnoses),

@@ -27,14 +27,16 @@ import dataclasses
 import json
 import logging
 import re
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import MutableMapping
 
 from engine.claims.build import ClaimContext
-from engine.wire.codec import Codec
+from engine.claims.scrubber import ScrubContext, scrub_claim
+from engine.coding.findings import errors_first, has_errors
 from engine.coding.rules import CodingReference, check_encounter
+from engine.denials.work_items import REPLACEMENT, VOID, ZERO, WorkItemState, WorkItemStatus, apply_action
 from engine.model.events import (
     ClaimState,
     ClaimStatus,
@@ -47,11 +49,9 @@ from engine.model.events import (
     Procedure,
     Sex,
 )
-from engine.coding.findings import errors_first, has_errors
-from engine.runtime.stages import Emit, ProcessingError
 from engine.posting.ledger import Ledger, claim_status
-from engine.claims.scrubber import ScrubContext, scrub_claim
-from engine.denials.work_items import REPLACEMENT, VOID, ZERO, WorkItemState, WorkItemStatus, apply_action
+from engine.runtime.stages import Emit, ProcessingError
+from engine.wire.codec import Codec
 
 log = logging.getLogger(__name__)
 A = DenialActionType
@@ -84,7 +84,7 @@ class DeniedClaimState:
         return json.dumps({"h": self.handled, "s": self.sent, "i": items}, separators=(",", ":"))
 
     @classmethod
-    def loads(cls, raw: str | None) -> "DeniedClaimState":
+    def loads(cls, raw: str | None) -> DeniedClaimState:
         if not raw:
             return cls()
         d = json.loads(raw)

@@ -14,22 +14,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Collection
 
 from engine.claims.build import ClaimContext
-from engine.wire.codec import Codec
+from engine.coding.findings import has_errors
 from engine.coding.rules import CodingReference
 from engine.denials.actions import check_successor, rejection_note
-from engine.posting.routing import DenialRouting
-from engine.model.events import ClaimSubmitted, DenialAction, DenialActionType, DenialWorkItem, Finding, Remittance
-from engine.coding.findings import has_errors
-from engine.runtime.kafka import make_producer, read_events
-from engine.runtime.stages import ProcessingError
-from engine.reference.master_data import appeal_days_by_payer
-from engine.settings import Settings
 from engine.denials.work_items import (
     ClaimCorrections,
     FoldedQueues,
@@ -40,6 +33,13 @@ from engine.denials.work_items import (
     replacement_claim,
     void_claim,
 )
+from engine.model.events import ClaimSubmitted, DenialAction, DenialActionType, DenialWorkItem, Finding, Remittance
+from engine.posting.routing import DenialRouting
+from engine.reference.master_data import appeal_days_by_payer
+from engine.runtime.kafka import make_producer, read_events
+from engine.runtime.stages import ProcessingError
+from engine.settings import Settings
+from engine.wire.codec import Codec
 
 A = DenialActionType
 
@@ -153,7 +153,7 @@ class DenialDesk:
                       ) -> tuple[DenialAction, WorkItemState, WorkItemState]:
         """The action the request makes on the item now, with the state before and after;
         ``ActionRefused`` if the state does not allow it or its claim fails the checks."""
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         item, state = await self.item(ref)
         fields: dict[str, object] = {"note": request.note, "payer_id": item.payer_id}
         if request.kind == A.WRITE_OFF:
@@ -205,4 +205,4 @@ class DenialDesk:
 
 
 def today() -> date:
-    return datetime.now(timezone.utc).date()
+    return datetime.now(UTC).date()

@@ -12,18 +12,17 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from engine.ops.reconciliation import COUNTED_TOPICS, ReadBack, summarize
-from engine.wire.codec import Codec
 from engine.denials.desk import today
-from engine.posting.routing import DenialRouting
+from engine.denials.work_items import queue_overview
 from engine.ops.metrics import (
     LATENCY_STAGES,
     PartitionLag,
@@ -36,8 +35,10 @@ from engine.ops.metrics import (
     now_ms,
     stage_counts,
 )
+from engine.ops.reconciliation import COUNTED_TOPICS, ReadBack, summarize
+from engine.posting.routing import DenialRouting
 from engine.settings import Settings
-from engine.denials.work_items import queue_overview
+from engine.wire.codec import Codec
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class Monitor:
         by_payer_category = Counter((item.payer_id, item.category) for item, _ in folded.items)
         aging = aging_buckets(tally.outstanding.values(), now_ms(), self.settings.payer_time_scale)
         return {
-            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "stages": {stage: {"in": c["in"], "out": c["out"], **{f"{k}_per_s": round(v, 2) for k, v in rate.items()}}
                        for (stage, c), rate in zip(self.stage_counts().items(), self.history.rates().values())},
             "latency_s": {stage: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()}

@@ -5,20 +5,21 @@ summary ``claims run`` prints and writes."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from engine.wire.codec import Codec, UndecodableEvent
 from engine.coding.review import VERDICTS
-from engine.posting.routing import DenialRouting, denied_sum
-from engine.model.events import DenialAction, DenialWorkItem, Remittance
-from engine.runtime.kafka import assign_all, read_to_highwater
-from engine.ops.metrics import Latencies, Outstanding
-from engine.settings import Settings
 from engine.denials.work_items import FoldedQueues, WorkItemAccounting, fold_work_items, work_item_accounting
+from engine.model.events import DenialAction, DenialWorkItem, Remittance
+from engine.ops.metrics import Latencies, Outstanding
+from engine.posting.routing import DenialRouting, denied_sum
+from engine.runtime.kafka import assign_all, read_to_highwater
+from engine.settings import Settings
+from engine.wire.codec import Codec, UndecodableEvent
 
 COUNTED_TOPICS = (
     "encounters",

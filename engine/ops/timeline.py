@@ -6,12 +6,11 @@ work items. Ids, codes, dates and amounts only: never names, birth dates or memb
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Awaitable, Iterable, Sequence, TypeVar
+from datetime import UTC, datetime
+from typing import TypeVar
 
-from engine.wire.codec import Codec
-from engine.posting.routing import DenialRouting
 from engine.model.events import (
     ClaimSubmitted,
     CodedEncounter,
@@ -23,8 +22,10 @@ from engine.model.events import (
     PatientStatement,
     Remittance,
 )
+from engine.posting.routing import DenialRouting
 from engine.runtime.kafka import read_events
 from engine.settings import Settings
+from engine.wire.codec import Codec
 
 T = TypeVar("T")
 
@@ -60,7 +61,7 @@ def claim_family(claim_id: str, claims: Iterable[ClaimSubmitted]) -> list[ClaimS
 
 
 def _utc(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def claim_timeline(claim_id: str, events: ClaimEvents) -> list[TimelineEntry]:
@@ -123,7 +124,7 @@ def claim_timeline(claim_id: str, events: ClaimEvents) -> list[TimelineEntry]:
                                                         ("amount", action.amount)) if v is not None)
             entries.append(TimelineEntry(action.at, "denials",
                                          f"{action.action} on {action.work_item_id} by {action.user} {detail}".strip()))
-    return sorted((TimelineEntry(_utc(e.at).astimezone(timezone.utc), e.stage, e.what) for e in entries),
+    return sorted((TimelineEntry(_utc(e.at).astimezone(UTC), e.stage, e.what) for e in entries),
                   key=lambda e: e.at)
 
 

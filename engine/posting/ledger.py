@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Iterator, MutableMapping
 
-from engine.posting.routing import DenialRouting, amount_at_risk, denial_item
 from engine.model.events import (
     ClaimState,
     ClaimStatus,
@@ -25,6 +24,7 @@ from engine.model.events import (
     Remittance,
     RemittanceOutcome,
 )
+from engine.posting.routing import DenialRouting, amount_at_risk, denial_item
 from engine.runtime.stages import Emit
 
 ZERO = Decimal("0.00")
@@ -84,7 +84,7 @@ class Ledger:
         }, separators=(",", ":"))
 
     @classmethod
-    def loads(cls, raw: str) -> "Ledger":
+    def loads(cls, raw: str) -> Ledger:
         d = json.loads(raw)
         return cls(d["claim_id"], d["encounter_id"], d["payer_id"], Decimal(d["billed"]), ClaimState(d["status"]),
                    Decimal(d["allowed"]), Decimal(d["paid"]), Decimal(d["pr"]), Decimal(d["co"]),

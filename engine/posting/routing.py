@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -52,11 +53,11 @@ class DenialRouting:
     reasons: dict[str, str]
 
     @classmethod
-    def load(cls, path: Path) -> "DenialRouting":
+    def load(cls, path: Path) -> DenialRouting:
         return cls.from_dict(yaml.safe_load(path.read_text()))
 
     @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> "DenialRouting":
+    def from_dict(cls, doc: dict[str, Any]) -> DenialRouting:
         categories: dict[str, Category] = {}
         by_carc: dict[str, str] = {}
         for name, spec in doc["categories"].items():

@@ -86,7 +86,7 @@ class CodeRange:
         return self.first <= bare_code[: len(self.first)] and bare_code[: len(self.last)] <= self.last
 
     @classmethod
-    def parse(cls, text: str) -> "CodeRange":
+    def parse(cls, text: str) -> CodeRange:
         """``E10.-``, ``P70.2``, ``O10-O11``, ``A04.0-A04.4``, ``N70-N98`` …"""
         token = text.strip().upper()
         if match := _REF_RANGE.match(token):
@@ -272,7 +272,7 @@ class ModifierTable:
         self.bypass = frozenset(code for code, m in modifiers.items() if m.ncci_bypass)
 
     @classmethod
-    def load(cls, path: Path) -> "ModifierTable":
+    def load(cls, path: Path) -> ModifierTable:
         with path.open(newline="") as handle:
             rows = csv.DictReader(line for line in handle if not line.startswith("#"))
             modifiers = {

@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from engine.model.events import Address, Provider
 
@@ -24,7 +24,7 @@ class Providers:
     rendering: dict[str, Provider]
 
     @classmethod
-    def load(cls, path: Path) -> "Providers":
+    def load(cls, path: Path) -> Providers:
         billing: Provider | None = None
         rendering: dict[str, Provider] = {}
         for row in _rows(path):

@@ -16,12 +16,13 @@ from __future__ import annotations
 import csv
 import sys
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from enum import IntEnum
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 from engine.reference.codesets import procedure_code_kind
 
@@ -68,7 +69,7 @@ class Mue:
     rationale: str
 
 
-@lru_cache(maxsize=None)  # a few hundred distinct dates across millions of rows
+@cache  # a few hundred distinct dates across millions of rows
 def _cms_date(text: str) -> date | None:
     text = text.strip()
     if not text or text == "*":
@@ -122,7 +123,7 @@ class PtpTable:
         return sum(len(edits) for edits in self._by_pair.values())
 
     @classmethod
-    def load(cls, path: Path, deleted_before: date | None = None) -> "PtpTable":
+    def load(cls, path: Path, deleted_before: date | None = None) -> PtpTable:
         """Edits deleted before ``deleted_before`` are not kept: no claim that can still
         be filed is dated before it, and the full files hold decades of history."""
         return cls(edit for edit in _parsed(path, _ptp_edit)
@@ -164,7 +165,7 @@ class MueTable:
         return len(self._by_code)
 
     @classmethod
-    def load(cls, path: Path) -> "MueTable":
+    def load(cls, path: Path) -> MueTable:
         return cls(_parsed(path, _mue))
 
     def get(self, code: str) -> Mue | None:

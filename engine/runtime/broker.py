@@ -163,7 +163,7 @@ class EmbeddedBroker:
             self._stderr.close()
             self._stderr = None
 
-    async def __aenter__(self) -> "EmbeddedBroker":
+    async def __aenter__(self) -> EmbeddedBroker:
         await self.start_and_wait()
         return self
 

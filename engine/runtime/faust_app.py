@@ -12,15 +12,16 @@ are acknowledged: at-least-once, and every stage is idempotent downstream.
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import faust
 from faust.types import EventT
 
-from engine.wire.codec import Codec
 from engine.runtime.kafka import SendFn, produce_emits
 from engine.runtime.stages import SourceMessage, StageResult
 from engine.settings import Settings
+from engine.wire.codec import Codec
 
 #: Partitions of every table's changelog: the topics they follow have 8 (topics.yaml).
 TABLE_PARTITIONS = 8

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Awaitable, Callable, Iterable, Sequence, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from engine.runtime import kafka_compat
-from engine.wire.codec import Codec, UndecodableEvent
 from engine.runtime.stages import Emit, SourceMessage
 from engine.settings import Settings
+from engine.wire.codec import Codec, UndecodableEvent
 
 kafka_compat.apply()
 

@@ -8,12 +8,13 @@ the reason, the source topic/partition/offset and the original bytes, and goes o
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
-from engine.wire.codec import Codec, UndecodableEvent
 from engine.model.events import DeadLetter
+from engine.wire.codec import Codec, UndecodableEvent
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class ProcessingError(Exception):
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def dead_letter(stage: str, message: SourceMessage, exc: BaseException, now: datetime) -> Emit:

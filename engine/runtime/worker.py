@@ -5,23 +5,23 @@ bytes, acks awaited per batch — at-least-once, every stage idempotent downstre
 from __future__ import annotations
 
 import logging
-from typing import Callable, MutableMapping, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 
 import faust
 
 from engine.claims.build import ClaimContext, ClaimStageState, bill_coded, on_eligibility
-from engine.wire.codec import Codec, default_codec
-from engine.reference.codesets import warm_up
-from engine.coding.rules import CodingReference, code_encounter
-from engine.coding.review import recode_action, remember_opened
-from engine.denials.actions import handle_denial_action
-from engine.posting.routing import DenialRouting
 from engine.claims.eligibility import EligibilityCache
+from engine.coding.review import recode_action, remember_opened
+from engine.coding.rules import CodingReference, code_encounter
+from engine.denials.actions import handle_denial_action
 from engine.model.events import CodedEncounter, CodingAction, DenialAction, EligibilityResponse, Encounter, Remittance
+from engine.posting.ledger import post_remittance
+from engine.posting.routing import DenialRouting
+from engine.reference.codesets import warm_up
 from engine.runtime.faust_app import add_batch_agent, make_faust_app, run_app, string_table
 from engine.runtime.stages import SourceMessage, StageResult, run_stage, utcnow
-from engine.posting.ledger import post_remittance
 from engine.settings import Settings
+from engine.wire.codec import Codec, default_codec
 
 log = logging.getLogger(__name__)
 

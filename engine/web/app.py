@@ -26,14 +26,13 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, timezone
+from datetime import UTC, date
 from decimal import Decimal, InvalidOperation
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from engine.wire.codec import Codec
 from engine.denials.desk import (
     ActionRefused,
     ActionRequest,
@@ -43,12 +42,6 @@ from engine.denials.desk import (
     mask_member_id,
     today,
 )
-from engine.web.dashboard import ops_routes
-from engine.posting.routing import DenialRouting
-from engine.model.events import ClaimSubmitted, DenialAction, DenialActionType, DenialWorkItem, Finding
-from engine.ops.monitor import Monitor
-from engine.settings import Settings
-from engine.ops.timeline import TimelineEntry, claim_family, claim_timeline, read_claim_events
 from engine.denials.work_items import (
     SORTS,
     TRANSITIONS,
@@ -65,6 +58,13 @@ from engine.denials.work_items import (
     work_item_accounting,
     work_list,
 )
+from engine.model.events import ClaimSubmitted, DenialAction, DenialActionType, DenialWorkItem, Finding
+from engine.ops.monitor import Monitor
+from engine.ops.timeline import TimelineEntry, claim_family, claim_timeline, read_claim_events
+from engine.posting.routing import DenialRouting
+from engine.settings import Settings
+from engine.web.dashboard import ops_routes
+from engine.wire.codec import Codec
 
 log = logging.getLogger(__name__)
 
@@ -438,7 +438,7 @@ def resubmit_fields(claim: ClaimSubmitted) -> str:
 
 def render_timeline(claim_id: str, entries: list[TimelineEntry], items: list[tuple[DenialWorkItem, WorkItemState]],
                     session: Session | None) -> str:
-    rows = "".join(f'<tr><td class="when">{esc(e.at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S"))}</td>'
+    rows = "".join(f'<tr><td class="when">{esc(e.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"))}</td>'
                    f'<td>{esc(e.stage)}</td><td>{esc(e.what)}</td></tr>' for e in entries)
     linked = "".join(f'<li><a href="{esc(item_url(i.work_item_id))}">{esc(i.work_item_id)}</a> {esc(i.queue)} '
                      f'<span class="status">{esc(s.status)}</span></li>' for i, s in items)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from engine.ops.metrics import STAGES, ThroughputHistory
 

@@ -23,14 +23,14 @@ import json
 import struct
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from functools import cache
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import fastavro
-
 
 MAGIC = 0
 _HEADER = struct.Struct(">bI")
@@ -88,7 +88,7 @@ class Codec:
         self.registry = registry
 
     @classmethod
-    def from_dir(cls, schemas_dir: Path) -> "Codec":
+    def from_dir(cls, schemas_dir: Path) -> Codec:
         return cls(SchemaRegistry(schemas_dir))
 
     def encode(self, event: Any) -> bytes:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from engine.wire.codec import Codec
 from engine.model.events import ClaimSubmitted
 from engine.runtime.kafka import read_topic
 from engine.settings import Settings
+from engine.wire.codec import Codec
 
 #: ISA13 / GS06 / ST02 are 9 digits; the counter wraps after 999,999,999 interchanges.
 MAX_CONTROL_NUMBER = 999_999_999

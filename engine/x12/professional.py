@@ -39,22 +39,44 @@ from dataclasses import astuple, dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from engine.reference.codesets import normalize_icd10
 from engine.model.events import SELF, Address, ClaimLine, ClaimSubmitted, Provider, Subscriber
+from engine.reference.codesets import normalize_icd10
 from engine.settings import Settings
 from engine.x12.segments import (
     SEGMENT_TERMINATOR,
-    composite as _composite,
-    d8 as _d8,
-    get as _get,
-    hhmm as _hhmm,
     isa,
+)
+from engine.x12.segments import (
+    composite as _composite,
+)
+from engine.x12.segments import (
+    d8 as _d8,
+)
+from engine.x12.segments import (
+    get as _get,
+)
+from engine.x12.segments import (
+    hhmm as _hhmm,
+)
+from engine.x12.segments import (
     money as _money,
+)
+from engine.x12.segments import (
     parse_amount as _decimal,
+)
+from engine.x12.segments import (
     parse_date as _date,
+)
+from engine.x12.segments import (
     pyx12_errors as _pyx12_errors,
+)
+from engine.x12.segments import (
     safe_decimal as _safe_decimal,
+)
+from engine.x12.segments import (
     seg as _seg,
+)
+from engine.x12.segments import (
     split as _split,
 )
 

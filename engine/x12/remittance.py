@@ -71,6 +71,7 @@ from engine.model.events import (
     RemittanceLine,
 )
 from engine.settings import Settings
+from engine.x12.professional import insured
 from engine.x12.segments import (
     COMPONENT_SEPARATOR,
     ELEMENT_SEPARATOR,
@@ -88,7 +89,6 @@ from engine.x12.segments import (
     seg,
     split,
 )
-from engine.x12.professional import insured
 
 IMPLEMENTATION = "005010X221A1"
 ZERO = Decimal("0.00")

@@ -56,12 +56,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import ChainMap
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
-from engine.wire.codec import Codec
 from engine.model.events import (
     Adjustment,
     ClaimLine,
@@ -74,12 +74,13 @@ from engine.model.events import (
     RemittanceOutcome,
     UnappliedPayment,
 )
-from engine.x12.export import submitted_claims
+from engine.posting.ledger import remittance_id
+from engine.posting.routing import NOT_DENIALS
 from engine.runtime.kafka import read_topic
 from engine.runtime.stages import Emit
 from engine.settings import Settings
-from engine.posting.routing import NOT_DENIALS
-from engine.posting.ledger import remittance_id
+from engine.wire.codec import Codec
+from engine.x12.export import submitted_claims
 
 if TYPE_CHECKING:
     from engine.x12.remittance import ClaimPayment835, Line835, Payment835

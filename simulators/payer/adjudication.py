@@ -17,15 +17,15 @@ import base64
 import hashlib
 import json
 import random
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
-from engine.wire.codec import Codec
 from engine.model.events import (
     Adjustment,
     ClaimLine,
@@ -36,8 +36,9 @@ from engine.model.events import (
     RemittanceLine,
     RemittanceOutcome,
 )
-from engine.posting.routing import NOT_DENIALS
 from engine.posting.ledger import remittance_id
+from engine.posting.routing import NOT_DENIALS
+from engine.wire.codec import Codec
 from simulators.coverage import Authorization, Coverage
 
 CENTS = Decimal("0.01")
@@ -60,7 +61,7 @@ class CodeList:
     ranges: tuple[tuple[str, str], ...]
 
     @classmethod
-    def parse(cls, items: Iterable[str]) -> "CodeList":
+    def parse(cls, items: Iterable[str]) -> CodeList:
         codes, ranges = set(), []
         for item in items:
             item = str(item).strip().upper()
@@ -158,7 +159,7 @@ class PayerBook:
     authorization_expired: float
 
     @classmethod
-    def load(cls, path: Path) -> "PayerBook":
+    def load(cls, path: Path) -> PayerBook:
         doc: dict[str, Any] = yaml.safe_load(path.read_text())
         categories = _categories(doc["denial_categories"])
         appeals = doc.get("appeals") or {}
@@ -276,7 +277,7 @@ class MemberState:
         }, separators=(",", ":"))
 
     @classmethod
-    def loads(cls, raw: str | None) -> "MemberState":
+    def loads(cls, raw: str | None) -> MemberState:
         if not raw:
             return cls()
         doc = json.loads(raw)

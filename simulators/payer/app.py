@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any
 
 import faust
 
 from engine.claims.build import FeeSchedule
-from engine.wire.codec import Codec, default_codec
 from engine.model.events import (
     ClaimSubmitted,
     DenialAction,
@@ -39,6 +39,9 @@ from engine.runtime.faust_app import add_batch_agent, faust_send, make_faust_app
 from engine.runtime.kafka import produce_emits
 from engine.runtime.stages import Emit, ProcessingError, SourceMessage, StageResult, run_stage, utcnow
 from engine.settings import Settings
+from engine.wire.codec import Codec, default_codec
+from simulators.appeals import decide_appeal
+from simulators.coverage import Coverage, load_authorizations, load_coverage
 from simulators.payer.adjudication import (
     Calibration,
     MemberState,
@@ -48,8 +51,6 @@ from simulators.payer.adjudication import (
     adjudicate,
     release_at,
 )
-from simulators.appeals import decide_appeal
-from simulators.coverage import Coverage, load_authorizations, load_coverage
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from engine.wire.codec import default_codec
-from engine.model.events import FrontDeskItem, ScrubRejected
-from engine.x12.export import submitted_claims
 from engine.cli.run import RunOptions, run_closed_loop
+from engine.model.events import FrontDeskItem, ScrubRejected
+from engine.wire.codec import default_codec
+from engine.x12.export import submitted_claims
 from engine.x12.professional import read_837p, validate_837p, write_837p
 from simulators.ehr import ELIGIBILITY_KINDS, EXPECTED_SCRUB_RULE, SCRUB_KINDS, plan_encounters, practice_for
 from simulators.payer.adjudication import PayerBook

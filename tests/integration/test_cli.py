@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.wire.codec import default_codec
 from engine.model.events import ClaimState, ClaimStatus
 from engine.settings import Settings
+from engine.wire.codec import default_codec
 from tests.fixtures.kafka import read_topic
 
 pytestmark = pytest.mark.integration

@@ -9,10 +9,10 @@ from collections import Counter
 import pytest
 from rich.console import Console
 
-from engine.wire.codec import default_codec
-from engine.model.events import CodingReviewItem, DeadLetter, Encounter, Severity
 from engine.cli.run import RunOptions, run_closed_loop
+from engine.model.events import CodingReviewItem, DeadLetter, Encounter, Severity
 from engine.settings import Settings
+from engine.wire.codec import default_codec
 from simulators.ehr import CODING_ERROR_KINDS, EXPECTED_RULE, UNREADABLE_KINDS, Kind, plan_encounters
 from simulators.payer.adjudication import PayerBook
 from tests.fixtures.kafka import SettingsFactory, read_topic

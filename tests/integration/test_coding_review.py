@@ -8,19 +8,28 @@ import contextlib
 import os
 import subprocess
 import sys
-from datetime import date, datetime, timedelta, timezone
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from engine.wire.codec import Codec, default_codec
+from engine.cli.run import start_worker, stop_process
 from engine.coding.queue import QueueReader, new_action, publish_action
 from engine.coding.review import ItemStatus
-from engine.model.events import Address, ClaimSubmitted, CodingActionType, Encounter, Patient, Procedure, Remittance, Sex
+from engine.model.events import (
+    Address,
+    ClaimSubmitted,
+    CodingActionType,
+    Encounter,
+    Patient,
+    Procedure,
+    Remittance,
+    Sex,
+)
 from engine.reference.master_data import Providers
 from engine.runtime.kafka import make_producer
-from engine.cli.run import start_worker, stop_process
 from engine.settings import Settings
+from engine.wire.codec import Codec, default_codec
 from simulators.coverage import Coverage, PatientRecord, write_master_data
 from tests.fixtures.kafka import wait_for_record
 
@@ -37,7 +46,7 @@ MEMBER = "PPO123456789"
 def _encounter(encounter_id: str, diagnoses: list[str], lines: list[Procedure]) -> Encounter:
     providers = Providers.load(Settings().providers_file)
     return Encounter(
-        encounter_id=encounter_id, source_system="test", occurred_at=datetime.now(timezone.utc), patient=PATIENT,
+        encounter_id=encounter_id, source_system="test", occurred_at=datetime.now(UTC), patient=PATIENT,
         payer_id="PPO01", member_id=MEMBER, billing_npi=providers.billing.npi,
         rendering_npi=next(iter(providers.rendering)), date_of_service=date.today() - timedelta(days=3),
         place_of_service="11", diagnoses=diagnoses, procedures=lines, clinical_note=None, patient_address=ADDRESS,

@@ -14,14 +14,14 @@ from decimal import Decimal
 import pytest
 from rich.console import Console
 
-from engine.ops.reconciliation import ReadBack, summarize
-from engine.wire.codec import default_codec
-from engine.denials.desk import DenialDesk
-from engine.posting.routing import DenialRouting
-from engine.model.events import ClaimState, ClaimStatus, ClaimSubmitted, DenialAction, DenialActionType, Remittance
-from engine.runtime.kafka import read_events
 from engine.cli.run import RunOptions, run_closed_loop
+from engine.denials.desk import DenialDesk
 from engine.denials.work_items import ACTIONABLE, RESOLVED, WorkItemStatus
+from engine.model.events import ClaimState, ClaimStatus, ClaimSubmitted, DenialAction, Remittance
+from engine.ops.reconciliation import ReadBack, summarize
+from engine.posting.routing import DenialRouting
+from engine.runtime.kafka import read_events
+from engine.wire.codec import default_codec
 from tests.fixtures.kafka import SettingsFactory
 from tests.integration.test_coding_review import claims
 from tests.integration.test_payer import running

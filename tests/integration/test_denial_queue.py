@@ -12,13 +12,13 @@ from decimal import Decimal
 import pytest
 from rich.console import Console
 
-from engine.wire.codec import default_codec
-from engine.denials.desk import read_queues
-from engine.posting.routing import DenialRouting
-from engine.model.events import DenialAction, DenialWorkItem
-from engine.runtime.kafka import read_events
 from engine.cli.run import RunOptions, run_closed_loop
+from engine.denials.desk import read_queues
 from engine.denials.work_items import WorkItemStatus, work_item_accounting
+from engine.model.events import DenialAction, DenialWorkItem
+from engine.posting.routing import DenialRouting
+from engine.runtime.kafka import read_events
+from engine.wire.codec import default_codec
 from tests.fixtures.kafka import SettingsFactory
 from tests.integration.test_coding_review import claims
 

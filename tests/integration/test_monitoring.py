@@ -15,9 +15,9 @@ import secrets
 import shutil
 import signal
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 import aiohttp
 import pytest
@@ -26,13 +26,13 @@ from playwright.async_api import async_playwright
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
-from engine.wire.codec import default_codec
-from engine.ops.monitor import Monitor
 from engine.cli.run import RunOptions, run_closed_loop, start_worker, stop_process
+from engine.ops.monitor import Monitor
 from engine.settings import Settings
-from simulators.payer.adjudication import PayerBook
-from simulators.ehr import plan_encounters, practice_for, send_planned
+from engine.wire.codec import default_codec
 from simulators.coverage import write_master_data
+from simulators.ehr import plan_encounters, practice_for, send_planned
+from simulators.payer.adjudication import PayerBook
 from tests.fixtures.kafka import SettingsFactory
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,7 @@ CHROMIUM = os.environ.get("CLAIMS_CHROMIUM", "/usr/bin/chromium")
 WAIT_S = 90.0
 
 
-async def _until(what: str, check: Callable[[], "asyncio.Future[bool] | bool"], timeout_s: float = WAIT_S) -> None:
+async def _until(what: str, check: Callable[[], asyncio.Future[bool] | bool], timeout_s: float = WAIT_S) -> None:
     """Wait for ``check`` (a coroutine function or a plain one) to say yes, bounded."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -200,7 +200,7 @@ async def test_the_dashboard_shows_the_run_live_and_metrics_carry_the_summary(
     assert summary["settled"] is True
 
 
-async def _printed_url(output: io.StringIO, run: "asyncio.Task[object]") -> str:
+async def _printed_url(output: io.StringIO, run: asyncio.Task[object]) -> str:
     """The base URL `claims run` prints when its pages are up."""
     found: list[str] = []
 

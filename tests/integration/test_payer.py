@@ -7,22 +7,30 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 import pytest
 import yaml
 
 from engine.claims.build import FeeSchedule
-from engine.wire.codec import Codec, default_codec
-from engine.model.events import ClaimLine, ClaimState, ClaimStatus, ClaimSubmitted, GroupCode, PatientStatement, Remittance
-from engine.runtime.kafka import make_producer, read_topic
-from engine.reference.master_data import Providers
 from engine.cli.run import start_worker, stop_process
+from engine.model.events import (
+    ClaimLine,
+    ClaimState,
+    ClaimStatus,
+    ClaimSubmitted,
+    GroupCode,
+    PatientStatement,
+    Remittance,
+)
+from engine.reference.master_data import Providers
+from engine.runtime.kafka import make_producer, read_topic
 from engine.settings import Settings
+from engine.wire.codec import Codec, default_codec
 from simulators.coverage import Coverage, PatientRecord, write_master_data
 from tests.integration.test_coding_review import ADDRESS, PATIENT
 
@@ -58,12 +66,12 @@ def _claim(claim_id: str, days_ago: int, frequency: str = "1", original: str | N
     lines = [ClaimLine(1, "99214", [], 1, fees.charge("99214", 1), [1], day),
              ClaimLine(2, "20610", [], 1, fees.charge("20610", 1), [1], day)]
     return ClaimSubmitted(
-        claim_id=claim_id, encounter_id=f"E-{claim_id}", encounter_occurred_at=datetime.now(timezone.utc),
+        claim_id=claim_id, encounter_id=f"E-{claim_id}", encounter_occurred_at=datetime.now(UTC),
         patient_control_number=claim_id, frequency_code=frequency, original_claim_id=original, payer_id="MCR01",
         member_id=MEMBER, patient_id=PATIENT.patient_id, billing_npi=providers.billing.npi,
         rendering_npi=next(iter(providers.rendering)), date_of_service=day, place_of_service="11",
         diagnoses=["M17.11"], lines=lines, total_charge=sum((ln.charge for ln in lines), Decimal("0.00")),
-        submitted_at=datetime.now(timezone.utc),
+        submitted_at=datetime.now(UTC),
     )
 
 

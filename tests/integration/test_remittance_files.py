@@ -16,11 +16,11 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 
-from engine.wire.codec import Codec, default_codec
+from engine.cli.run import RunOptions, run_closed_loop, start_worker, stop_process
 from engine.model.events import ClaimStatus, ClaimSubmitted, PaymentReceived, Remittance, UnappliedPayment
 from engine.runtime.kafka import read_events
-from engine.cli.run import RunOptions, run_closed_loop, start_worker, stop_process
 from engine.settings import Settings
+from engine.wire.codec import Codec, default_codec
 from engine.x12.remittance import validate_835
 from tests.fixtures.kafka import SettingsFactory, read_topic
 from tests.integration.test_coding_review import claims

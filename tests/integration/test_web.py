@@ -21,14 +21,14 @@ import pytest
 from playwright.async_api import Page, async_playwright
 from rich.console import Console
 
-from engine.wire.codec import default_codec
+from engine.cli.run import RunOptions, run_closed_loop, start_worker, stop_process
 from engine.denials.desk import DenialDesk, mask_member_id
+from engine.denials.work_items import WorkItemState, WorkItemStatus
 from engine.model.events import ClaimSubmitted, DenialAction, DenialWorkItem, Remittance, RemittanceOutcome
 from engine.runtime.kafka import read_events
-from engine.cli.run import RunOptions, run_closed_loop, start_worker, stop_process
 from engine.settings import Settings
 from engine.web.app import WebServer
-from engine.denials.work_items import WorkItemState, WorkItemStatus
+from engine.wire.codec import default_codec
 from simulators.payer.adjudication import PayerBook
 from tests.fixtures.kafka import SettingsFactory
 

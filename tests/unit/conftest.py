@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Any
 
 import pytest
 
 from engine.claims.build import ClaimContext, FeeSchedule
-from engine.wire.codec import Codec
 from engine.coding.rules import CodingReference
-from engine.posting.routing import DenialRouting
 from engine.model.events import Address, Encounter, Patient, Procedure, Provider, Sex, Subscriber
+from engine.posting.routing import DenialRouting
 from engine.runtime.stages import SourceMessage
 from engine.settings import Settings
+from engine.wire.codec import Codec
 from simulators.payer.app import PayerBook
 
 # A fixed instant with whole milliseconds: timestamp-millis keeps exactly this.
-NOW = datetime(2026, 3, 2, 14, 30, 15, 250_000, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 2, 14, 30, 15, 250_000, tzinfo=UTC)
 #: The day the coding reference is loaded "as of". ``CodingReference.load`` drops PTP
 #: edits deleted more than ``ncci_history_years`` before this day; pinning it keeps the
 #: 0001A/99213 edit (deleted 2023-12-31) loaded whatever the calendar says.
@@ -84,7 +85,7 @@ def base_encounter() -> Encounter:
     return Encounter(
         encounter_id="ENC-UNIT-0000001",
         source_system="ehr-test",
-        occurred_at=datetime(2026, 3, 1, 9, 15, 0, 123_000, tzinfo=timezone.utc),
+        occurred_at=datetime(2026, 3, 1, 9, 15, 0, 123_000, tzinfo=UTC),
         patient=Patient(
             patient_id="MRN000042",
             first_name="Ana",
@@ -159,8 +160,8 @@ def sample_events() -> dict[type, Any]:
         EligibilityRequest,
         EligibilityResponse,
         EligibilityStatus,
-        FrontDeskItem,
         Finding,
+        FrontDeskItem,
         GroupCode,
         Remittance,
         RemittanceLine,

@@ -12,19 +12,17 @@ from decimal import Decimal
 
 import pytest
 
-from engine.ops.reconciliation import ENGINE_VERDICTS, Tally, all_settled, identities, summarize
 from engine.model.events import (
-    RemittanceOutcome,
     ClaimState,
     ClaimStatus,
-    DenialAction,
-    DenialActionType,
     ClaimSubmitted,
     CodedEncounter,
     CodingAction,
     CodingActionType,
     CodingReviewItem,
     DeadLetter,
+    DenialAction,
+    DenialActionType,
     DenialWorkItem,
     DuplicateDropped,
     EligibilityRequest,
@@ -35,9 +33,11 @@ from engine.model.events import (
     FrontDeskItem,
     PatientStatement,
     Remittance,
+    RemittanceOutcome,
     ScrubRejected,
     Severity,
 )
+from engine.ops.reconciliation import ENGINE_VERDICTS, Tally, all_settled, identities, summarize
 
 ENCOUNTERS = "encounters = coded_first_pass + coding_review + dead_lettered"
 FIXES = "coding_fixes = coded_after_review + coding_fixes_still_failing + coding_fixes_rejected"

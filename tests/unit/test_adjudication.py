@@ -12,9 +12,10 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections import Counter
-from datetime import date, datetime, time, timedelta, timezone
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import pytest
 import yaml
@@ -27,6 +28,8 @@ from engine.model.events import (
     Remittance,
     RemittanceOutcome,
 )
+from simulators.coverage import Authorization, Coverage
+from simulators.ehr import VISITS
 from simulators.payer.adjudication import (
     CATEGORY_TOLERANCE,
     NOT_DENIALS,
@@ -52,10 +55,8 @@ from simulators.payer.adjudication import (
     remittance_id,
     rule_denials,
 )
-from simulators.coverage import Authorization, Coverage
-from simulators.ehr import VISITS
 
-UTC = timezone.utc
+UTC = UTC
 CO, PR, OA = GroupCode.CO, GroupCode.PR, GroupCode.OA
 ZERO = Decimal("0.00")
 CENTS = Decimal("0.01")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
+from engine.model.events import EVENT_TYPES, Adjustment, ClaimStatus, Encounter, GroupCode, Remittance
 from engine.wire.avro_reference import ReferenceCodec
 from engine.wire.codec import to_record
-from engine.model.events import EVENT_TYPES, Adjustment, ClaimStatus, Encounter, GroupCode, Remittance
 
 TYPE_IDS = [t.__name__ for t in EVENT_TYPES]
 
@@ -73,11 +73,11 @@ def test_decimal_survives_both_ways(codec, reference, samples, amount):
 @pytest.mark.parametrize(
     "instant",
     [
-        datetime(1970, 1, 1, tzinfo=timezone.utc),
-        datetime(1969, 12, 31, 23, 59, 59, 999_000, tzinfo=timezone.utc),
-        datetime(1900, 1, 1, tzinfo=timezone.utc),
-        datetime(2026, 3, 8, 2, 30, 0, 1_000, tzinfo=timezone.utc),
-        datetime(2038, 1, 19, 3, 14, 8, tzinfo=timezone.utc),  # past int32 seconds
+        datetime(1970, 1, 1, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC),
+        datetime(1900, 1, 1, tzinfo=UTC),
+        datetime(2026, 3, 8, 2, 30, 0, 1_000, tzinfo=UTC),
+        datetime(2038, 1, 19, 3, 14, 8, tzinfo=UTC),  # past int32 seconds
         datetime(2026, 6, 1, 12, 0, tzinfo=timezone(timedelta(hours=5, minutes=30))),
     ],
     ids=str,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -22,8 +22,9 @@ from engine.claims.build import (
     decide,
     on_eligibility,
 )
-from engine.coding.rules import code_encounter
 from engine.claims.eligibility import EligibilityCache, eligibility_request, front_desk_item_id
+from engine.claims.scrubber import ScrubContext, scrub_claim, scrub_item_id
+from engine.coding.rules import code_encounter
 from engine.model.events import (
     Address,
     ClaimState,
@@ -43,7 +44,6 @@ from engine.model.events import (
     Subscriber,
 )
 from engine.runtime.stages import DEAD_LETTER_TOPIC, ProcessingError, SourceMessage, run_stage
-from engine.claims.scrubber import ScrubContext, scrub_claim, scrub_item_id
 
 ACTIVE, INACTIVE, NOT_FOUND = EligibilityStatus.ACTIVE, EligibilityStatus.INACTIVE, EligibilityStatus.NOT_FOUND
 TTL = timedelta(hours=24)
@@ -323,7 +323,7 @@ def test_a_scrub_error_rejects_the_claim_with_its_findings(coded, claim_ctx, cod
 def test_a_warning_does_not_stop_the_claim(coded, claim_ctx, codec):
     """A PPO claim 85 days after its date of service (90-day limit): near the limit, still submitted."""
     ppo = dataclasses.replace(coded, payer_id="PPO01", member_id="PPO123456789")
-    at = datetime.combine(ppo.date_of_service + timedelta(days=85), datetime.min.time(), timezone.utc)
+    at = datetime.combine(ppo.date_of_service + timedelta(days=85), datetime.min.time(), UTC)
     state = new_state(codec)
     request = park(ppo, codec, state, claim_ctx, at)
     emits = on_eligibility(answer_to(request, at), state, claim_ctx, at)
@@ -526,7 +526,7 @@ def test_unknown_code_of_a_parked_encounter_dead_letters_the_answer(coded, claim
 def test_worker_claims_and_eligibility_stages(coded, claim_ctx, codec):
     from engine.runtime.worker import claims_stage, eligibility_stage
 
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     recent = dataclasses.replace(coded, date_of_service=today - timedelta(days=2))
     visits = [dataclasses.replace(recent, encounter_id=f"ENC-W-{i}", member_id=f"MCR00000000{i}") for i in range(3)]
     state = new_state(codec)
@@ -536,7 +536,7 @@ def test_worker_claims_and_eligibility_stages(coded, claim_ctx, codec):
     assert [e.topic for e in asked.emits] == ["eligibility-requests"] * 3 + [DEAD_LETTER_TOPIC]
     answers = [
         SourceMessage("claims.eligibility-responses", 0, i, e.key.encode(),
-                      codec.encode(answer_to(e.event, datetime.now(timezone.utc),
+                      codec.encode(answer_to(e.event, datetime.now(UTC),
                                              NOT_FOUND if i == 2 else ACTIVE, reason="member not found" if i == 2
                                              else None)))
         for i, e in enumerate(asked.emits[:3])

@@ -10,7 +10,6 @@ from decimal import Decimal
 
 import pytest
 
-from engine.wire.codec import MAGIC, Codec, UndecodableEvent, from_record, to_record
 from engine.model.events import (
     EVENT_TYPES,
     ClaimStatus,
@@ -26,6 +25,7 @@ from engine.model.events import (
     Remittance,
     Sex,
 )
+from engine.wire.codec import MAGIC, Codec, UndecodableEvent, from_record, to_record
 
 TYPE_IDS = [t.__name__ for t in EVENT_TYPES]
 

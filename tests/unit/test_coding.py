@@ -12,7 +12,6 @@ from datetime import date
 import pytest
 
 from engine.coding import rules as coding
-from engine.reference.codesets import normalize_icd10
 from engine.coding.rules import (
     MAX_DIAGNOSES,
     MAX_DX_POINTERS,
@@ -31,6 +30,7 @@ from engine.coding.rules import (
     review_item_id,
 )
 from engine.model.events import CodedEncounter, CodingReviewItem, Encounter, Finding, Procedure, Severity, Sex
+from engine.reference.codesets import normalize_icd10
 from engine.runtime.worker import coding_stage
 
 # Billable FY2026 ICD-10-CM codes, all distinct, none excluding another, none sex- or age-edited.

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from engine.wire.codec import UndecodableEvent
-from engine.coding.rules import code_encounter, review_item_id
 from engine.coding.review import (
     ALLOWED,
     CLOSED,
@@ -26,6 +24,7 @@ from engine.coding.review import (
     remember_opened,
     verdict_on,
 )
+from engine.coding.rules import code_encounter, review_item_id
 from engine.model.events import (
     CodedEncounter,
     CodingAction,
@@ -38,8 +37,9 @@ from engine.model.events import (
 )
 from engine.runtime.stages import Emit, ProcessingError, SourceMessage
 from engine.runtime.worker import recoding_stage
+from engine.wire.codec import UndecodableEvent
 
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 ITEM_ID = "CR-00000000000000AA"
 ENC_ID = "ENC-UNIT-0000001"
 FIX, QUERY, ANSWER = CodingActionType.FIX, CodingActionType.QUERY, CodingActionType.ANSWER

@@ -12,8 +12,9 @@ indicator-3 rows).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import date
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 

@@ -4,28 +4,28 @@ appeals desk (simulators/appeals.py), as plain functions over plain mappings."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
 
+from engine.coding.findings import has_errors
 from engine.denials.actions import (
     DeniedClaimState,
     check_successor,
     claim_as_encounter,
     handle_denial_action,
 )
-from engine.model.events import ClaimState, ClaimStatus, ClaimSubmitted, DenialAction, DenialActionType, Remittance
-from engine.coding.findings import has_errors
-from engine.runtime.stages import ProcessingError
-from engine.posting.ledger import Ledger
 from engine.denials.work_items import ClaimCorrections, LineCorrection, replacement_claim, void_claim
+from engine.model.events import ClaimState, ClaimStatus, ClaimSubmitted, DenialAction, DenialActionType, Remittance
+from engine.posting.ledger import Ledger
+from engine.runtime.stages import ProcessingError
 from simulators.appeals import decide_appeal, decision_id
 
 A = DenialActionType
 #: The day the sample claim is corrected: within every payer's timely-filing window of its
 #: date of service, so only what a test changes can fail the scrubber.
-LATER = datetime(2026, 3, 10, 9, 0, tzinfo=timezone.utc)
+LATER = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import yaml
 
-from engine.posting.routing import DenialRouting, amount_at_risk, denial_item, work_item_id
 from engine.model.events import (
     Adjustment,
     DenialWorkItem,
@@ -20,6 +19,7 @@ from engine.model.events import (
     RemittanceLine,
     RemittanceOutcome,
 )
+from engine.posting.routing import DenialRouting, amount_at_risk, denial_item, work_item_id
 from engine.runtime.stages import ProcessingError
 from simulators.payer.adjudication import NOT_DENIALS
 
@@ -54,7 +54,7 @@ def remit(lines: list[RemittanceLine], outcome: RemittanceOutcome, *, claim_adju
         remittance_id=remittance_id,
         claim_id="C0000000000000001",
         encounter_id="ENC-1",
-        encounter_occurred_at=datetime(2026, 3, 1, tzinfo=timezone.utc),
+        encounter_occurred_at=datetime(2026, 3, 1, tzinfo=UTC),
         patient_control_number="C0000000000000001",
         payer_id="MCA01",
         payer_claim_control_number="MCA01AAAAAAAAAAAA",
@@ -70,7 +70,7 @@ def remit(lines: list[RemittanceLine], outcome: RemittanceOutcome, *, claim_adju
         lines=lines,
         payment_date=date(2026, 3, 22),
         trace_number="EFT20260322MCA01",
-        adjudicated_at=datetime(2026, 3, 1, 12, tzinfo=timezone.utc),
+        adjudicated_at=datetime(2026, 3, 1, 12, tzinfo=UTC),
     )
 
 
@@ -307,7 +307,7 @@ def test_unknown_reason_text_falls_back(routing):
 
 def test_work_item_id_is_deterministic_from_the_remittance_id(routing, now):
     first = denial_item(denied_remit(), routing, now)
-    again = denial_item(denied_remit(), routing, datetime(2027, 1, 1, tzinfo=timezone.utc))
+    again = denial_item(denied_remit(), routing, datetime(2027, 1, 1, tzinfo=UTC))
     other = denial_item(denied_remit(remittance_id="RBBBBBBBBBBBB-1"), routing, now)
     assert first.work_item_id == again.work_item_id == work_item_id("RAAAAAAAAAAAA-1")
     assert first.work_item_id != other.work_item_id

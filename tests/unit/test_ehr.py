@@ -5,17 +5,17 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections import Counter
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from engine.claims.build import ClaimStageState, bill_coded, on_eligibility
-from engine.wire.codec import UndecodableEvent
-from engine.reference.codesets import npi_is_valid
-from engine.coding.rules import check_encounter, code_encounter
 from engine.claims.eligibility import EligibilityCache
+from engine.coding.rules import check_encounter, code_encounter
 from engine.model.events import EligibilityStatus, Encounter, Procedure, Severity
+from engine.reference.codesets import npi_is_valid
 from engine.runtime.stages import SourceMessage
+from engine.wire.codec import UndecodableEvent
 from simulators import ehr
 from simulators.ehr import (
     BAD_KINDS,
@@ -52,7 +52,7 @@ def error_rules(errors):
 class _FrozenDatetime(datetime):
     @classmethod
     def now(cls, tz=None):
-        return datetime(2026, 3, 2, 8, 0, 0, 500_000, tzinfo=timezone.utc)
+        return datetime(2026, 3, 2, 8, 0, 0, 500_000, tzinfo=UTC)
 
 
 def test_same_seed_same_records_with_the_clock_pinned(codec, book, monkeypatch):
@@ -181,7 +181,7 @@ def test_every_visit_template_is_clean_for_every_patient_it_fits(fees, book, cod
         for member in members:
             for day in (TODAY, TODAY - timedelta(days=29)):
                 enc = Encounter(
-                    "ENC-T", ehr.SOURCE_SYSTEM, datetime(2026, 1, 1, tzinfo=timezone.utc), member.patient,
+                    "ENC-T", ehr.SOURCE_SYSTEM, datetime(2026, 1, 1, tzinfo=UTC), member.patient,
                     member.payer_id, member.member_id, practice.billing_npi, practice.rendering_npis[0], day,
                     visit.place_of_service, list(visit.diagnoses),
                     [Procedure(c, list(m), u, list(p)) for c, m, u, p in visit.lines],
@@ -338,7 +338,7 @@ def test_each_registration_kind_ends_where_it_says(registration_plan, codec, boo
     """Coding → claim stage → the payer's answer from the panel → the claim stage again:
     eligibility kinds end at the front desk, scrub kinds rejected by their expected rule,
     good encounters submitted."""
-    now = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
     coverage = {m.member_id: m.coverage for m in practice.members}
     wanted = (Kind.GOOD, *ELIGIBILITY_KINDS, *SCRUB_KINDS)
     ends: dict[Kind, Counter[str]] = {kind: Counter() for kind in wanted}

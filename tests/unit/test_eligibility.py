@@ -4,7 +4,7 @@ the 270 request built from a coded encounter."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -20,7 +20,7 @@ from engine.claims.eligibility import (
 from engine.model.events import CodedEncounter, EligibilityRequest, EligibilityResponse, EligibilityStatus, Subscriber
 
 #: The instant the sample answers were given (conftest NOW).
-NOW = datetime(2026, 3, 2, 14, 30, 15, 250_000, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 2, 14, 30, 15, 250_000, tzinfo=UTC)
 ACTIVE, INACTIVE, NOT_FOUND = EligibilityStatus.ACTIVE, EligibilityStatus.INACTIVE, EligibilityStatus.NOT_FOUND
 ASKED = date(2026, 2, 27)  # the date of service the answer was given for
 START = date(2021, 1, 1)

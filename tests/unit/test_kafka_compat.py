@@ -6,6 +6,7 @@ from __future__ import annotations
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 from engine.runtime import kafka_compat
+
 kafka_compat.apply()  # what importing engine.runtime.kafka does
 
 

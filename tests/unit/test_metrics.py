@@ -13,12 +13,10 @@ import pytest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from engine.ops.reconciliation import Tally
-from engine.web.dashboard import bar_chart, charts, dashboard_page, line_chart
 from engine.model.events import ClaimState, ClaimStatus, ClaimSubmitted, Encounter
 from engine.ops.metrics import (
-    LatencyFigures,
     Latencies,
+    LatencyFigures,
     Outstanding,
     PartitionLag,
     ThroughputHistory,
@@ -27,6 +25,8 @@ from engine.ops.metrics import (
     stage_counts,
 )
 from engine.ops.monitor import Monitor
+from engine.ops.reconciliation import Tally
+from engine.web.dashboard import bar_chart, charts, dashboard_page, line_chart
 
 DAY_MS = 86_400_000
 

@@ -7,7 +7,7 @@ Adjudication itself is tested in test_adjudication.py."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -27,11 +27,11 @@ from engine.model.events import (
 )
 from engine.runtime.stages import SourceMessage
 from engine.settings import Settings
-from simulators.payer.adjudication import Calibration, MemberState, release_at
 from simulators.coverage import Authorization, Coverage, PatientRecord, write_master_data
+from simulators.payer.adjudication import Calibration, MemberState, release_at
 from simulators.payer.app import PayerRuntime, answer_eligibility, member_key
 
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
 DOS = date(2026, 2, 27)
 SCALE = 86_400.0  # one real second per simulated day

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from engine.claims.build import ClaimStageState, bill_coded, on_eligibility
-from engine.coding.rules import code_encounter
 from engine.claims.eligibility import EligibilityCache
+from engine.coding.rules import code_encounter
 from engine.model.events import (
     ClaimSubmitted,
     CodedEncounter,
@@ -18,16 +18,15 @@ from engine.model.events import (
     EligibilityResponse,
     Encounter,
     Remittance,
-    RemittanceOutcome,
 )
+from engine.posting.ledger import post_remittance
 from engine.posting.routing import is_routable
 from engine.runtime.stages import DEAD_LETTER_TOPIC, Emit, ProcessingError, SourceMessage, dead_letter, run_stage
-from engine.posting.ledger import post_remittance
-from simulators.payer.adjudication import Calibration, MemberState, PayerReference, adjudicate
 from simulators.coverage import Coverage
+from simulators.payer.adjudication import Calibration, MemberState, PayerReference, adjudicate
 from simulators.payer.app import answer_eligibility, member_key
 
-FAILED_AT = datetime(2026, 3, 2, 16, 0, 0, 7_000, tzinfo=timezone.utc)
+FAILED_AT = datetime(2026, 3, 2, 16, 0, 0, 7_000, tzinfo=UTC)
 
 
 def clock():

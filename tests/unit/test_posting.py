@@ -4,7 +4,7 @@ the posting stage (claim status, statement, denial work item), idempotent by rem
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -25,10 +25,10 @@ from engine.model.events import (
     RemittanceOutcome,
 )
 from engine.posting.ledger import Ledger, claim_status, patient_statement, post, post_remittance
-from simulators.payer.adjudication import Calibration, MemberState, PayerReference, adjudicate
 from simulators.coverage import Coverage
+from simulators.payer.adjudication import Calibration, MemberState, PayerReference, adjudicate
 
-UTC = timezone.utc
+UTC = UTC
 CO, PR = GroupCode.CO, GroupCode.PR
 ZERO = Decimal("0.00")
 NOW = datetime(2026, 3, 25, 8, 0, tzinfo=UTC)

@@ -10,16 +10,16 @@ when that module is missing or broken."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 
-from engine.posting.routing import DenialRouting
 from engine.model.events import (
     Adjustment,
     ClaimLine,
@@ -32,7 +32,9 @@ from engine.model.events import (
     RemittanceOutcome,
     UnappliedPayment,
 )
-from engine.posting.ledger import Ledger, post
+from engine.posting.ledger import Ledger, post, remittance_id
+from engine.posting.routing import DenialRouting
+from engine.settings import Settings
 from engine.x12.remittance_files import (
     IngestResult,
     choose_claim,
@@ -45,8 +47,6 @@ from engine.x12.remittance_files import (
     select_remittances,
     totals,
 )
-from engine.settings import Settings
-from engine.posting.ledger import remittance_id
 from engine.x12.segments import redact_x12_error
 from simulators.payer.adjudication import PayerBook, build_remittance, reversal_of
 from tests.unit.conftest import NOW, sample_events

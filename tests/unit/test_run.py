@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from engine.ops.reconciliation import Tally, summarize
 from engine.cli.run import progress_table
+from engine.ops.reconciliation import Tally, summarize
 
 
 def test_the_live_table_shows_the_denial_work_and_its_money(settings, samples, codec):

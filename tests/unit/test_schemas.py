@@ -18,8 +18,8 @@ from typing import Any
 import fastavro
 import pytest
 
-from engine.wire.codec import Codec, SchemaRegistry, UndecodableEvent, to_record
 from engine.model.events import EVENT_TYPES, NAMESPACE, Encounter
+from engine.wire.codec import Codec, SchemaRegistry, UndecodableEvent, to_record
 
 TYPE_IDS = [t.__name__ for t in EVENT_TYPES]
 

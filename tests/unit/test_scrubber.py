@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
@@ -17,6 +17,15 @@ from pathlib import Path
 import pytest
 
 from engine.claims import scrubber
+from engine.claims.scrubber import (
+    SCRUB_RULE_IDS,
+    SCRUB_RULES,
+    TIMELY_FILING_NEAR_MARGIN,
+    ScrubContext,
+    load_places_of_service,
+    scrub_claim,
+    scrub_item_id,
+)
 from engine.model.events import (
     Address,
     ClaimLine,
@@ -29,15 +38,6 @@ from engine.model.events import (
     Subscriber,
 )
 from engine.reference.master_data import PayerInfo
-from engine.claims.scrubber import (
-    SCRUB_RULE_IDS,
-    SCRUB_RULES,
-    TIMELY_FILING_NEAR_MARGIN,
-    ScrubContext,
-    load_places_of_service,
-    scrub_claim,
-    scrub_item_id,
-)
 from engine.settings import DATA_DIR
 from engine.x12.professional import claim_problems
 
@@ -66,12 +66,12 @@ def claim(**changes: object) -> ClaimSubmitted:
     own subscriber, billed by the group for one of its physicians; tests change one thing."""
     base = ClaimSubmitted(
         claim_id="C8F3A2B1C0D9E8F70", encounter_id="ENC-1001",
-        encounter_occurred_at=datetime(2026, 11, 2, 15, 30, tzinfo=timezone.utc),
+        encounter_occurred_at=datetime(2026, 11, 2, 15, 30, tzinfo=UTC),
         patient_control_number="C8F3A2B1C0D9E8F70", frequency_code="1", original_claim_id=None,
         payer_id="PPO01", member_id="PPO123456789", patient_id="MRN-000417",
         billing_npi=BILLING.npi, rendering_npi=RENDERING.npi, date_of_service=DOS, place_of_service="11",
         diagnoses=["I10", "E78.5"], lines=lines_on(DOS), total_charge=Decimal("158.00"),
-        submitted_at=datetime(2026, 11, 25, 9, tzinfo=timezone.utc),
+        submitted_at=datetime(2026, 11, 25, 9, tzinfo=UTC),
         billing_provider=BILLING, rendering_provider=RENDERING,
         payer_name="COMMERCIAL PPO", claim_filing_indicator="CI",
         subscriber=Subscriber("18", "ANA", "CHEN", date(1970, 5, 17), "F", HOME, "GRP-100"),
@@ -84,7 +84,7 @@ def claim(**changes: object) -> ClaimSubmitted:
 def answer(start: date | None = date(2020, 1, 1), end: date | None = None,
            status: EligibilityStatus = EligibilityStatus.ACTIVE) -> EligibilityResponse:
     return EligibilityResponse("ER-1", "ENC-1001", "PPO01", "PPO123456789", DOS, status, "PPO01-GOLD", start, end,
-                               Decimal("30.00"), Decimal("0.00"), None, datetime(2026, 11, 3, tzinfo=timezone.utc))
+                               Decimal("30.00"), Decimal("0.00"), None, datetime(2026, 11, 3, tzinfo=UTC))
 
 
 def context(**changes: object) -> ScrubContext:

@@ -10,7 +10,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import AsyncIterator
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from html.parser import HTMLParser
 from typing import Any, cast
@@ -20,6 +20,16 @@ import pytest_asyncio
 from aiohttp.test_utils import TestClient, TestServer
 
 from engine.denials.desk import ActionRefused, ActionRequest, DenialDesk, NoSuchWorkItem
+from engine.denials.work_items import (
+    TRANSITIONS,
+    ClaimCorrections,
+    FoldedQueues,
+    LineCorrection,
+    WorkItemState,
+    WorkItemStatus,
+    new_state,
+    work_list,
+)
 from engine.model.events import (
     Address,
     ClaimLine,
@@ -55,16 +65,6 @@ from engine.web.app import (
     token_matches,
     valid_user_id,
 )
-from engine.denials.work_items import (
-    TRANSITIONS,
-    ClaimCorrections,
-    FoldedQueues,
-    LineCorrection,
-    WorkItemState,
-    WorkItemStatus,
-    new_state,
-    work_list,
-)
 
 A, S = DenialActionType, WorkItemStatus
 TOKEN = "s3cret-token-for-the-unit-tests"
@@ -80,7 +80,7 @@ def denied_item(**changes: Any) -> DenialWorkItem:
         all_carcs=["16"], rarcs=["MA130"], reasons=["CO-16: claim lacks information"],
         amount_at_risk=Decimal("1234.50"), billed_amount=Decimal("1234.50"),
         suggested_action="Supply the missing data and resubmit.", recoverable=True,
-        date_of_service=date(2026, 2, 27), created_at=datetime(2026, 3, 10, 9, 0, tzinfo=timezone.utc),
+        date_of_service=date(2026, 2, 27), created_at=datetime(2026, 3, 10, 9, 0, tzinfo=UTC),
     )
     return dataclasses.replace(item, **changes)
 
@@ -89,13 +89,13 @@ def standing_claim(**changes: Any) -> ClaimSubmitted:
     """A claim full of PHI, so the tests can show none of it reaches the page."""
     day = date(2026, 2, 27)
     claim = ClaimSubmitted(
-        claim_id="C-1", encounter_id="ENC-1", encounter_occurred_at=datetime(2026, 2, 27, tzinfo=timezone.utc),
+        claim_id="C-1", encounter_id="ENC-1", encounter_occurred_at=datetime(2026, 2, 27, tzinfo=UTC),
         patient_control_number="C-1", frequency_code="1", original_claim_id=None, payer_id="MCR01",
         member_id=MEMBER, patient_id="P-1", billing_npi="1234567893", rendering_npi="1245319599",
         date_of_service=day, place_of_service="11", diagnoses=["M17.11", "E11.9"],
         lines=[ClaimLine(1, "99214", ["25"], 1, Decimal("180.00"), [1, 2], day),
                ClaimLine(2, "20610", [], 2, Decimal("240.00"), [1], day)],
-        total_charge=Decimal("420.00"), submitted_at=datetime(2026, 3, 1, tzinfo=timezone.utc),
+        total_charge=Decimal("420.00"), submitted_at=datetime(2026, 3, 1, tzinfo=UTC),
         subscriber=Subscriber("18", "Evelyn", "Marchetti", BIRTH, "F",
                               Address("12 Orchard Lane", "Springfield", "IL", "62704")),
         patient_first_name="Evelyn", patient_last_name="Marchetti", patient_birth_date=BIRTH, patient_sex="F",
@@ -156,7 +156,7 @@ def test_an_expired_deadline_is_flagged() -> None:
 
 def test_everything_rendered_is_escaped() -> None:
     hostile = "<script>alert(1)</script>"
-    item = denied_item(reasons=[hostile], suggested_action=f'"><img src=x onerror=alert(1)>')
+    item = denied_item(reasons=[hostile], suggested_action='"><img src=x onerror=alert(1)>')
     state = dataclasses.replace(new_state(item), assignee="a<b")
     page = render_item(item, state, standing_claim(diagnoses=[hostile]), {}, TODAY, None)
     assert "<script>" not in page and "<img" not in page
@@ -323,7 +323,7 @@ class FakeDesk:
         if request.kind == A.REOPEN:
             raise ActionRefused("action DA-X: REOPEN is not allowed on work item DN-1 in status OPEN")
         self.acted.append((ref, request))
-        action = DenialAction("DA-1", "DN-1", "C-1", request.kind, request.user, datetime.now(timezone.utc))
+        action = DenialAction("DA-1", "DN-1", "C-1", request.kind, request.user, datetime.now(UTC))
         return action, dataclasses.replace(self.state, status=S.IN_PROGRESS, assignee=request.user)
 
 

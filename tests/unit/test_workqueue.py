@@ -6,21 +6,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings as hyp_settings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
-from engine.model.events import (
-    ClaimSubmitted,
-    DenialAction,
-    DenialActionType,
-    DenialWorkItem,
-    Remittance,
-    RemittanceOutcome,
-)
-from engine.runtime.stages import ProcessingError
 from engine.denials.work_items import (
     ACTIONABLE,
     DEFAULT_APPEAL_DAYS,
@@ -45,9 +38,18 @@ from engine.denials.work_items import (
     work_item_accounting,
     work_list,
 )
+from engine.model.events import (
+    ClaimSubmitted,
+    DenialAction,
+    DenialActionType,
+    DenialWorkItem,
+    Remittance,
+    RemittanceOutcome,
+)
+from engine.runtime.stages import ProcessingError
 
 A, S = DenialActionType, WorkItemStatus
-AT = datetime(2026, 3, 10, 16, 45, 5, 125_000, tzinfo=timezone.utc)
+AT = datetime(2026, 3, 10, 16, 45, 5, 125_000, tzinfo=UTC)
 TODAY = date(2026, 3, 20)
 
 
@@ -59,7 +61,7 @@ def item(work_item_id: str = "DN-1", *, queue: str = "denials.coding", amount: s
         payer_id=payer_id, category=queue.removeprefix("denials."), queue=queue, carc="16", group_code="CO",
         all_carcs=["16"], rarcs=["M51"], reasons=["CO-16: missing information"], amount_at_risk=Decimal(amount),
         billed_amount=Decimal(amount), suggested_action="Correct and resubmit.", recoverable=recoverable,
-        date_of_service=date(2026, 2, 27), created_at=datetime.combine(created, datetime.min.time(), timezone.utc),
+        date_of_service=date(2026, 2, 27), created_at=datetime.combine(created, datetime.min.time(), UTC),
     )
 
 
@@ -468,7 +470,7 @@ def original(samples) -> ClaimSubmitted:
     return samples[ClaimSubmitted]  # 99214-25 × 1 at 210.00, J3301 × 4 at 88.00
 
 
-LATER = datetime(2026, 4, 2, 9, 0, tzinfo=timezone.utc)
+LATER = datetime(2026, 4, 2, 9, 0, tzinfo=UTC)
 
 
 def _assert_successor(new: ClaimSubmitted, original: ClaimSubmitted, frequency: str) -> None:
@@ -588,8 +590,8 @@ def test_the_payer_simulator_reverses_the_original_and_pays_the_replacement(book
     """End to end: a paid original, a biller's replacement (frequency 7) and void
     (frequency 8); the payer finds the original by its id (no CARC 129), and the
     replacement's own payment resolves the work item."""
-    from simulators.payer.adjudication import Calibration, MemberState, PayerReference, adjudicate
     from simulators.coverage import Coverage
+    from simulators.payer.adjudication import Calibration, MemberState, PayerReference, adjudicate
 
     claim = dataclasses.replace(original, payer_id="MCR01", member_id="M1", submitted_at=LATER - timedelta(days=30))
     ref = PayerReference(book, {"M1": Coverage("M1", "MCR01", "MCR01-SILVER", "18", None, date(2020, 1, 1), None)},

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from engine.reference.codesets import normalize_icd10
 from engine.model.events import Address, ClaimLine, ClaimSubmitted, Provider, Subscriber
+from engine.reference.codesets import normalize_icd10
 from engine.settings import Settings
 from engine.x12.professional import IMPLEMENTATION, SELF, insured, read_837p, validate_837p, write_837p
 
