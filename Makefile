@@ -8,7 +8,7 @@ ARGS ?= --encounters 3000 --rate 150 --bad-rate 0.04 --summary run-summary.json
 # The browser tests drive Debian's Chromium through Playwright (no browser download).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup browser run test test-unit bench clean
+.PHONY: setup browser run test test-unit lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ run: setup
 
 test: setup browser
 	$(BIN)/python -m pytest
+
+# The lint and type gate (.ci/run runs it before the tests; pre-commit runs the same).
+lint: setup
+	$(BIN)/ruff check engine simulators tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m engine.wire.generate --check
 
 test-unit: setup
 	$(BIN)/python -m pytest tests/unit

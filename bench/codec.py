@@ -57,7 +57,7 @@ def real_events(settings: Settings, codec: Codec) -> list[Any]:
     planned = plan_encounters(200, SEED, 0.0, 0.0, codec, book, today=TODAY)
     now = datetime.now(UTC)
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # Avro timestamp-millis
-    for offset, record in enumerate(planned):
+    for _offset, record in enumerate(planned):
         if record.kind != Kind.GOOD:
             continue
         encounter = codec.decode(record.value, Encounter)
@@ -108,13 +108,13 @@ def main() -> int:
         parsed = schema.parsed
         event_type = type(event)
 
-        def ref_roundtrip() -> object:
+        def ref_roundtrip(reference: ReferenceCodec = reference, record: Any = record) -> object:
             return reference.decode(reference.encode(record))
 
-        def codec_roundtrip() -> object:
+        def codec_roundtrip(event: Any = event, event_type: type[Any] = event_type) -> object:
             return codec.decode(codec.encode(event), event_type)
 
-        def raw_roundtrip() -> object:
+        def raw_roundtrip(parsed: Any = parsed, record: Any = record) -> object:
             buf = io.BytesIO()
             fastavro.schemaless_writer(buf, parsed, record)
             buf.seek(0)
@@ -136,7 +136,8 @@ def main() -> int:
     print(f"µs per encode+decode, median of {REPEATS} repetitions (python {sys.version.split()[0]}, "
           f"fastavro {fastavro.__version__})")
     for index, row in enumerate(table):
-        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+        print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
+                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))))
         if index == 0:
             print("  ".join("-" * w for w in widths))
     print("body B = Avro body without the 5-byte Confluent header; avro-python3 and fastavro write the same bytes.")

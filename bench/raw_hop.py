@@ -72,7 +72,7 @@ def claim_values(settings: Settings, codec: Codec) -> list[bytes]:
     now = now.replace(microsecond=now.microsecond // 1000 * 1000)
     planned = plan_encounters(POOL * 2, 1, 0.0, 0.0, codec, book, today=date(2026, 11, 25))
     values: list[bytes] = []
-    for offset, record in enumerate(planned):
+    for _offset, record in enumerate(planned):
         if record.kind != Kind.GOOD or len(values) == POOL:
             continue
         encounter = codec.decode(record.value, Encounter)

@@ -9,6 +9,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from engine.wire.topics import Topic
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "engine" / "reference" / "data"
@@ -63,7 +67,9 @@ class Settings:
     )
     #: Coding reference data: the shipped samples, or the full CMS quarterly files
     #: (PTP: a file or a folder of ccipra-…-f1..f4 files; MUE: the practitioner CSV).
-    modifiers_file: Path = field(default_factory=lambda: Path(_env("CLAIMS_MODIFIERS", str(DATA_DIR / "modifiers.csv"))))
+    modifiers_file: Path = field(
+        default_factory=lambda: Path(_env("CLAIMS_MODIFIERS", str(DATA_DIR / "modifiers.csv")))
+    )
     ncci_ptp_path: Path = field(
         default_factory=lambda: Path(_env("CLAIMS_NCCI_PTP", str(DATA_DIR / "ncci_ptp_practitioner.txt")))
     )
@@ -81,7 +87,9 @@ class Settings:
     #: Share of clean encounters also sent to coders as a quality-control audit sample.
     coding_audit_rate: float = field(default_factory=lambda: _env_float("CLAIMS_CODING_AUDIT_RATE", 0.02))
     #: Master data the claim stage reads (README: data files).
-    providers_file: Path = field(default_factory=lambda: Path(_env("CLAIMS_PROVIDERS", str(DATA_DIR / "providers.csv"))))
+    providers_file: Path = field(
+        default_factory=lambda: Path(_env("CLAIMS_PROVIDERS", str(DATA_DIR / "providers.csv")))
+    )
     payers_file: Path = field(default_factory=lambda: Path(_env("CLAIMS_PAYERS", str(DATA_DIR / "payers.csv"))))
     place_of_service_file: Path = field(
         default_factory=lambda: Path(_env("CLAIMS_PLACE_OF_SERVICE", str(DATA_DIR / "place_of_service.csv")))
@@ -91,7 +99,9 @@ class Settings:
     #: X12 envelope identities for `claims export 837` (ISA06/ISA08, GS02/GS03, 1000A/1000B).
     x12_sender_id: str = field(default_factory=lambda: _env("CLAIMS_X12_SENDER_ID", "CLAIMFLOW"))
     x12_receiver_id: str = field(default_factory=lambda: _env("CLAIMS_X12_RECEIVER_ID", "CLEARINGHOUSE"))
-    x12_submitter_name: str = field(default_factory=lambda: _env("CLAIMS_X12_SUBMITTER_NAME", "CLAIMFLOW FAMILY MEDICINE GROUP"))
+    x12_submitter_name: str = field(
+        default_factory=lambda: _env("CLAIMS_X12_SUBMITTER_NAME", "CLAIMFLOW FAMILY MEDICINE GROUP")
+    )
     x12_submitter_phone: str = field(default_factory=lambda: _env("CLAIMS_X12_SUBMITTER_PHONE", "3035550100"))
     x12_receiver_name: str = field(default_factory=lambda: _env("CLAIMS_X12_RECEIVER_NAME", "CLAIMFLOW CLEARINGHOUSE"))
     #: ISA15: T (test) until a clearinghouse has certified the feed, then P.
@@ -118,6 +128,8 @@ class Settings:
             _env("CLAIMS_PAYER_PROFILES", str(PROJECT_ROOT / "simulators" / "payer" / "profiles.yaml"))
         )
     )
+    #: The coder simulator's consumer group (it reads the coder work queue).
+    coder_group_id: str = field(default_factory=lambda: _env("CLAIMS_CODER_GROUP_ID", "claimflow-coder-simulator"))
     seed: int = field(default_factory=lambda: _env_int("CLAIMS_SEED", 1))
     #: Simulated seconds per real second for payer latency: a payment due 14–30 days
     #: after submission is released 14–30 × 86,400 / scale seconds later (default: a
@@ -160,11 +172,6 @@ class Settings:
         return f"{self.app_id}-payer"
 
     @property
-    def coder_group_id(self) -> str:
-        """The coder simulator's consumer group (reads the coder work queue)."""
-        return f"{self.app_id}-coder-simulator"
-
-    @property
     def worker_log_file(self) -> Path:
         return self.state_dir / "worker.log"
 
@@ -172,9 +179,9 @@ class Settings:
     def payer_log_file(self) -> Path:
         return self.state_dir / "payer.log"
 
-    def topic(self, logical_name: str) -> str:
-        """Full topic name of a logical topic (``encounters`` → ``claims.encounters``)."""
-        return f"{self.topic_prefix}{logical_name}"
+    def topic(self, topic: Topic) -> str:
+        """Full topic name of a logical topic (``Topic.ENCOUNTERS`` → ``claims.encounters``)."""
+        return f"{self.topic_prefix}{topic}"
 
     def with_bootstrap(self, bootstrap_servers: str) -> Settings:
         return replace(self, bootstrap_servers=bootstrap_servers)

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from engine.model.events import DenialAction, DenialActionType
 from engine.runtime.stages import Emit, ProcessingError
+from engine.wire.topics import Topic
 from simulators.payer.adjudication import PayerBook
 
 
@@ -38,4 +39,4 @@ def decide_appeal(appeal: DenialAction, book: PayerBook, seed: int, now: datetim
         note=f"{'overturned' if overturned else 'upheld'} after {days} days", appeal_overturned=overturned,
         amount=appeal.amount if overturned else None, payer_id=profile.payer_id,
     )
-    return [Emit("denial-actions", appeal.claim_id, decision)]
+    return [Emit(Topic.DENIAL_ACTIONS, appeal.claim_id, decision)]

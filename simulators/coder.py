@@ -17,14 +17,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from engine.coding.findings import has_errors
 from engine.coding.review import Correction, apply_correction
-from engine.coding.rules import Chart, CodingReference, check_encounter, has_errors
+from engine.coding.rules import Chart, CodingReference, check_encounter
 from engine.model.events import CodingAction, CodingActionType, CodingReviewItem, Encounter, Finding
 from engine.reference.codesets import icd10_leaves, is_external_cause, with_placeholders, with_seventh_character
 from engine.runtime.kafka import run_consumer_stage
 from engine.runtime.stages import Emit, SourceMessage, run_stage, utcnow
 from engine.settings import Settings
 from engine.wire.codec import Codec
+from engine.wire.topics import Topic
 
 ACTOR = "coder-sim"
 _DX = re.compile(r"^diagnoses\[(\d+)\]")
@@ -137,7 +139,7 @@ def work_item(item: CodingReviewItem, codec: Codec, ref: CodingReference) -> lis
             encounter_id=item.encounter_id, revision=item.revision, action=kind, actor=ACTOR, note=note,
             changes=changes or [], corrected_encounter=corrected, occurred_at=now,
         )
-        return [Emit("coding-actions", item.encounter_id, event)]
+        return [Emit(Topic.CODING_ACTIONS, item.encounter_id, event)]
 
     if item.is_audit:
         return action(CodingActionType.AUDIT_AGREE, "coding supported by the documentation")
@@ -166,5 +168,5 @@ class CoderSimulator:
                          lambda item, msg: work_item(item, self.codec, self.ref)).emits
 
     async def run(self) -> None:
-        await run_consumer_stage(self.settings, self.bootstrap_servers, self.codec, self.settings.coder_group_id, "coding-review",
-                                 self.process, self.stop)
+        await run_consumer_stage(self.settings, self.bootstrap_servers, self.codec, self.settings.coder_group_id,
+                                 Topic.CODING_REVIEW, self.process, self.stop)

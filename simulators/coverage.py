@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from engine.model.events import SELF, Address, Patient, Sex, Subscriber
+from engine.model.codes import SELF
+from engine.model.events import Address, Patient, Sex, Subscriber
 
 COVERAGE_FILE = "coverage.csv"
 PATIENTS_FILE = "patients.csv"
@@ -59,7 +60,8 @@ def write_master_data(records: Iterable[PatientRecord], folder: Path,
     with (folder / COVERAGE_FILE).open("w", newline="") as handle:
         out = csv.writer(handle)
         out.writerow(["member_id", "payer_id", "plan_id", "relationship", "subscriber_first_name",
-                      "subscriber_last_name", "subscriber_birth_date", "subscriber_sex", "coverage_start", "coverage_end"])
+                      "subscriber_last_name", "subscriber_birth_date", "subscriber_sex", "coverage_start",
+                      "coverage_end"])
         for r in records:
             c, s = r.coverage, r.coverage.subscriber
             out.writerow([c.member_id, c.payer_id, c.plan_id, c.relationship, s.first_name if s else "",
@@ -80,7 +82,8 @@ def load_coverage(folder: Path) -> dict[str, Coverage]:
                 subscriber = Subscriber(
                     relationship=row["relationship"], first_name=row["subscriber_first_name"],
                     last_name=row["subscriber_last_name"],
-                    birth_date=date.fromisoformat(row["subscriber_birth_date"]) if row["subscriber_birth_date"] else None,
+                    birth_date=(date.fromisoformat(row["subscriber_birth_date"]) if row["subscriber_birth_date"]
+                                else None),
                     sex=row["subscriber_sex"] or str(Sex.U),
                 )
             coverage[row["member_id"]] = Coverage(

@@ -20,12 +20,14 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
 from engine.coding.rules import age_on
-from engine.model.events import SELF, Address, Encounter, Patient, Procedure, Sex, Subscriber
+from engine.model.codes import SELF
+from engine.model.events import Address, Encounter, Patient, Procedure, Sex, Subscriber
 from engine.reference.codesets import npi_check_digit
 from engine.reference.master_data import Providers
 from engine.runtime.kafka import make_producer
 from engine.settings import Settings
 from engine.wire.codec import Codec
+from engine.wire.topics import Topic
 from simulators.coverage import Authorization, Coverage, PatientRecord
 from simulators.payer.adjudication import PayerBook
 
@@ -519,7 +521,7 @@ async def send_planned(
     stop: asyncio.Event | None = None,
 ) -> int:
     """Produce ``records`` to the encounters topic at ``rate`` per second (None: flat out)."""
-    topic = settings.topic("encounters")
+    topic = settings.topic(Topic.ENCOUNTERS)
     producer = make_producer(settings, bootstrap_servers)
     await producer.start()
     sent = 0

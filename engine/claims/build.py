@@ -22,8 +22,8 @@ from pathlib import Path
 from engine.claims.eligibility import EligibilityCache, covers, eligibility_request, front_desk_item_id
 from engine.claims.scrubber import ScrubContext, load_places_of_service, scrub_claim, scrub_item_id
 from engine.coding.findings import has_errors
+from engine.model.codes import SELF
 from engine.model.events import (
-    SELF,
     ClaimLine,
     ClaimState,
     ClaimStatus,
@@ -37,12 +37,12 @@ from engine.model.events import (
     ScrubRejected,
     Subscriber,
 )
+from engine.model.money import CENTS
 from engine.reference.master_data import PayerInfo, Providers, load_payers
 from engine.runtime.stages import Emit, ProcessingError, SourceMessage
 from engine.settings import Settings
 from engine.wire.codec import Codec
-
-CENTS = Decimal("0.01")
+from engine.wire.topics import Topic
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def bill_coded(
     is asked."""
     already = state.billed.get(coded.encounter_id)
     if already is not None:
-        return [Emit("duplicates", coded.encounter_id, DuplicateDropped(
+        return [Emit(Topic.DUPLICATES, coded.encounter_id, DuplicateDropped(
             claim_id=already, encounter_id=coded.encounter_id, source_topic=message.topic,
             source_partition=message.partition, source_offset=message.offset, dropped_at=now,
         ))]
@@ -187,7 +187,7 @@ def bill_coded(
         return emits
     state.billed[coded.encounter_id] = claim_id_for(coded.encounter_id)  # a resend while parked is a duplicate
     state.awaiting[coded.encounter_id] = (message.value or b"").decode("latin-1")
-    return [Emit("eligibility-requests", coded.encounter_id, eligibility_request(coded, now))]
+    return [Emit(Topic.ELIGIBILITY_REQUESTS, coded.encounter_id, eligibility_request(coded, now))]
 
 
 def on_eligibility(answer: EligibilityResponse, state: ClaimStageState, ctx: ClaimContext, now: datetime
@@ -213,7 +213,7 @@ def decide(coded: CodedEncounter, coded_bytes: bytes, answer: EligibilityRespons
     the scrub queue with its findings."""
     if not covers(answer, coded.date_of_service):
         reason = answer.reason or f"coverage not in force on {coded.date_of_service.isoformat()}"
-        return [Emit("front-desk", coded.encounter_id, FrontDeskItem(
+        return [Emit(Topic.FRONT_DESK, coded.encounter_id, FrontDeskItem(
             work_item_id=front_desk_item_id(coded.encounter_id), encounter_id=coded.encounter_id,
             payer_id=coded.payer_id,
             status=answer.status if answer.status != EligibilityStatus.ACTIVE else EligibilityStatus.INACTIVE,
@@ -223,13 +223,13 @@ def decide(coded: CodedEncounter, coded_bytes: bytes, answer: EligibilityRespons
     findings = scrub_claim(claim, ScrubContext(payer=ctx.payers.get(claim.payer_id), eligibility=answer,
                                                 today=now.date(), places_of_service=ctx.places_of_service))
     if has_errors(findings):
-        return [Emit("scrub-rejected", claim.claim_id, ScrubRejected(
+        return [Emit(Topic.SCRUB_REJECTED, claim.claim_id, ScrubRejected(
             work_item_id=scrub_item_id(claim.claim_id), claim_id=claim.claim_id, encounter_id=claim.encounter_id,
             payer_id=claim.payer_id, findings=findings, claim=ctx.codec.encode(claim), rejected_at=now,
         ))]
     return [
-        Emit("claims-submitted", claim.claim_id, claim),
-        Emit("claim-status", claim.claim_id, ClaimStatus(
+        Emit(Topic.CLAIMS_SUBMITTED, claim.claim_id, claim),
+        Emit(Topic.CLAIM_STATUS, claim.claim_id, ClaimStatus(
             claim_id=claim.claim_id, encounter_id=claim.encounter_id, payer_id=claim.payer_id,
             status=ClaimState.SUBMITTED, billed_amount=claim.total_charge, paid_amount=None, denial_queue=None,
             remittance_id=None, updated_at=now,

@@ -21,10 +21,11 @@ from fractions import Fraction
 from pathlib import Path
 
 from engine.coding.findings import error, errors_first, registrar, warning
-from engine.model.events import SELF, ClaimSubmitted, EligibilityResponse, EligibilityStatus, Finding
+from engine.model.codes import SELF
+from engine.model.events import ClaimSubmitted, EligibilityResponse, EligibilityStatus, Finding
 from engine.reference.codesets import npi_is_valid
 from engine.reference.master_data import PayerInfo
-from engine.x12.professional import FREQUENCIES, MAX_DIAGNOSES, MAX_LINES, MAX_MODIFIERS, MAX_POINTERS
+from engine.x12.claim_837_write import FREQUENCIES, MAX_DIAGNOSES, MAX_LINES, MAX_MODIFIERS, MAX_POINTERS
 
 TIMELY_FILING_NEAR_MARGIN = Fraction(1, 10)
 """The last share of a payer's timely-filing window: a claim with no more than this share

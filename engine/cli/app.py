@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Protocol
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 from rich.console import Console
@@ -22,6 +22,10 @@ from engine.cli.context import bootstrap as _bootstrap
 from engine.cli.context import load_settings as _settings
 from engine.cli.denials import denials_app
 from engine.runtime.broker import EmbeddedBroker
+from engine.wire.topics import Topic
+
+if TYPE_CHECKING:
+    from engine.model.events import ClaimSubmitted, Remittance
 
 app = typer.Typer(help="Claimflow: encounter → coded → claim → remittance → denial queues, on Kafka.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
@@ -42,19 +46,29 @@ err = Console(stderr=True)
 
 @app.command()
 def run(
-    encounters: Annotated[int | None, typer.Option(help="Stop when this many encounters settled; default: run until Ctrl-C.")] = None,
-    rate: Annotated[float | None, typer.Option(help="Encounters per second (default: CLAIMS_RATE, 50; 0 = flat out).")] = None,
+    encounters: Annotated[int | None, typer.Option(help="Stop when this many encounters settled; "
+                                                        "default: run until Ctrl-C.")] = None,
+    rate: Annotated[float | None, typer.Option(help="Encounters per second (default: CLAIMS_RATE, 50; "
+                                                    "0 = flat out).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the simulators: same seed, same encounters and outcomes.")] = 1,
-    bad_rate: Annotated[float | None, typer.Option(help="Share of bad encounters (undecodable, truncated, invalid codes, missing data).")] = None,
+    bad_rate: Annotated[float | None, typer.Option(help="Share of bad encounters (undecodable, truncated, "
+                                                        "invalid codes, missing data).")] = None,
     resend_rate: Annotated[float | None, typer.Option(help="Share of encounters the EHR sends twice.")] = None,
-    lapsed_rate: Annotated[float | None, typer.Option(help="Share from patients whose coverage lapsed or whose member id is wrong (eligibility holds them).")] = None,
-    incomplete_rate: Annotated[float | None, typer.Option(help="Share with bad registration or provider data (the scrubber stops them).")] = None,
+    lapsed_rate: Annotated[float | None, typer.Option(help="Share from patients whose coverage lapsed or whose "
+                                                           "member id is wrong (eligibility holds them).")] = None,
+    incomplete_rate: Annotated[float | None, typer.Option(help="Share with bad registration or provider data "
+                                                               "(the scrubber stops them).")] = None,
     summary: Annotated[Path | None, typer.Option(help="Write the summary JSON here.")] = None,
-    timeout: Annotated[float, typer.Option(help="Fail if a bounded run has not settled after this many seconds.")] = 900.0,
+    timeout: Annotated[float, typer.Option(help="Fail if a bounded run has not settled "
+                                                "after this many seconds.")] = 900.0,
     no_live: Annotated[bool, typer.Option("--no-live", help="No live table (logs and CI).")] = False,
-    coder: Annotated[bool, typer.Option("--coder/--no-coder", help="Run the coder simulator on the coding-review queue.")] = True,
-    web: Annotated[bool, typer.Option("--web/--no-web", help="Serve the billers' denial-queue page (CLAIMS_WEB_PORT).")] = True,
-    stay: Annotated[bool, typer.Option("--stay", help="Once settled, keep the engine, the payer and the page up until Ctrl-C (work the queues meanwhile).")] = False,
+    coder: Annotated[bool, typer.Option("--coder/--no-coder",
+                                        help="Run the coder simulator on the coding-review queue.")] = True,
+    web: Annotated[bool, typer.Option("--web/--no-web",
+                                      help="Serve the billers' denial-queue page (CLAIMS_WEB_PORT).")] = True,
+    stay: Annotated[bool, typer.Option("--stay",
+                                       help="Once settled, keep the engine, the payer and the page up until Ctrl-C "
+                                            "(work the queues meanwhile).")] = False,
 ) -> None:
     """The closed loop: broker, topics, engine worker, EHR and payer simulators, live progress."""
     from engine.cli.run import RunFailed, RunOptions, run_closed_loop
@@ -127,14 +141,15 @@ def top(once: Annotated[bool, typer.Option("--once", help="Read the topics to th
 @app.command()
 def worker() -> None:
     """The engine's stream processors only (coding, claims, denial routing)."""
-    from engine.runtime.worker import run_worker
+    from engine.worker.stages import run_worker
 
     settings = _settings()
     run_worker(settings, _bootstrap(settings))
 
 
 @app.command()
-def show(claim_id: Annotated[str, typer.Argument(help="A claim id (any version: original, replacement, void).")]) -> None:
+def show(claim_id: Annotated[str, typer.Argument(help="A claim id (any version: original, replacement, void).")]
+         ) -> None:
     """A claim's whole timeline from the events: encounter, coding findings and actions, every
     claim version, remittances, statements and denial work items (no PHI). Exit 1 if unknown."""
     from rich.table import Table
@@ -147,7 +162,7 @@ def show(claim_id: Annotated[str, typer.Argument(help="A claim id (any version: 
     events = asyncio.run(read_claim_events(settings, _bootstrap(settings), codec))
     entries = claim_timeline(claim_id, events)
     if not entries:
-        err.print(escape(f"no claim {claim_id} on {settings.topic('claims-submitted')}"), style="red")
+        err.print(escape(f"no claim {claim_id} on {settings.topic(Topic.CLAIMS_SUBMITTED)}"), style="red")
         raise typer.Exit(1)
     table = Table(title=f"claim {claim_id}")
     for column in ("when (UTC)", "stage", "what"):
@@ -198,7 +213,7 @@ def topics_apply() -> None:
 def _report_x12_errors(errors: list[str], label: str, valid_message: str) -> None:
     """Print the first 20 validation errors, redacted (pyx12 quotes element values: names
     and member ids are PHI), and exit 1; or say the interchange is valid."""
-    from engine.x12.segments import redact_x12_error
+    from engine.x12.validation import redact_x12_error
 
     for error in errors[:20]:
         err.print(escape(redact_x12_error(error)), style="red")
@@ -217,8 +232,9 @@ def export_837(
     """The submitted claims as one X12 837P (005010X222A1) interchange."""
 
     from engine.wire.codec import default_codec
+    from engine.x12.claim_837_write import claim_problems, write_837p
     from engine.x12.export import next_control_number, submitted_claims
-    from engine.x12.professional import claim_problems, validate_837p, write_837p
+    from engine.x12.validation import validate_837p
 
     settings = _settings()
     codec = default_codec(settings.schemas_dir)
@@ -257,15 +273,17 @@ def export_835(
 
     from engine.wire.codec import default_codec
     from engine.x12.export import next_control_number
-    from engine.x12.remittance import read_835, remittance_problems, validate_835, write_835
-    from engine.x12.remittance_files import claims_answered, remittances_for_period
+    from engine.x12.remittance_835_period import claims_answered, remittances_for_period
+    from engine.x12.remittance_835_read import read_835
+    from engine.x12.remittance_835_write import remittance_problems, write_835
+    from engine.x12.validation import validate_835
 
     settings = _settings()
     codec = default_codec(settings.schemas_dir)
     bootstrap = _bootstrap(settings)
     first, last = (day.date() if day is not None else None for day in (start, end))
 
-    async def select() -> tuple[list, dict]:
+    async def select() -> tuple[list[Remittance], dict[str, ClaimSubmitted]]:
         remittances = await remittances_for_period(settings, bootstrap, codec, first, last, payer)
         return remittances, await claims_answered(settings, bootstrap, codec, remittances)
 
@@ -309,8 +327,9 @@ def ingest_835(
     from rich.table import Table
 
     from engine.wire.codec import default_codec
-    from engine.x12.remittance import read_835
-    from engine.x12.remittance_files import ingest_reference, match_file, publish, totals
+    from engine.x12.remittance_835_ingest import ingest_reference, publish, totals
+    from engine.x12.remittance_835_matching import match_file
+    from engine.x12.remittance_835_read import read_835
 
     try:
         text = file.read_text(encoding="latin-1")
@@ -336,13 +355,13 @@ def ingest_835(
             table.add_column(column, justify="right" if column == "paid" else "left")
         for result in results:
             for r in result.remittances:
-                table.add_row("remittances", r.claim_id, r.remittance_id, r.claim_id, r.claim_status_code,
+                table.add_row(Topic.REMITTANCES, r.claim_id, r.remittance_id, r.claim_id, r.claim_status_code,
                               str(r.outcome), f"{r.paid_amount:,.2f}")
             for u in result.unapplied:
-                table.add_row("unapplied-cash", u.payer_id, u.item_id, u.patient_control_number, u.claim_status_code,
-                              u.reason, f"{u.paid_amount:,.2f}")
+                table.add_row(Topic.UNAPPLIED_CASH, u.payer_id, u.item_id, u.patient_control_number,
+                              u.claim_status_code, u.reason, f"{u.paid_amount:,.2f}")
             p = result.payment
-            table.add_row("payments", p.payer_id, p.payment_id, p.trace_number, p.payment_method,
+            table.add_row(Topic.PAYMENTS, p.payer_id, p.payment_id, p.trace_number, p.payment_method,
                           f"{p.matched} matched, {p.unapplied} unapplied", f"{p.payment_amount:,.2f}")
         console.print(table)
     else:

@@ -20,6 +20,7 @@ from rich.table import Table
 from engine.cli.context import context, user_id
 from engine.cli.context import int_list as _ints
 from engine.cli.context import positions as _positions
+from engine.coding.findings import has_errors
 from engine.coding.queue import QueueReader, find_item, new_action, publish_action
 from engine.coding.review import (
     NEEDS_CODER,
@@ -29,7 +30,7 @@ from engine.coding.review import (
     WorkItem,
     apply_correction,
 )
-from engine.coding.rules import CodingReference, age_on, check_encounter, has_errors
+from engine.coding.rules import CodingReference, age_on, check_encounter
 from engine.model.events import CodingActionType, Encounter, Finding
 from engine.reference.codesets import icd10_info, normalize_icd10
 from engine.settings import Settings
@@ -62,7 +63,8 @@ def _refuse_if(item: WorkItem, action: CodingActionType) -> None:
 
 def _age(created: datetime) -> str:
     minutes = (datetime.now(UTC) - created).total_seconds() / 60
-    return f"{minutes:.0f}m" if minutes < 120 else f"{minutes / 60:.0f}h" if minutes < 2880 else f"{minutes / 1440:.0f}d"
+    return (f"{minutes:.0f}m" if minutes < 120 else f"{minutes / 60:.0f}h" if minutes < 2880
+            else f"{minutes / 1440:.0f}d")
 
 
 @coding_app.command("list")
@@ -158,7 +160,8 @@ def fix(
     dx: Annotated[list[str] | None, typer.Option(help="Replace diagnosis N: N=CODE (repeat).")] = None,
     add_dx: Annotated[list[str] | None, typer.Option(help="Add a diagnosis at the end (repeat).")] = None,
     drop_dx: Annotated[list[int] | None, typer.Option(help="Remove diagnosis N (repeat); pointers follow.")] = None,
-    dx_order: Annotated[str | None, typer.Option(help="The kept diagnoses in their new order, e.g. 2,1 (principal first).")] = None,
+    dx_order: Annotated[str | None, typer.Option(help="The kept diagnoses in their new order, "
+                                                      "e.g. 2,1 (principal first).")] = None,
     proc: Annotated[list[str] | None, typer.Option(help="Replace the code of line N: N=CODE (repeat).")] = None,
     mod: Annotated[list[str] | None, typer.Option(help="Set the modifiers of line N: N=25,RT (N= clears).")] = None,
     units: Annotated[list[str] | None, typer.Option(help="Set the units of line N: N=COUNT.")] = None,

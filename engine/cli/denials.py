@@ -191,7 +191,8 @@ def resubmit(
     drop_line: Annotated[list[int] | None, typer.Option(help="Remove line N (repeat).")] = None,
     dx: Annotated[str | None, typer.Option(help="The diagnoses, in order, e.g. M17.11,E11.9.")] = None,
     note: Note = None, user: User = None,
-    force: Annotated[bool, typer.Option(help="Send even if the local checks find errors (the engine checks again).")] = False,
+    force: Annotated[bool, typer.Option(help="Send even if the local checks find errors "
+                                             "(the engine checks again).")] = False,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the payer's answer (0: don't wait).")] = 0.0,
 ) -> None:
     """Send a corrected claim (frequency 7, naming the claim it replaces). It goes through

@@ -163,7 +163,7 @@ def progress_table(tally: Tally, summary: dict[str, Any], rate: float, elapsed: 
         ("  stopped by the scrubber", summary["scrub_rejected"]),
         ("claims submitted", summary["claims_submitted"]),
         ("duplicates dropped", summary["duplicates_dropped"]),
-        ("remittances", summary["remittances"]),
+        ("remittances", summary["remittances"]),  # summary keys
         ("paid", summary["paid"]),
         ("partially paid", summary["partially_paid"]),
         ("denied", summary["denied"]),
@@ -269,8 +269,11 @@ async def _send_endless(settings: Settings, bootstrap: str, codec: Any, book: Pa
                               practice=practice):
         if stop.is_set():
             return
-        n = await send_planned(settings, bootstrap, block, options.rate,
-                               lambda k: sent.__setitem__(0, base + k), stop)
+
+        def on_sent(k: int, base: int = base) -> None:
+            sent[0] = base + k
+
+        n = await send_planned(settings, bootstrap, block, options.rate, on_sent, stop)
         base += n
 
 
@@ -286,7 +289,7 @@ async def _watch(settings: Settings, readback: ReadBack, processes: dict[str, su
                 await readback.poll(timeout_ms=200)
                 now = time.monotonic()
                 summary = summarize(readback.tally, settings, now - started)
-                total = sum(readback.tally.records.values()) + sum(readback.tally.denials_by_queue.values())
+                total = sum(readback.tally.records.values())
                 if now - last_t >= 1.0:
                     rate, last_total, last_t = (total - last_total) / (now - last_t), total, now
                 if live is not None:

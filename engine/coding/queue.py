@@ -22,8 +22,9 @@ from engine.runtime.kafka import assign_all, make_producer, read_to_highwater
 from engine.runtime.stages import utcnow
 from engine.settings import Settings
 from engine.wire.codec import Codec
+from engine.wire.topics import Topic
 
-QUEUE_TOPICS = ("coding-review", "coding-actions")
+QUEUE_TOPICS = (Topic.CODING_REVIEW, Topic.CODING_ACTIONS)
 
 
 @dataclass
@@ -56,7 +57,7 @@ class QueueReader:
     def _take(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         for record in records:
             try:
-                if self._logical[record.topic] == "coding-review":
+                if self._logical[record.topic] == Topic.CODING_REVIEW:
                     self.items.append(self.codec.decode(record.value, CodingReviewItem))
                 else:
                     self.actions.append(self.codec.decode(record.value, CodingAction))
@@ -101,7 +102,7 @@ async def publish_action(settings: Settings, bootstrap_servers: str, codec: Code
     producer = make_producer(settings, bootstrap_servers)
     await producer.start()
     try:
-        await producer.send_and_wait(settings.topic("coding-actions"), value=codec.encode(action),
+        await producer.send_and_wait(settings.topic(Topic.CODING_ACTIONS), value=codec.encode(action),
                                      key=action.encounter_id.encode())
     finally:
         await producer.stop()

@@ -29,6 +29,7 @@ from engine.model.events import (
 )
 from engine.runtime.stages import Emit, ProcessingError
 from engine.wire.codec import Codec
+from engine.wire.topics import Topic
 
 
 class ItemStatus(StrEnum):
@@ -129,7 +130,8 @@ def _open(queue: dict[str, WorkItem], event: CodingReviewItem) -> None:
                         list(event.findings), event.encounter, event.created_at, event.created_at)
         queue[event.work_item_id] = item
     else:
-        item.revision, item.status, item.findings, item.encounter = event.revision, status, list(event.findings), event.encounter
+        item.revision, item.status, item.findings, item.encounter = (event.revision, status, list(event.findings),
+                                                                     event.encounter)
         item.updated_at = event.created_at
     item.history.append(HistoryEntry(event.created_at, what))
 
@@ -224,7 +226,8 @@ def apply_correction(enc: Encounter, fix: Correction) -> tuple[Encounter, list[s
     for position, mods in sorted(fix.set_modifiers.items()):
         _check(position, len(lines), "line")
         new = [m.strip().upper() for m in mods if m.strip()]
-        changes.append(f"line {position} modifiers: {','.join(lines[position - 1].modifiers) or '-'} -> {','.join(new) or '-'}")
+        changes.append(f"line {position} modifiers: {','.join(lines[position - 1].modifiers) or '-'}"
+                       f" -> {','.join(new) or '-'}")
         lines[position - 1].modifiers = new
     for position, count in sorted(fix.set_units.items()):
         _check(position, len(lines), "line")
@@ -232,7 +235,8 @@ def apply_correction(enc: Encounter, fix: Correction) -> tuple[Encounter, list[s
         lines[position - 1].units = count
     for position, pointers in sorted(fix.set_pointers.items()):
         _check(position, len(lines), "line")
-        changes.append(f"line {position} dx pointers: {_pointers(lines[position - 1])} -> {','.join(map(str, pointers))}")
+        changes.append(f"line {position} dx pointers: {_pointers(lines[position - 1])}"
+                       f" -> {','.join(map(str, pointers))}")
         lines[position - 1].dx_pointers = list(pointers)
 
     # 2. Additions, then drops and the new order; pointers follow their diagnosis.
@@ -357,7 +361,7 @@ def recode_action(action: CodingAction, codec: Codec, ref: CodingReference, now:
                               f"{corrected.encounter_id}")
     emits = code_encounter(corrected, action.corrected_encounter, ref, now,
                            review_work_item_id=action.work_item_id, revision=action.revision + 1)
-    if emits[0].topic == "coded":
+    if emits[0].topic == Topic.CODED:
         items[action.encounter_id] = ItemState(state.revision, ItemPhase.RESOLVED, handled).dump()
         emits.append(_verdict(action, CodingActionType.RESOLVED, "the correction passed every check", now))
     else:
@@ -371,4 +375,4 @@ def _verdict(fix: CodingAction, verdict: CodingActionType, note: str, now: datet
         revision=fix.revision, action=verdict, actor=ENGINE, note=note, changes=[], corrected_encounter=None,
         occurred_at=now,
     )
-    return Emit("coding-actions", fix.encounter_id, event)
+    return Emit(Topic.CODING_ACTIONS, fix.encounter_id, event)

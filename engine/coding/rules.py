@@ -43,6 +43,7 @@ from engine.reference.codesets import (
 from engine.reference.ncci import ModifierIndicator, MueAdjudication, MueTable, PtpTable
 from engine.runtime.stages import Emit
 from engine.settings import Settings
+from engine.wire.topics import Topic
 
 MAX_DIAGNOSES = 12  # 837P HI segment: principal + 11
 MAX_LINES = 50  # 837P 2400 loop
@@ -239,8 +240,9 @@ def demographics(chart: Chart) -> Iterator[Finding]:
                 (edit.min_age is not None and chart.age < edit.min_age)
                 or (edit.max_age is not None and chart.age > edit.max_age)
             ):
-                yield error("ICD10_AGE_CONFLICT", f"{dx.code}: {edit.label}; patient is {chart.age} on the date of service",
-                             _dx_element(index, dx))
+                yield error("ICD10_AGE_CONFLICT",
+                            f"{dx.code}: {edit.label}; patient is {chart.age} on the date of service",
+                            _dx_element(index, dx))
 
 
 @rule("DX_DUPLICATE", "DX_TOO_MANY")
@@ -446,8 +448,8 @@ def code_encounter(
             created_at=now,
             revision=revision,
         )
-        return [Emit("coding-review", enc.encounter_id, item)]
-    emits = [Emit("coded", enc.encounter_id, coded_event(chart, findings, now, review_work_item_id))]
+        return [Emit(Topic.CODING_REVIEW, enc.encounter_id, item)]
+    emits = [Emit(Topic.CODED, enc.encounter_id, coded_event(chart, findings, now, review_work_item_id))]
     if review_work_item_id is None and drawn_for_audit(enc.encounter_id, audit_rate):
         audit = CodingReviewItem(
             work_item_id=review_item_id(enc.encounter_id),
@@ -458,7 +460,7 @@ def code_encounter(
             created_at=now,
             revision=1,
         )
-        emits.append(Emit("coding-review", enc.encounter_id, audit))
+        emits.append(Emit(Topic.CODING_REVIEW, enc.encounter_id, audit))
     return emits
 
 

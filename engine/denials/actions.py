@@ -24,7 +24,6 @@ applied, so a redelivery after a crash between two table writes moves nothing tw
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import re
 from collections.abc import MutableMapping
@@ -36,7 +35,8 @@ from engine.claims.build import ClaimContext
 from engine.claims.scrubber import ScrubContext, scrub_claim
 from engine.coding.findings import errors_first, has_errors
 from engine.coding.rules import CodingReference, check_encounter
-from engine.denials.work_items import REPLACEMENT, VOID, ZERO, WorkItemState, WorkItemStatus, apply_action
+from engine.denials.work_items import WorkItemState, WorkItemStatus, apply_action
+from engine.model.codes import REPLACEMENT, VOID
 from engine.model.events import (
     ClaimState,
     ClaimStatus,
@@ -49,9 +49,12 @@ from engine.model.events import (
     Procedure,
     Sex,
 )
+from engine.model.money import ZERO
 from engine.posting.ledger import Ledger, claim_status
 from engine.runtime.stages import Emit, ProcessingError
 from engine.wire.codec import Codec
+from engine.wire.state import StateRecord
+from engine.wire.topics import Topic
 
 log = logging.getLogger(__name__)
 A = DenialActionType
@@ -70,7 +73,7 @@ class ItemMemory:
 
 
 @dataclass
-class DeniedClaimState:
+class DeniedClaimState(StateRecord):
     """What the worker remembers per denied claim: the actions it handled, the claims it
     sent, and each of its work items."""
 
@@ -78,18 +81,6 @@ class DeniedClaimState:
     sent: list[str] = field(default_factory=list)
     items: dict[str, ItemMemory] = field(default_factory=dict)
 
-    def dumps(self) -> str:
-        items = {wid: [str(m.status), m.assignee, m.replacement_claim_id, m.pending_appeal, m.written_off]
-                 for wid, m in self.items.items()}
-        return json.dumps({"h": self.handled, "s": self.sent, "i": items}, separators=(",", ":"))
-
-    @classmethod
-    def loads(cls, raw: str | None) -> DeniedClaimState:
-        if not raw:
-            return cls()
-        d = json.loads(raw)
-        items = {wid: ItemMemory(WorkItemStatus(s), a, r, p, w) for wid, (s, a, r, p, w) in d["i"].items()}
-        return cls(list(d["h"]), list(d["s"]), items)
 
     def refusal(self, action: DenialAction) -> str | None:
         """Why the fold would refuse ``action`` on the item as the worker sees it, or None
@@ -181,7 +172,7 @@ def decode_successor(action: DenialAction, codec: Codec) -> ClaimSubmitted:
 
 
 def verdict(action: DenialAction, kind: DenialActionType, note: str, now: datetime) -> Emit:
-    return Emit("denial-actions", action.claim_id, DenialAction(
+    return Emit(Topic.DENIAL_ACTIONS, action.claim_id, DenialAction(
         action_id=f"{action.action_id}:{kind}", work_item_id=action.work_item_id, claim_id=action.claim_id,
         action=kind, user=ENGINE, at=now, note=note, replacement_claim_id=action.replacement_claim_id,
         payer_id=action.payer_id))
@@ -201,8 +192,8 @@ def _send_successor(action: DenialAction, state: DeniedClaimState, codec: Codec,
         return [verdict(action, A.RESUBMIT_REJECTED, rejection_note(findings, messages=False), now)]
     state.sent.append(claim.claim_id)
     return [
-        Emit("claims-submitted", claim.claim_id, action.replacement_claim),
-        Emit("claim-status", claim.claim_id, ClaimStatus(
+        Emit(Topic.CLAIMS_SUBMITTED, claim.claim_id, action.replacement_claim),
+        Emit(Topic.CLAIM_STATUS, claim.claim_id, ClaimStatus(
             claim_id=claim.claim_id, encounter_id=claim.encounter_id, payer_id=claim.payer_id,
             status=ClaimState.SUBMITTED, billed_amount=claim.total_charge, paid_amount=None, denial_queue=None,
             remittance_id=None, updated_at=now)),
@@ -232,7 +223,7 @@ def _move_money(action: DenialAction, memory: ItemMemory, ledgers: MutableMappin
         return []
     ledger.action_ids.append(action.action_id)
     ledgers[action.claim_id] = ledger.dumps()
-    return [Emit("claim-status", action.claim_id, claim_status(ledger, now))]
+    return [Emit(Topic.CLAIM_STATUS, action.claim_id, claim_status(ledger, now))]
 
 
 def handle_denial_action(action: DenialAction, table: MutableMapping[str, str], ledgers: MutableMapping[str, str],

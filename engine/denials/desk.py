@@ -40,6 +40,7 @@ from engine.runtime.kafka import make_producer, read_events
 from engine.runtime.stages import ProcessingError
 from engine.settings import Settings
 from engine.wire.codec import Codec
+from engine.wire.topics import Topic
 
 A = DenialActionType
 
@@ -47,9 +48,11 @@ A = DenialActionType
 async def read_queues(settings: Settings, bootstrap: str, codec: Codec) -> FoldedQueues:
     """Every work item of every queue, folded with its actions and its replacements' answers."""
     routing = DenialRouting.load(settings.denial_routing_file)
-    queues = await asyncio.gather(*(read_events(settings, bootstrap, codec, q, DenialWorkItem) for q in routing.queues()))
-    actions, remittances = await asyncio.gather(read_events(settings, bootstrap, codec, "denial-actions", DenialAction),
-                                                read_events(settings, bootstrap, codec, "remittances", Remittance))
+    queues = await asyncio.gather(*(read_events(settings, bootstrap, codec, q, DenialWorkItem)
+                                    for q in routing.queues()))
+    actions, remittances = await asyncio.gather(
+        read_events(settings, bootstrap, codec, Topic.DENIAL_ACTIONS, DenialAction),
+        read_events(settings, bootstrap, codec, Topic.REMITTANCES, Remittance))
     return fold_work_items((i for q in queues for i in q), actions, remittances)
 
 
@@ -61,7 +64,7 @@ async def publish_action(settings: Settings, bootstrap: str, codec: Codec, actio
     producer = make_producer(settings, bootstrap)
     await producer.start()
     try:
-        await producer.send_and_wait(settings.topic("denial-actions"), codec.encode(action),
+        await producer.send_and_wait(settings.topic(Topic.DENIAL_ACTIONS), codec.encode(action),
                                      key=action.claim_id.encode())
     finally:
         await producer.stop()
@@ -143,7 +146,7 @@ class DenialDesk:
 
     async def claim(self, claim_id: str) -> ClaimSubmitted:
         """The latest submission of ``claim_id`` on claims-submitted."""
-        claims = await read_events(self.settings, self.bootstrap, self.codec, "claims-submitted", ClaimSubmitted)
+        claims = await read_events(self.settings, self.bootstrap, self.codec, Topic.CLAIMS_SUBMITTED, ClaimSubmitted)
         found = [c for c in claims if c.claim_id == claim_id]
         if not found:
             raise ActionRefused(f"claim {claim_id} is not on claims-submitted")

@@ -1,30 +1,6 @@
-"""Denial work queues, the pure domain: what billers clear after posting made a
-``DenialWorkItem`` (``engine.posting.routing``). No Kafka, no agent, no CLI here.
-
-An item's state is the fold of its ``DenialAction`` events (``apply_action``) and of the
-remittances its replacement claim gets (``apply_remittance``); nothing is edited in place
-and both are idempotent by id, so a redelivered event changes nothing.
-
-Transition table (status × action → status; anything else raises ``ProcessingError``)::
-
-    CLAIM           OPEN, REOPENED, IN_PROGRESS                 -> IN_PROGRESS
-    RESUBMIT        OPEN, REOPENED, IN_PROGRESS                 -> RESUBMITTED   (replacement_claim_id)
-    VOID            OPEN, REOPENED, IN_PROGRESS                 -> VOIDED        (replacement_claim_id)
-    APPEAL          OPEN, REOPENED, IN_PROGRESS                 -> APPEALED
-    APPEAL_DECIDED  APPEALED                                    -> APPEAL_WON | APPEAL_LOST
-    WRITE_OFF       OPEN, REOPENED, IN_PROGRESS, APPEAL_LOST    -> WRITTEN_OFF   (adjustment_reason)
-    REOPEN          WRITTEN_OFF, APPEAL_LOST, VOIDED            -> REOPENED
-    RESUBMIT_REJECTED RESUBMITTED, VOIDED (that claim's)        -> IN_PROGRESS   (engine: failed its checks, not sent)
-    remittance      RESUBMITTED (the replacement claim's)       -> RESOLVED_PAID (paid, partially paid)
-                                                                -> OPEN          (denied again: a new round)
-
-The claim a correction replaces is the one standing at the payer (``current_claim_id``):
-the denied claim, or the replacement the payer denied again in a later round.
-
-Items that brought money back (RESOLVED_PAID, APPEAL_WON) cannot be reopened: a later
-underpayment is a new denial with its own work item, so recovered money is never counted
-twice.
-"""
+"""Denial work queues, the pure domain (no Kafka, no agent, no CLI): a work item's state as
+the fold of its biller actions and remittances, its transitions, deadline and priority.
+Design notes and the transition table: docs/denials.md, section "Design notes"."""
 
 from __future__ import annotations
 
@@ -34,8 +10,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
+from engine.model.codes import REPLACEMENT, VOID
 from engine.model.events import (
     ClaimLine,
     ClaimSubmitted,
@@ -45,11 +22,8 @@ from engine.model.events import (
     Remittance,
     RemittanceOutcome,
 )
+from engine.model.money import CENTS, ZERO
 from engine.runtime.stages import ProcessingError
-
-CENTS = Decimal("0.01")
-ZERO = Decimal("0.00")
-REPLACEMENT, VOID = "7", "8"  # CLM05-3 frequency codes, as simulators.payer.adjudication reads them
 
 #: Appeal window when the payer has none configured. Medicare allows 120 days from the
 #: initial determination and ACA plans 180; 60 is our own conservative assumption, so an
@@ -219,7 +193,7 @@ def _why_not(kind: DenialActionType, status: WorkItemStatus) -> str:
     return ""
 
 
-def _changes(kind: DenialActionType, state: WorkItemState, action: DenialAction) -> dict[str, object]:
+def _changes(kind: DenialActionType, state: WorkItemState, action: DenialAction) -> dict[str, Any]:
     owner = state.assignee or action.user
     if kind == A.CLAIM:
         return {"status": S.IN_PROGRESS, "assignee": action.user}
@@ -284,7 +258,8 @@ def apply_remittance(state: WorkItemState, remittance: Remittance, replaced: boo
             remittance.outcome == RemittanceOutcome.PARTIALLY_PAID and gained > ZERO):
         return dataclasses.replace(state, status=S.RESOLVED_PAID, history=history,
                                    recovered_amount=state.recovered_amount + gained)
-    standing = {"standing_claim_id": remittance.claim_id, "paid_before": remittance.paid_amount} if replaced else {}
+    standing: dict[str, Any] = ({"standing_claim_id": remittance.claim_id, "paid_before": remittance.paid_amount}
+                                if replaced else {})
     return dataclasses.replace(state, status=S.OPEN, history=history, round=state.round + 1,
                                replacement_claim_id=None, **standing)
 

@@ -30,16 +30,17 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from engine.settings import Settings
+from engine.wire.topics import Topic
 
-#: Stages as ops name them, each with the topics it reads and writes (logical names;
-#: ``denials`` stands for every ``denials.<category>`` queue).
-STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "coding": (("encounters", "coding-actions"), ("coded", "coding-review")),
-    "claims": (("coded", "eligibility-responses"),
-               ("claims-submitted", "eligibility-requests", "front-desk", "scrub-rejected", "duplicates")),
-    "payer": (("claims-submitted", "eligibility-requests"), ("remittances", "eligibility-responses")),
-    "posting": (("remittances",), ("claim-status", "statements", "denials")),
-    "denial-actions": (("denial-actions",), ()),
+#: Stages as ops name them, each with the topics it reads and writes.
+STAGES: dict[str, tuple[tuple[Topic, ...], tuple[Topic, ...]]] = {
+    "coding": ((Topic.ENCOUNTERS, Topic.CODING_ACTIONS), (Topic.CODED, Topic.CODING_REVIEW)),
+    "claims": ((Topic.CODED, Topic.ELIGIBILITY_RESPONSES),
+               (Topic.CLAIMS_SUBMITTED, Topic.ELIGIBILITY_REQUESTS, Topic.FRONT_DESK, Topic.SCRUB_REJECTED,
+                Topic.DUPLICATES)),
+    "payer": ((Topic.CLAIMS_SUBMITTED, Topic.ELIGIBILITY_REQUESTS), (Topic.REMITTANCES, Topic.ELIGIBILITY_RESPONSES)),
+    "posting": ((Topic.REMITTANCES,), (Topic.CLAIM_STATUS, Topic.STATEMENTS, *Topic.denial_queues())),
+    "denial-actions": ((Topic.DENIAL_ACTIONS,), ()),
 }
 #: Latency figures: each stage's hop, and the whole way.
 LATENCY_STAGES = ("coding", "claims", "payer", "posting", "end_to_end")
@@ -80,7 +81,7 @@ class LatencyFigures:
     def cumulative(self) -> list[tuple[str, int]]:
         """(le, count) pairs as a Prometheus histogram has them, +Inf last."""
         running, out = 0, []
-        for bound, n in zip((*map(str, LATENCY_BUCKETS), "+Inf"), self.bucket_counts):
+        for bound, n in zip((*map(str, LATENCY_BUCKETS), "+Inf"), self.bucket_counts, strict=True):
             running += n
             out.append((bound, running))
         return out
@@ -155,8 +156,8 @@ class Latencies:
         if all((stage, claim_id) in self._seen for stage in hops):  # the whole way is known: forget it
             for table in (self.remitted_at, self.posted_at, self.submitted):
                 table.pop(claim_id, None)
-            for table in (self.encounter_at, self.first_output_at, self.coded_at, self.claim_of):
-                table.pop(encounter_id, None)
+            for by_encounter in (self.encounter_at, self.first_output_at, self.coded_at, self.claim_of):
+                by_encounter.pop(encounter_id, None)
             self._coding_seen.discard(encounter_id)
             self._seen -= {(s, claim_id) for s in hops}
 
@@ -198,12 +199,9 @@ def aging_buckets(claims: Iterable[Outstanding], now_ms: int, time_scale: float)
     return out
 
 
-def stage_counts(records: Mapping[str, int], denial_records: int) -> dict[str, dict[str, int]]:
+def stage_counts(records: Mapping[str, int]) -> dict[str, dict[str, int]]:
     """Events in and out of each stage, from the records counted per topic."""
-    def count(topic: str) -> int:
-        return denial_records if topic == "denials" else records.get(topic, 0)
-
-    return {stage: {"in": sum(count(t) for t in ins), "out": sum(count(t) for t in outs)}
+    return {stage: {"in": sum(records.get(t, 0) for t in ins), "out": sum(records.get(t, 0) for t in outs)}
             for stage, (ins, outs) in STAGES.items()}
 
 
@@ -228,16 +226,17 @@ class ThroughputHistory:
         """(time, events/s) between consecutive samples: the throughput chart's line."""
         points = list(self.samples)
         return [(t1, (b[stage][direction] - a[stage][direction]) / max(t1 - t0, 1e-9))
-                for (t0, a), (t1, b) in zip(points, points[1:])]
+                for (t0, a), (t1, b) in zip(points, points[1:], strict=False)]
 
 
-def engine_groups(settings: Settings) -> dict[str, tuple[str, ...]]:
+def engine_groups(settings: Settings) -> dict[str, tuple[Topic, ...]]:
     """Every consumer group of the engine and its simulators, with the topics it reads."""
     return {
-        settings.app_id: ("encounters", "coding-actions", "coded", "eligibility-responses", "remittances",
-                          "denial-actions"),
-        settings.payer_app_id: ("eligibility-requests", "claims-submitted", "payer-claims", "denial-actions"),
-        settings.coder_group_id: ("coding-review",),
+        settings.app_id: (Topic.ENCOUNTERS, Topic.CODING_ACTIONS, Topic.CODED, Topic.ELIGIBILITY_RESPONSES,
+                          Topic.REMITTANCES, Topic.DENIAL_ACTIONS),
+        settings.payer_app_id: (Topic.ELIGIBILITY_REQUESTS, Topic.CLAIMS_SUBMITTED, Topic.PAYER_CLAIMS,
+                                Topic.DENIAL_ACTIONS),
+        settings.coder_group_id: (Topic.CODING_REVIEW,),
     }
 
 
@@ -254,7 +253,7 @@ class PartitionLag:
         return max(self.end_offset - self.committed, 0)
 
 
-async def consumer_lag(admin: AIOKafkaAdminClient, settings: Settings, groups: Mapping[str, tuple[str, ...]],
+async def consumer_lag(admin: AIOKafkaAdminClient, settings: Settings, groups: Mapping[str, tuple[Topic, ...]],
                        end_offsets: Mapping[TopicPartition, int]) -> list[PartitionLag]:
     """Lag of every group on every partition of its topics whose end offset is known. A
     group with no committed offset anywhere is not running (``--no-coder``, a fresh

@@ -39,6 +39,7 @@ from engine.ops.reconciliation import COUNTED_TOPICS, ReadBack, summarize
 from engine.posting.routing import DenialRouting
 from engine.settings import Settings
 from engine.wire.codec import Codec
+from engine.wire.topics import Topic
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class Monitor:
 
     def stage_counts(self) -> dict[str, dict[str, int]]:
         tally = self.readback.tally
-        return stage_counts(tally.records, sum(tally.denials_by_queue.values()))
+        return stage_counts(tally.records)
 
     async def sample(self) -> None:
         """One throughput point and a fresh lag reading."""
@@ -138,7 +139,8 @@ class Monitor:
         return {
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
             "stages": {stage: {"in": c["in"], "out": c["out"], **{f"{k}_per_s": round(v, 2) for k, v in rate.items()}}
-                       for (stage, c), rate in zip(self.stage_counts().items(), self.history.rates().values())},
+                       for (stage, c), rate in zip(self.stage_counts().items(), self.history.rates().values(),
+                                                   strict=True)},
             "latency_s": {stage: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in figures.items()}
                           for stage, figures in tally.latency.percentiles().items()},
             "lag": lag_by_topic(self.lags),
@@ -165,8 +167,9 @@ class Monitor:
             "denial_queues": {q.queue: {"open": q.open_count, "for_a_biller": q.actionable_count,
                                         "at_risk": str(q.amount_at_risk), "oldest_open_days": q.oldest_open_days}
                               for q in queues.values()},
-            "summary": {k: summary[k] for k in ("encounters", "coded", "claims_submitted", "remittances",
-                                                "dead_lettered", "coding_review", "denials_routed",
+            "summary": {k: summary[k] for k in ("encounters", "coded", "claims_submitted",  # summary keys
+                                                "remittances", "dead_lettered", "coding_review",  # summary keys
+                                                "denials_routed",
                                                 "work_items_open", "denials_resolved", "recovered_amount")},
         }
 
@@ -191,10 +194,8 @@ class _MonitorCollector(Collector):
         status = monitor.status()
         records = CounterMetricFamily("claimflow_topic_records", "Records read back per logical topic.",
                                       labels=["topic"])
-        for topic in (*COUNTED_TOPICS, *(f"denials.{q}" for q in tally.denials_by_queue)):
-            count = tally.denials_by_queue[topic[len("denials."):]] if topic.startswith("denials.") \
-                else tally.records[topic]
-            records.add_metric([topic], count)
+        for topic in (*COUNTED_TOPICS, *(t for t in Topic.denial_queues() if tally.records[t])):
+            records.add_metric([topic], tally.records[topic])
         yield records
         events = CounterMetricFamily("claimflow_stage_events", "Events into and out of each stage.",
                                      labels=["stage", "direction"])

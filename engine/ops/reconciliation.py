@@ -5,7 +5,7 @@ summary ``claims run`` prints and writes."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -19,27 +19,27 @@ from engine.ops.metrics import Latencies, Outstanding
 from engine.posting.routing import DenialRouting, denied_sum
 from engine.runtime.kafka import assign_all, read_to_highwater
 from engine.settings import Settings
-from engine.wire.codec import Codec, UndecodableEvent
+from engine.wire.codec import Codec, UndecodableEvent, from_record
+from engine.wire.topics import Topic
 
 COUNTED_TOPICS = (
-    "encounters",
-    "coded",
-    "coding-review",
-    "coding-actions",
-    "eligibility-requests",
-    "eligibility-responses",
-    "front-desk",
-    "scrub-rejected",
-    "claims-submitted",
-    "duplicates",
-    "remittances",
-    "claim-status",
-    "statements",
-    "dead-letter",
-    "denial-actions",
-    "payer-claims",  # counted for the payer group's lag (engine.ops.monitor), not in the summary
+    Topic.ENCOUNTERS,
+    Topic.CODED,
+    Topic.CODING_REVIEW,
+    Topic.CODING_ACTIONS,
+    Topic.ELIGIBILITY_REQUESTS,
+    Topic.ELIGIBILITY_RESPONSES,
+    Topic.FRONT_DESK,
+    Topic.SCRUB_REJECTED,
+    Topic.CLAIMS_SUBMITTED,
+    Topic.DUPLICATES,
+    Topic.REMITTANCES,
+    Topic.CLAIM_STATUS,
+    Topic.STATEMENTS,
+    Topic.DEAD_LETTER,
+    Topic.DENIAL_ACTIONS,
+    Topic.PAYER_CLAIMS,  # counted for the payer group's lag (engine.ops.monitor), not in the summary
 )
-DENIAL_PREFIX = "denials."
 #: The money a payer's remittances carry, summed per payer for the ops figures.
 PAYER_AMOUNTS = ("billed", "allowed", "paid", "patient_responsibility")
 ENGINE_VERDICTS = frozenset(str(verdict) for verdict in VERDICTS)
@@ -117,91 +117,97 @@ class Tally:
     claim_member: dict[str, tuple[str, str, Any]] = field(default_factory=dict)
     first_pass_amounts: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
 
-    def add(self, logical: str, key: bytes | None, value: bytes | None, codec: Codec,
+    def add(self, topic: Topic, key: bytes | None, value: bytes | None, codec: Codec,
             timestamp_ms: int | None = None) -> None:
+        topic = Topic(topic)  # a plain name from a caller that has one (tests, replays)
+        self.records[topic] += 1
         if timestamp_ms is not None:
-            self._time(logical, (key or b"").decode(errors="replace"), timestamp_ms)
-        if logical.startswith(DENIAL_PREFIX):
-            self.denials_by_queue[logical[len(DENIAL_PREFIX):]] += 1
-            item = self._event(codec, value, DenialWorkItem)
-            if item is not None:
-                self.at_risk_amount += item.amount_at_risk
-                self.work_items.append(item)
+            self._time(topic, (key or b"").decode(errors="replace"), timestamp_ms)
+        if topic in DENIAL_QUEUES:
+            self._work_item(topic, value, codec)
             return
-        self.records[logical] += 1
-        if logical == "claims-submitted":
-            claim_id = (key or b"").decode()
-            if claim_id in self.claim_ids:
-                self.repeated_claim_ids += 1
-            self.claim_ids.add(claim_id)
+        counter = _COUNTERS.get(topic)
+        if counter is None:
+            return
+        if counter.decodes_event:
+            event = self._event(codec, value, counter.decodes_event)
+            if event is not None:
+                counter.count(self, event, key, timestamp_ms)
+        else:
             record = self._record(codec, value)
             if record is not None:
-                self.voids_submitted += record["frequency_code"] == "8"
-                self.submitted_by_frequency[record["frequency_code"]] += 1
-                if timestamp_ms is not None:
-                    if record["frequency_code"] == "1":  # a replacement's hops would count a biller's days
-                        self.latency.claim_submitted(claim_id, record["encounter_id"], timestamp_ms)
-                    if record["frequency_code"] != "8":  # a void owes nothing: it takes a payment back
-                        claim = self.outstanding.setdefault(claim_id, Outstanding())
-                        claim.submitted_ms, claim.billed = timestamp_ms, record["total_charge"]
-                self.claim_member[claim_id] = (record["payer_id"], record["member_id"], record["date_of_service"])
-        elif logical == "claim-status":
-            record = self._record(codec, value)
-            if record is not None:
-                posted = record["remittances_posted"]
-                if posted > self.remittances_posted.get(record["claim_id"], 0):
-                    self.remittances_posted[record["claim_id"]] = posted
-                    self.posted_states[record["status"]] += 1
-                    if timestamp_ms is not None:
-                        self.latency.posted(record["claim_id"], timestamp_ms)
-                if posted and record["balance"] is not None:  # the ledger's balance, after a posting
-                    self.outstanding.setdefault(record["claim_id"], Outstanding()).balance = record["balance"]
-        elif logical == "denial-actions":
-            action = self._event(codec, value, DenialAction)
-            if action is not None:
-                self.denial_actions.append(action)
-                self.denial_action_kinds[str(action.action)] += 1
-        elif logical == "remittances":
-            record = self._record(codec, value)
-            if record is not None:
-                self._remittance(record, codec, value)
-        elif logical == "statements":
-            self.statement_amount += self._field(codec, value, "amount", Decimal(0))
-        elif logical == "coded":
-            record = self._record(codec, value)
-            if record is not None:
-                self.coded_after_review += record.get("review_work_item_id") is not None
-                self.warnings_by_rule.update({f["rule_id"] for f in record["findings"]})
-        elif logical == "coding-review":
-            record = self._record(codec, value)
-            if record is not None:
-                if record["is_audit"]:
-                    self.audit_sampled += 1
-                    self.audit_ids.add(record["work_item_id"])
-                elif record["revision"] > 1:
-                    self.review_revisions += 1
-                else:
-                    self.review_opened += 1
-                    self.review_ids.add(record["work_item_id"])
-                    # Items per rule: an item with two findings of one rule counts once.
-                    self.findings_by_rule.update({f["rule_id"] for f in record["findings"] if f["severity"] == "ERROR"})
-        elif logical == "coding-actions":
-            record = self._record(codec, value)
-            if record is not None:
-                self.coding_actions[record["action"]] += 1
-                if record["revision"] == 1 and record["action"] not in ENGINE_VERDICTS:
-                    self.items_acted_on.add(record["work_item_id"])
-        elif logical == "scrub-rejected":
-            record = self._record(codec, value)
-            if record is not None:
-                self.scrub_findings_by_rule.update({f["rule_id"] for f in record["findings"] if f["severity"] == "ERROR"})
-        elif logical == "eligibility-responses":
-            self.eligibility_by_status[self._field(codec, value, "status", "?")] += 1
-        elif logical == "dead-letter":
-            source = self._field(codec, value, "source_topic", "?")
-            self.dead_letters_by_source[source] += 1
+                counter.count(self, record, key, timestamp_ms)
 
-    def _remittance(self, r: dict[str, Any], codec: Codec, value: bytes | None) -> None:
+    def _work_item(self, topic: Topic, value: bytes | None, codec: Codec) -> None:
+        self.denials_by_queue[topic.queue_name] += 1
+        item = self._event(codec, value, DenialWorkItem)
+        if item is not None:
+            self.at_risk_amount += item.amount_at_risk
+            self.work_items.append(item)
+
+    def _claim_submitted(self, record: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
+        claim_id = (key or b"").decode()
+        if claim_id in self.claim_ids:
+            self.repeated_claim_ids += 1
+        self.claim_ids.add(claim_id)
+        self.voids_submitted += record["frequency_code"] == "8"
+        self.submitted_by_frequency[record["frequency_code"]] += 1
+        if timestamp_ms is not None:
+            if record["frequency_code"] == "1":  # a replacement's hops would count a biller's days
+                self.latency.claim_submitted(claim_id, record["encounter_id"], timestamp_ms)
+            if record["frequency_code"] != "8":  # a void owes nothing: it takes a payment back
+                claim = self.outstanding.setdefault(claim_id, Outstanding())
+                claim.submitted_ms, claim.billed = timestamp_ms, record["total_charge"]
+        self.claim_member[claim_id] = (record["payer_id"], record["member_id"], record["date_of_service"])
+
+    def _claim_status(self, record: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
+        posted = record["remittances_posted"]
+        if posted > self.remittances_posted.get(record["claim_id"], 0):
+            self.remittances_posted[record["claim_id"]] = posted
+            self.posted_states[record["status"]] += 1
+            if timestamp_ms is not None:
+                self.latency.posted(record["claim_id"], timestamp_ms)
+        if posted and record["balance"] is not None:  # the ledger's balance, after a posting
+            self.outstanding.setdefault(record["claim_id"], Outstanding()).balance = record["balance"]
+
+    def _denial_action(self, action: DenialAction, key: bytes | None, timestamp_ms: int | None) -> None:
+        self.denial_actions.append(action)
+        self.denial_action_kinds[str(action.action)] += 1
+
+    def _statement(self, record: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
+        self.statement_amount += record["amount"]
+
+    def _coded(self, record: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
+        self.coded_after_review += record.get("review_work_item_id") is not None
+        self.warnings_by_rule.update({f["rule_id"] for f in record["findings"]})
+
+    def _coding_review(self, record: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
+        if record["is_audit"]:
+            self.audit_sampled += 1
+            self.audit_ids.add(record["work_item_id"])
+        elif record["revision"] > 1:
+            self.review_revisions += 1
+        else:
+            self.review_opened += 1
+            self.review_ids.add(record["work_item_id"])
+            # Items per rule: an item with two findings of one rule counts once.
+            self.findings_by_rule.update({f["rule_id"] for f in record["findings"] if f["severity"] == "ERROR"})
+
+    def _coding_action(self, record: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
+        self.coding_actions[record["action"]] += 1
+        if record["revision"] == 1 and record["action"] not in ENGINE_VERDICTS:
+            self.items_acted_on.add(record["work_item_id"])
+
+    def _scrub_rejected(self, record: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
+        self.scrub_findings_by_rule.update({f["rule_id"] for f in record["findings"] if f["severity"] == "ERROR"})
+
+    def _eligibility_response(self, record: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
+        self.eligibility_by_status[record["status"]] += 1
+
+    def _dead_letter(self, record: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
+        self.dead_letters_by_source[record["source_topic"]] += 1
+
+    def _remittance(self, r: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
         if r["remittance_id"] in self.remittance_ids:  # delivered twice (at-least-once): counted once
             self.repeated_remittances += 1
             return
@@ -209,9 +215,7 @@ class Tally:
         status = r["claim_status_code"]
         if r["claim_frequency_code"] != "1" or status == "22":
             # Answers to replacements and voids, and the reversals that say what they replaced.
-            remittance = self._event(codec, value, Remittance)
-            if remittance is not None:
-                self.successor_remittances.append(remittance)
+            self.successor_remittances.append(from_record(Remittance, r))
         elif self._routable(r):
             self.denials_routed += 1
             self.paid_by_denying_remittance[r["remittance_id"]] = r["paid_amount"]
@@ -238,13 +242,13 @@ class Tally:
             self.deciding_carcs_by_payer.setdefault(payer, Counter())[deciding["carc"]] += 1
         self.first_pass_amounts[r["claim_id"]] = (r["paid_amount"], r["allowed_amount"])
 
-    def _time(self, logical: str, key: str, ts: int) -> None:
+    def _time(self, topic: Topic, key: str, ts: int) -> None:
         """Record times the latency figures follow (keys: encounter id, then claim id)."""
-        if logical == "encounters":
+        if topic is Topic.ENCOUNTERS:
             self.latency.encounter(key, ts)
-        elif logical in ("coded", "coding-review"):
-            self.latency.coded(key, ts, review=logical == "coding-review")
-        elif logical == "remittances":
+        elif topic in (Topic.CODED, Topic.CODING_REVIEW):
+            self.latency.coded(key, ts, review=topic is Topic.CODING_REVIEW)
+        elif topic is Topic.REMITTANCES:
             self.latency.remitted(key, ts)
 
     def _routable(self, r: dict[str, Any]) -> bool:
@@ -281,9 +285,30 @@ class Tally:
             self.unreadable += 1
             return None
 
-    def _field(self, codec: Codec, value: bytes | None, name: str, default: Any) -> Any:
-        record = self._record(codec, value)
-        return default if record is None else record[name]
+
+@dataclass(frozen=True)
+class _Counter:
+    """What the tally does with one topic's records: ``count`` gets the decoded record
+    (a dict), or the typed event when ``decodes_event`` names one."""
+
+    count: Callable[[Tally, Any, bytes | None, int | None], None]
+    decodes_event: type[Any] | None = None
+
+
+_COUNTERS: dict[Topic, _Counter] = {
+    Topic.CLAIMS_SUBMITTED: _Counter(Tally._claim_submitted),
+    Topic.CLAIM_STATUS: _Counter(Tally._claim_status),
+    Topic.DENIAL_ACTIONS: _Counter(Tally._denial_action, DenialAction),
+    Topic.REMITTANCES: _Counter(Tally._remittance),
+    Topic.STATEMENTS: _Counter(Tally._statement),
+    Topic.CODED: _Counter(Tally._coded),
+    Topic.CODING_REVIEW: _Counter(Tally._coding_review),
+    Topic.CODING_ACTIONS: _Counter(Tally._coding_action),
+    Topic.SCRUB_REJECTED: _Counter(Tally._scrub_rejected),
+    Topic.ELIGIBILITY_RESPONSES: _Counter(Tally._eligibility_response),
+    Topic.DEAD_LETTER: _Counter(Tally._dead_letter),
+}
+DENIAL_QUEUES = frozenset(Topic.denial_queues())
 
 
 def balances(r: dict[str, Any]) -> bool:
@@ -293,7 +318,8 @@ def balances(r: dict[str, Any]) -> bool:
                    for line in r["lines"])
     adjustments = [*r["adjustments"], *(a for line in r["lines"] for a in line["adjustments"])]
     claim_ok = r["billed_amount"] - sum(a["amount"] for a in adjustments) == r["paid_amount"]
-    pr_ok = sum((a["amount"] for a in adjustments if a["group_code"] == "PR"), Decimal(0)) == r["patient_responsibility"]
+    pr_ok = (sum((a["amount"] for a in adjustments if a["group_code"] == "PR"), Decimal(0))
+             == r["patient_responsibility"])
     return lines_ok and claim_ok and pr_ok
 
 
@@ -337,9 +363,9 @@ def summarize(tally: Tally, settings: Settings, elapsed_s: float) -> dict[str, A
     originals = tally.submitted_by_frequency["1"]
     work = tally.work_item_accounting()
     summary: dict[str, Any] = {
-        "encounters": r["encounters"],
-        "coded": r["coded"],
-        "coded_first_pass": r["coded"] - tally.coded_after_review,
+        "encounters": r[Topic.ENCOUNTERS],
+        "coded": r[Topic.CODED],
+        "coded_first_pass": r[Topic.CODED] - tally.coded_after_review,
         "coding_review": tally.review_opened,
         "coding_findings_by_rule": dict(sorted(tally.findings_by_rule.items())),
         "coding_warnings_by_rule": dict(sorted(tally.warnings_by_rule.items())),
@@ -351,22 +377,22 @@ def summarize(tally: Tally, settings: Settings, elapsed_s: float) -> dict[str, A
         "coding_fixes_resolved": tally.coding_actions["RESOLVED"],
         "coding_fixes_rejected": tally.coding_actions["FIX_REJECTED"],
         "coded_after_review": tally.coded_after_review,
-        "dead_lettered": r["dead-letter"],
+        "dead_lettered": r[Topic.DEAD_LETTER],
         "dead_lettered_by_source": dict(sorted(dead_by_stage_input.items())),
-        "eligibility_requests": r["eligibility-requests"],
-        "eligibility_responses": r["eligibility-responses"],
+        "eligibility_requests": r[Topic.ELIGIBILITY_REQUESTS],
+        "eligibility_responses": r[Topic.ELIGIBILITY_RESPONSES],
         "eligibility_by_status": dict(sorted(tally.eligibility_by_status.items())),
-        "eligibility_held": r["front-desk"],
-        "claims_built": originals + r["scrub-rejected"],
-        "scrub_rejected": r["scrub-rejected"],
+        "eligibility_held": r[Topic.FRONT_DESK],
+        "claims_built": originals + r[Topic.SCRUB_REJECTED],
+        "scrub_rejected": r[Topic.SCRUB_REJECTED],
         "scrub_findings_by_rule": dict(sorted(tally.scrub_findings_by_rule.items())),
-        "clean_claim_rate": (round(originals / (originals + r["scrub-rejected"]), 4)
-                             if originals + r["scrub-rejected"] else None),
-        "claims_submitted": r["claims-submitted"],
+        "clean_claim_rate": (round(originals / (originals + r[Topic.SCRUB_REJECTED]), 4)
+                             if originals + r[Topic.SCRUB_REJECTED] else None),
+        "claims_submitted": r[Topic.CLAIMS_SUBMITTED],
         "claims_submitted_original": originals,
         "replacements_submitted": tally.submitted_by_frequency["7"],
-        "duplicates_dropped": r["duplicates"],
-        "remittances": r["remittances"],
+        "duplicates_dropped": r[Topic.DUPLICATES],
+        "remittances": r[Topic.REMITTANCES],
         "remittances_repeated": tally.repeated_remittances,
         "remittances_by_status": dict(sorted(tally.remittances_by_status.items())),
         "reversals": tally.remittances_by_status["22"],
@@ -384,7 +410,7 @@ def summarize(tally: Tally, settings: Settings, elapsed_s: float) -> dict[str, A
             for payer, n in sorted(tally.first_pass_by_payer.items())
         },
         "payer_share_of_allowed_by_visit": payer_share_by_visit(tally),
-        "statements": r["statements"],
+        "statements": r[Topic.STATEMENTS],
         "statement_amount": str(tally.statement_amount),
         "patient_responsibility": str(tally.patient_responsibility),
         "denials_by_queue": dict(sorted(tally.denials_by_queue.items())),
@@ -403,7 +429,7 @@ def summarize(tally: Tally, settings: Settings, elapsed_s: float) -> dict[str, A
         "allowed_amount": str(tally.allowed_amount),
         "amount_at_risk": str(tally.at_risk_amount),
         "elapsed_s": round(elapsed_s, 2),
-        "encounters_per_s": round(r["encounters"] / elapsed_s, 1) if elapsed_s > 0 else 0.0,
+        "encounters_per_s": round(r[Topic.ENCOUNTERS] / elapsed_s, 1) if elapsed_s > 0 else 0.0,
     }
     summary["identities"] = {i.name: {"lhs": i.lhs, "rhs": i.rhs, "holds": i.holds} for i in identities(summary)}
     return summary
@@ -416,25 +442,27 @@ def identities(s: dict[str, Any]) -> list[Identity]:
     dl = s["dead_lettered_by_source"]
     return [
         Identity("encounters = coded_first_pass + coding_review + dead_lettered", s["encounters"],
-                 s["coded_first_pass"] + s["coding_review"] + dl.get("encounters", 0)),
+                 s["coded_first_pass"] + s["coding_review"] + dl.get(Topic.ENCOUNTERS, 0)),
         Identity("coding_fixes = coded_after_review + coding_fixes_still_failing + coding_fixes_rejected",
                  s["coding_fixes"], s["coded_after_review"] + s["coding_fixes_still_failing"]
-                 + s["coding_fixes_rejected"] + dl.get("coding-actions", 0)),
+                 + s["coding_fixes_rejected"] + dl.get(Topic.CODING_ACTIONS, 0)),
         Identity("coded_after_review = coding_fixes_resolved", s["coded_after_review"], s["coding_fixes_resolved"]),
         Identity("coded = claims_submitted_original + scrub_rejected + eligibility_held + duplicates_dropped",
                  s["coded"],
                  s["claims_submitted_original"] + s["scrub_rejected"] + s["eligibility_held"] + s["duplicates_dropped"]
-                 + dl.get("coded", 0) + dl.get("eligibility-responses", 0) + dl.get("eligibility-requests", 0)),
+                 + dl.get(Topic.CODED, 0) + dl.get(Topic.ELIGIBILITY_RESPONSES, 0)
+                 + dl.get(Topic.ELIGIBILITY_REQUESTS, 0)),
         Identity("eligibility_requests = eligibility_responses", s["eligibility_requests"],
-                 s["eligibility_responses"] + dl.get("eligibility-requests", 0)),
+                 s["eligibility_responses"] + dl.get(Topic.ELIGIBILITY_REQUESTS, 0)),
         # Every claim gets one answer; a replacement also reverses its original, a void
         # is answered by that reversal alone.
         Identity("claims_submitted - voids_reversed = remittances - reversals",
                  s["claims_submitted"] - s["voids_reversed"],
-                 s["remittances"] - s["remittances_repeated"] - s["reversals"] + dl.get("claims-submitted", 0)
-                 + dl.get("payer-claims", 0)),
-        Identity("remittances = paid + partially_paid + denied + reversed", s["remittances"] - s["remittances_repeated"],
-                 s["paid"] + s["partially_paid"] + s["denied"] + s["reversed"] + dl.get("remittances", 0)),
+                 s["remittances"] - s["remittances_repeated"] - s["reversals"] + dl.get(Topic.CLAIMS_SUBMITTED, 0)
+                 + dl.get(Topic.PAYER_CLAIMS, 0)),
+        Identity("remittances = paid + partially_paid + denied + reversed",
+                 s["remittances"] - s["remittances_repeated"],
+                 s["paid"] + s["partially_paid"] + s["denied"] + s["reversed"] + dl.get(Topic.REMITTANCES, 0)),
         Identity("remittances_unbalanced = 0", s["remittances_unbalanced"], 0),
         Identity("statement_amount = patient_responsibility", int(Decimal(s["statement_amount"]) * 100),
                  int(Decimal(s["patient_responsibility"]) * 100)),
@@ -456,7 +484,7 @@ class ReadBack:
     fetch high watermark and counts only what comes after.
     """
 
-    def __init__(self, settings: Settings, bootstrap_servers: str, codec: Codec, denial_queues: Sequence[str]):
+    def __init__(self, settings: Settings, bootstrap_servers: str, codec: Codec, denial_queues: Sequence[Topic]):
         self.settings = settings
         self.codec = codec
         self.logical = {settings.topic(t): t for t in (*COUNTED_TOPICS, *denial_queues)}
@@ -502,7 +530,7 @@ def all_settled(tally: Tally, expected_encounters: int, settings: Settings, code
     """Every expected encounter record was read and every stage balances (and, with
     the coder simulator running, it has acted on every new work item). ``summary``: the
     tally's, when the caller has just made it."""
-    if tally.records["encounters"] < expected_encounters:
+    if tally.records[Topic.ENCOUNTERS] < expected_encounters:
         return False
     if coder_running and not (tally.review_ids | tally.audit_ids) <= tally.items_acted_on:
         return False

@@ -9,7 +9,7 @@ import asyncio
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from engine.model.events import (
     ClaimSubmitted,
@@ -26,6 +26,7 @@ from engine.posting.routing import DenialRouting
 from engine.runtime.kafka import read_events
 from engine.settings import Settings
 from engine.wire.codec import Codec
+from engine.wire.topics import Topic
 
 T = TypeVar("T")
 
@@ -111,19 +112,21 @@ def claim_timeline(claim_id: str, events: ClaimEvents) -> list[TimelineEntry]:
             entries.append(TimelineEntry(statement.created_at, "billing",
                                          f"patient statement {statement.statement_id}: {statement.amount:,.2f}, "
                                          f"due {statement.due_date}"))
-    for item in events.denials:
-        if item.claim_id in claim_ids:
-            entries.append(TimelineEntry(item.created_at, "denials",
-                                         f"work item {item.work_item_id} in {item.queue}: {item.group_code}-"
-                                         f"{item.carc}, at risk {item.amount_at_risk:,.2f}"))
-    for action in events.denial_actions:
-        if action.claim_id in claim_ids:
-            detail = " ".join(f"{k} {v}" for k, v in (("replacement", action.replacement_claim_id),
-                                                        ("reason", action.adjustment_reason),
-                                                        ("overturned", action.appeal_overturned),
-                                                        ("amount", action.amount)) if v is not None)
-            entries.append(TimelineEntry(action.at, "denials",
-                                         f"{action.action} on {action.work_item_id} by {action.user} {detail}".strip()))
+    for work_item in events.denials:
+        if work_item.claim_id in claim_ids:
+            entries.append(TimelineEntry(work_item.created_at, "denials",
+                                         f"work item {work_item.work_item_id} in {work_item.queue}: "
+                                         f"{work_item.group_code}-{work_item.carc}, at risk "
+                                         f"{work_item.amount_at_risk:,.2f}"))
+    for denial_action in events.denial_actions:
+        if denial_action.claim_id in claim_ids:
+            detail = " ".join(f"{k} {v}" for k, v in (("replacement", denial_action.replacement_claim_id),
+                                                        ("reason", denial_action.adjustment_reason),
+                                                        ("overturned", denial_action.appeal_overturned),
+                                                        ("amount", denial_action.amount)) if v is not None)
+            entries.append(TimelineEntry(denial_action.at, "denials",
+                                         f"{denial_action.action} on {denial_action.work_item_id} by "
+                                         f"{denial_action.user} {detail}".strip()))
     return sorted((TimelineEntry(_utc(e.at).astimezone(UTC), e.stage, e.what) for e in entries),
                   key=lambda e: e.at)
 
@@ -133,14 +136,15 @@ async def read_claim_events(settings: Settings, bootstrap: str, codec: Codec) ->
     A record that does not decode is skipped here: the stage that met it dead-lettered it."""
     routing = DenialRouting.load(settings.denial_routing_file)
 
-    def events(topic: str, event_type: type[T]) -> Awaitable[list[T]]:
+    def events(topic: Topic, event_type: type[T]) -> Awaitable[list[T]]:
         return read_events(settings, bootstrap, codec, topic, event_type)
 
     queues = await asyncio.gather(*(events(queue, DenialWorkItem) for queue in routing.queues()))
-    (encounters, coded, review, actions, claims, remittances, statements, denial_actions) = await asyncio.gather(
-        events("encounters", Encounter), events("coded", CodedEncounter), events("coding-review", CodingReviewItem),
-        events("coding-actions", CodingAction), events("claims-submitted", ClaimSubmitted),
-        events("remittances", Remittance), events("statements", PatientStatement),
-        events("denial-actions", DenialAction))
+    read: list[Any] = await asyncio.gather(
+        events(Topic.ENCOUNTERS, Encounter), events(Topic.CODED, CodedEncounter),
+        events(Topic.CODING_REVIEW, CodingReviewItem), events(Topic.CODING_ACTIONS, CodingAction),
+        events(Topic.CLAIMS_SUBMITTED, ClaimSubmitted), events(Topic.REMITTANCES, Remittance),
+        events(Topic.STATEMENTS, PatientStatement), events(Topic.DENIAL_ACTIONS, DenialAction))
+    encounters, coded, review, actions, claims, remittances, statements, denial_actions = read
     return ClaimEvents(encounters, coded, review, actions, claims, remittances, statements,
                        [item for queue in queues for item in queue], denial_actions)

@@ -10,7 +10,6 @@ recognised by its id and changes nothing, so posting is idempotent.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -24,10 +23,12 @@ from engine.model.events import (
     Remittance,
     RemittanceOutcome,
 )
+from engine.model.money import ZERO
 from engine.posting.routing import DenialRouting, amount_at_risk, denial_item
 from engine.runtime.stages import Emit
+from engine.wire.state import StateRecord
+from engine.wire.topics import Topic
 
-ZERO = Decimal("0.00")
 #: PR reasons a statement itemises (CARC 1 deductible, 2 coinsurance, 3 copay).
 DEDUCTIBLE, COINSURANCE, COPAY = "1", "2", "3"
 
@@ -40,7 +41,7 @@ _STATE_FOR_OUTCOME = {
 
 
 @dataclass
-class Ledger:
+class Ledger(StateRecord):
     """One claim's posted amounts: sums over its remittances (a reversal adds negatives)."""
 
     claim_id: str
@@ -73,24 +74,6 @@ class Ledger:
         return (self.billed - self.paid - self.appeal_paid - self.patient_responsibility - self.contractual
                 - self.written_off)
 
-    def dumps(self) -> str:
-        return json.dumps({
-            "claim_id": self.claim_id, "encounter_id": self.encounter_id, "payer_id": self.payer_id,
-            "billed": str(self.billed), "status": str(self.status), "allowed": str(self.allowed),
-            "paid": str(self.paid), "pr": str(self.patient_responsibility), "co": str(self.contractual),
-            "denied": str(self.denied), "pccn": self.payer_claim_control_number, "queue": self.denial_queue,
-            "last": self.last_remittance_id, "ids": self.remittance_ids,
-            "wo": str(self.written_off), "ap": str(self.appeal_paid), "acts": self.action_ids,
-        }, separators=(",", ":"))
-
-    @classmethod
-    def loads(cls, raw: str) -> Ledger:
-        d = json.loads(raw)
-        return cls(d["claim_id"], d["encounter_id"], d["payer_id"], Decimal(d["billed"]), ClaimState(d["status"]),
-                   Decimal(d["allowed"]), Decimal(d["paid"]), Decimal(d["pr"]), Decimal(d["co"]),
-                   Decimal(d["denied"]), d["pccn"], d["queue"], d["last"], list(d["ids"]),
-                   Decimal(d.get("wo", "0.00")), Decimal(d.get("ap", "0.00")), list(d.get("acts", [])))
-
 
 def remittance_id(payer_id: str, pccn: str, status: str, trace: str) -> str:
     """The same for the simulator's remittance and the one read back from its 835."""
@@ -113,8 +96,8 @@ def post(ledger: Ledger | None, remit: Remittance, routing: DenialRouting, denia
     ledger.denied += amount_at_risk(remit, routing)
     ledger.status = _STATE_FOR_OUTCOME[remit.outcome]
     ledger.payer_claim_control_number = remit.payer_claim_control_number
-    ledger.denial_queue = denial_queue if remit.outcome in (RemittanceOutcome.DENIED, RemittanceOutcome.PARTIALLY_PAID) \
-        else None
+    ledger.denial_queue = (denial_queue if remit.outcome in (RemittanceOutcome.DENIED, RemittanceOutcome.PARTIALLY_PAID)
+                           else None)
     ledger.last_remittance_id = remit.remittance_id
     ledger.remittance_ids.append(remit.remittance_id)
     return ledger
@@ -180,9 +163,9 @@ def post_remittance(remit: Remittance, ledgers: MutableMapping[str, str], routin
     if ledger is None:
         return
     ledgers[remit.claim_id] = ledger.dumps()
-    yield Emit("claim-status", remit.claim_id, claim_status(ledger, now))
+    yield Emit(Topic.CLAIM_STATUS, remit.claim_id, claim_status(ledger, now))
     statement = patient_statement(remit, due_days, now)
     if statement is not None:
-        yield Emit("statements", remit.claim_id, statement)
+        yield Emit(Topic.STATEMENTS, remit.claim_id, statement)
     if item is not None:
-        yield Emit(item.queue, remit.claim_id, item)
+        yield Emit(Topic(item.queue), remit.claim_id, item)

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from engine.model.codes import ORIGINAL
 from engine.model.events import (
     Adjustment,
     DenialWorkItem,
@@ -21,6 +22,7 @@ from engine.model.events import (
     RemittanceOutcome,
 )
 from engine.runtime.stages import ProcessingError
+from engine.wire.topics import Topic
 
 #: CARCs that are cost sharing (deductible, coinsurance, copay) or the contractual fee
 #: reduction, never a denial: the default of `not_denials` in denial_routing.yaml.
@@ -30,7 +32,7 @@ NOT_DENIALS = frozenset({"1", "2", "3", "45"})
 @dataclass(frozen=True)
 class Category:
     name: str
-    queue: str
+    queue: Topic
     suggested_action: str
     recoverable: bool
 
@@ -61,13 +63,14 @@ class DenialRouting:
         categories: dict[str, Category] = {}
         by_carc: dict[str, str] = {}
         for name, spec in doc["categories"].items():
-            categories[name] = Category(name, spec["queue"], spec["suggested_action"], bool(spec["recoverable"]))
+            categories[name] = Category(name, Topic(spec["queue"]), spec["suggested_action"], bool(spec["recoverable"]))
             for carc in spec.get("carcs", []):
                 if str(carc) in by_carc:
                     raise ValueError(f"CARC {carc} is in both {by_carc[str(carc)]} and {name}")
                 by_carc[str(carc)] = name
         overrides = tuple(
-            Override(str(o["carc"]), o["category"], o.get("group_code"), o.get("rarc")) for o in doc.get("overrides", [])
+            Override(str(o["carc"]), o["category"], o.get("group_code"), o.get("rarc"))
+            for o in doc.get("overrides", [])
         )
         default = doc["default_category"]
         for category in [default, *(o.category for o in overrides)]:
@@ -82,7 +85,7 @@ class DenialRouting:
             reasons={str(k): str(v) for k, v in doc.get("reasons", {}).items()},
         )
 
-    def queues(self) -> list[str]:
+    def queues(self) -> list[Topic]:
         return [c.queue for c in self.categories.values()]
 
     def deciding_adjustment(self, remit: Remittance) -> Adjustment | None:
@@ -122,14 +125,10 @@ def work_item_id(remittance_id: str) -> str:
     return "DN-" + hashlib.blake2b(remittance_id.encode(), digest_size=8).hexdigest().upper()
 
 
-#: CLM05-3 of a first submission. A replacement's (7) denial is not a new work item: it
-#: is the next round of the item whose correction it was (``engine.denials.work_items``).
-ORIGINAL = "1"
-
-
 def is_routable(remit: Remittance, routing: DenialRouting) -> bool:
     """A denial a biller works: an original claim denied in full, or paid in part with
-    lines denied (money at risk beyond cost sharing and the contract)."""
+    lines denied (money at risk beyond cost sharing and the contract). A replacement's
+    denial is not a new work item: it is the next round of the item whose correction it was."""
     if remit.claim_frequency_code != ORIGINAL:
         return False
     if remit.outcome == RemittanceOutcome.DENIED:

@@ -35,7 +35,8 @@ def _icd() -> ModuleType:
         warnings.simplefilter("ignore", UserWarning)
         import simple_icd_10_cm
 
-    return simple_icd_10_cm
+    module: ModuleType = simple_icd_10_cm
+    return module
 
 
 def normalize_icd10(code: str) -> str:
@@ -148,13 +149,15 @@ def icd10_info(code: str) -> Icd10Info:
     lineage = [code, *(a for a in icd.get_ancestors(code))]
     # Categories and below. Not ``is_chapter_or_block``: a one-category block shares its
     # category's name (block "T14" holds category T14), and the category must stay.
-    hierarchy = [a for a in dict.fromkeys(lineage) if icd.is_category_or_subcategory(a) or icd.is_extended_subcategory(a)]
+    hierarchy = [a for a in dict.fromkeys(lineage)
+                 if icd.is_category_or_subcategory(a) or icd.is_extended_subcategory(a)]
     seventh: tuple[str, ...] = ()
     for item in hierarchy:
         if definition := icd.get_seven_chr_def(item):
             seventh = tuple(sorted(definition))
             break
-    excludes1 = tuple(ref for item in lineage for note in icd.get_excludes1(item) for ref in parse_note_references(note))
+    excludes1 = tuple(ref for item in lineage for note in icd.get_excludes1(item)
+                      for ref in parse_note_references(note))
     manifestation = any(_MANIFESTATION_TITLE in icd.get_description(a) for a in hierarchy) and any(
         icd.get_code_first(a) for a in hierarchy
     )
@@ -310,4 +313,5 @@ def npi_check_digit(first_nine: str) -> int:
 
 def npi_is_valid(npi: str) -> bool:
     """10 digits, first 1 or 2, last the Luhn check digit (1234567893 valid, 1234567890 not)."""
-    return len(npi) == 10 and npi.isascii() and npi.isdigit() and npi[0] in "12" and npi_check_digit(npi[:9]) == int(npi[9])
+    return (len(npi) == 10 and npi.isascii() and npi.isdigit() and npi[0] in "12"
+            and npi_check_digit(npi[:9]) == int(npi[9]))

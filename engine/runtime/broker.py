@@ -133,8 +133,10 @@ class EmbeddedBroker:
         while not ready.done():
             if self.process.poll() is not None:
                 ready.cancel()
-                self._stderr.seek(0)
-                err = self._stderr.read().decode(errors="replace")
+                err = ""
+                if self._stderr is not None:
+                    self._stderr.seek(0)
+                    err = self._stderr.read().decode(errors="replace")
                 raise BrokerError(f"embedded broker exited with {self.process.returncode}: {err.strip()}")
             await asyncio.sleep(0.02)
         ready.result()

@@ -11,17 +11,22 @@ are acknowledged: at-least-once, and every stage is idempotent downstream.
 
 from __future__ import annotations
 
+import functools
 import logging
+import typing
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 from faust.types import EventT
 
 from engine.runtime.kafka import SendFn, produce_emits
-from engine.runtime.stages import SourceMessage, StageResult
+from engine.runtime.stages import SourceMessage, Stage, StageResult
 from engine.settings import Settings
 from engine.wire.codec import Codec
+from engine.wire.topics import Topic
+
+C = TypeVar("C")
 
 #: Partitions of every table's changelog: the topics they follow have 8 (topics.yaml).
 TABLE_PARTITIONS = 8
@@ -52,7 +57,7 @@ def make_faust_app(settings: Settings, app_id: str, bootstrap_servers: str) -> f
     )
 
     @app.on_after_configured.connect
-    def _quiet(app: faust.App, **_: Any) -> None:  # pragma: no cover - faust signal
+    def _quiet(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:  # pragma: no cover - faust signal
         logging.getLogger().setLevel(settings.log_level)
 
     return app
@@ -66,25 +71,32 @@ def string_table(app: faust.App, name: str) -> Any:
                      use_partitioner=True)
 
 
-def raw_topic(app: faust.App, settings: Settings, logical: str) -> Any:
+def raw_topic(app: faust.App, settings: Settings, logical: Topic) -> Any:
     return app.topic(settings.topic(logical), key_type=bytes, value_type=bytes,
                      key_serializer="raw", value_serializer="raw", allow_empty=True)
 
 
-def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, source: str,
+def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, source: Topic,
                     stage: Callable[[Sequence[SourceMessage]], StageResult]) -> None:
     """An agent on ``source`` that hands each batch to ``stage`` and produces its emits."""
     send = faust_send(app)
 
     async def process(stream: faust.StreamT[bytes]) -> None:
-        async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+        async for events in typing.cast(faust.Stream[bytes], stream).take_events(settings.batch_max,
+                                                                                 within=settings.batch_within_s):
             await produce_emits(send, settings, codec, stage(source_messages(events)).emits)
 
     process.__name__ = f"{source.replace('-', '_')}_agent"
     app.agent(raw_topic(app, settings, source), name=f"{app.conf.id}.{process.__name__}")(process)
 
 
-def source_messages(events: Sequence[EventT]) -> list[SourceMessage]:
+def add_stages(app: faust.App, settings: Settings, codec: Codec, stages: Sequence[Stage[C]], context: C) -> None:
+    """A batch agent per declared stage, each handed ``context``."""
+    for stage in stages:
+        add_batch_agent(app, settings, codec, stage.source, functools.partial(stage.run, context, codec))
+
+
+def source_messages(events: Sequence[EventT[bytes]]) -> list[SourceMessage]:
     return [
         SourceMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
         for e in events

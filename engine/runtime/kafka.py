@@ -15,6 +15,7 @@ from engine.runtime import kafka_compat
 from engine.runtime.stages import Emit, SourceMessage
 from engine.settings import Settings
 from engine.wire.codec import Codec, UndecodableEvent
+from engine.wire.topics import Topic
 
 kafka_compat.apply()
 
@@ -71,7 +72,8 @@ async def produce_emits(send: SendFn, settings: Settings, codec: Codec, emits: I
 
 def aiokafka_send(producer: AIOKafkaProducer) -> SendFn:
     async def send(topic: str, key: bytes, value: bytes) -> Awaitable[object]:
-        return await producer.send(topic, value=value, key=key)
+        delivery: Awaitable[object] = await producer.send(topic, value=value, key=key)
+        return delivery
 
     return send
 
@@ -153,7 +155,7 @@ async def run_consumer_stage(
     bootstrap_servers: str,
     codec: Codec,
     group_id: str,
-    source: str,
+    source: Topic,
     process: Callable[[Sequence[SourceMessage]], list[Emit]],
     stop: asyncio.Event,
 ) -> None:
@@ -178,7 +180,7 @@ async def run_consumer_stage(
 T = TypeVar("T")
 
 
-async def read_events(settings: Settings, bootstrap_servers: str, codec: Codec, topic: str,
+async def read_events(settings: Settings, bootstrap_servers: str, codec: Codec, topic: Topic,
                       event_type: type[T]) -> list[T]:
     """Every event of ``event_type`` on the logical ``topic`` now (``read_topic``), decoded; a
     record that does not decode is skipped: the stage that met it dead-lettered it."""

@@ -76,7 +76,7 @@ def apply() -> None:
     async def _maybe_leave_group(self: GroupCoordinator) -> None:
         await leave_group(self, original_leave)
 
-    async def seek_to_committed(self: AIOKafkaConsumerThread) -> Mapping[TopicPartition, int | None]:
+    async def seek_to_committed(self: AIOKafkaConsumerThread) -> Any:
         return await self.call_thread(seek_to_committed_or_beginning, self._ensure_consumer())
 
     original_resume = FlowControlEvent.resume
@@ -84,8 +84,8 @@ def apply() -> None:
     def resume(self: FlowControlEvent) -> None:
         resume_flow(self, original_resume)
 
-    GroupCoordinator._maybe_leave_group = _maybe_leave_group  # type: ignore[method-assign]
+    GroupCoordinator._maybe_leave_group = _maybe_leave_group
     AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
     FlowControlEvent.resume = resume  # type: ignore[method-assign]
-    GroupCoordinator.claimflow_fixes = True  # type: ignore[attr-defined]
+    GroupCoordinator.claimflow_fixes = True
 

@@ -11,16 +11,18 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from engine.model.events import DeadLetter
 from engine.wire.codec import Codec, UndecodableEvent
+from engine.wire.topics import Topic
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+C = TypeVar("C")
 
-DEAD_LETTER_TOPIC = "dead-letter"
+DEAD_LETTER_TOPIC = Topic.DEAD_LETTER
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,7 @@ class SourceMessage:
 class Emit:
     """An event a stage wants produced: logical topic name, key, event."""
 
-    topic: str
+    topic: Topic
     key: str
     event: Any
 
@@ -107,3 +109,20 @@ def run_stage(
         else:
             result.emits.extend(emits)
     return result
+
+
+@dataclass(frozen=True)
+class Stage(Generic[C]):
+    """A stream processor, declared: the topic it reads, the event it decodes there and the
+    pure function it runs on each, given the stage's context ``C`` (its tables and reference
+    data) and the batch's time. The runtime feeds it; it knows nothing of the runtime."""
+
+    name: str
+    source: Topic
+    event_type: type[Any]
+    handle: Callable[[C, Any, SourceMessage, datetime], Iterable[Emit]]
+
+    def run(self, context: C, codec: Codec, messages: Sequence[SourceMessage]) -> StageResult:
+        now = utcnow()
+        return run_stage(self.name, messages, codec, self.event_type,
+                         lambda event, message: self.handle(context, event, message, now))

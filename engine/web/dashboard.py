@@ -33,7 +33,7 @@ def _nice_max(value: float) -> float:
     """The axis top: 1, 2 or 5 × a power of ten at or above ``value`` (any magnitude)."""
     if value <= 0:
         return 1.0
-    scale = 10 ** math.floor(math.log10(value))
+    scale: float = 10 ** math.floor(math.log10(value))
     return next(step * scale for step in (1, 2, 5, 10) if value <= step * scale * (1 + 1e-9))
 
 
@@ -71,7 +71,7 @@ def line_chart(title: str, unit: str, series: Mapping[str, Sequence[tuple[float,
     span_x = max(x1 - x0, 1e-9)
     inner_w, inner_h = WIDTH - PAD - 10, HEIGHT - PAD - TOP
     body, legend = [], []
-    for (name, line), colour in zip(series.items(), COLOURS):
+    for (name, line), colour in zip(series.items(), COLOURS, strict=False):  # series past the palette: undrawn
         coords = " ".join(f"{PAD + (x - x0) / span_x * inner_w:.1f},{HEIGHT - PAD - y / top * inner_h:.1f}"
                           for x, y in line)
         body.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.8" points="{coords}"/>')
@@ -122,7 +122,8 @@ def hbar_chart(title: str, unit: str, values: Mapping[str, float], fmt: Callable
                     f'text-anchor="end">{_e(label)}</text>'
                     f'<rect x="{label_w}" y="{y + 1:.1f}" width="{w:.1f}" height="{row_h - 2:.1f}" '
                     f'fill="{COLOURS[0]}"><title>{_e(label)}: {fmt(value)} {_e(unit)}</title></rect>'
-                    f'<text x="{label_w + w + 3:.1f}" y="{y + row_h * 0.75:.1f}" font-size="{min(10, row_h * 0.8):.1f}">'
+                    f'<text x="{label_w + w + 3:.1f}" y="{y + row_h * 0.75:.1f}" '
+                    f'font-size="{min(10, row_h * 0.8):.1f}">'
                     f'{fmt(value)}</text>')
     return _frame(title, top, unit, "".join(body), axis=False)
 
@@ -200,7 +201,8 @@ nav a {{ margin-right: 1rem; }}
 .card {{ border: 1px solid #ddd; border-radius: 6px; padding: .3rem; }}
 .chart {{ width: 100%; height: auto; }}
 </style></head><body>
-<nav><a href="{_e(queues_href)}">denial queues</a><a href="/status">status (JSON)</a><a href="/metrics">metrics</a></nav>
+<nav><a href="{_e(queues_href)}">denial queues</a><a href="/status">status (JSON)</a>\
+<a href="/metrics">metrics</a></nav>
 <h1>Claimflow — ops dashboard</h1>
 <p>as of {_e(status["at"])} UTC · refreshes every {REFRESH_S} s · top coding rules: {rules}</p>
 <div class="tiles">{tile_html}</div>

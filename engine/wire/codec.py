@@ -23,7 +23,7 @@ import json
 import struct
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from enum import Enum
 from functools import cache
@@ -123,7 +123,7 @@ class Codec:
             raise UndecodableEvent(f"corrupt Avro body for {writer.name}: {type(exc).__name__}: {exc}") from exc
         if buf.tell() != len(data):
             raise UndecodableEvent(f"{len(data) - buf.tell()} trailing bytes after the {writer.name} body")
-        return writer.name, record
+        return writer.name, typing.cast(dict[str, Any], record)
 
     def decode(self, data: bytes | None, event_type: type[T]) -> T:
         _, record = self.decode_record(data, expected=event_type.SCHEMA)  # type: ignore[attr-defined]
@@ -151,7 +151,8 @@ def to_record(obj: Any) -> Any:
 
 
 def from_record(cls: type[T], record: dict[str, Any]) -> T:
-    return _builder(cls)(record)  # type: ignore[no-any-return]
+    built: T = _builder(typing.cast(Hashable, cls))(record)
+    return built
 
 
 @cache

@@ -7,16 +7,84 @@ import logging
 import os
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from engine.settings import Settings
+if TYPE_CHECKING:
+    from engine.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class Topic(StrEnum):
+    """Every logical topic (the real name is ``CLAIMS_TOPIC_PREFIX`` + value); a test checks
+    this list against ``topics.yaml`` both ways."""
+
+    ENCOUNTERS = "encounters"
+    CODED = "coded"
+    CODING_REVIEW = "coding-review"
+    CODING_ACTIONS = "coding-actions"
+    DENIAL_ACTIONS = "denial-actions"
+    ELIGIBILITY_REQUESTS = "eligibility-requests"
+    ELIGIBILITY_RESPONSES = "eligibility-responses"
+    FRONT_DESK = "front-desk"
+    SCRUB_REJECTED = "scrub-rejected"
+    CLAIMS_SUBMITTED = "claims-submitted"
+    DUPLICATES = "duplicates"
+    PAYER_CLAIMS = "payer-claims"
+    REMITTANCES = "remittances"
+    CLAIM_STATUS = "claim-status"
+    STATEMENTS = "statements"
+    PAYMENTS = "payments"
+    UNAPPLIED_CASH = "unapplied-cash"
+    DEAD_LETTER = "dead-letter"
+    # One denial work queue per category (engine/reference/data/denial_routing.yaml).
+    DENIALS_ELIGIBILITY = "denials.eligibility"
+    DENIALS_AUTHORIZATION = "denials.authorization"
+    DENIALS_CODING = "denials.coding"
+    DENIALS_BUNDLING = "denials.bundling"
+    DENIALS_MEDICAL_NECESSITY = "denials.medical-necessity"
+    DENIALS_NON_COVERED = "denials.non-covered"
+    DENIALS_BENEFIT_MAXIMUM = "denials.benefit-maximum"
+    DENIALS_COORDINATION_OF_BENEFITS = "denials.coordination-of-benefits"
+    DENIALS_TIMELY_FILING = "denials.timely-filing"
+    DENIALS_DUPLICATE = "denials.duplicate"
+    DENIALS_MISSING_INFORMATION = "denials.missing-information"
+    DENIALS_OTHER = "denials.other"
+
+    @classmethod
+    def denial_queues(cls) -> tuple[Topic, ...]:
+        return tuple(t for t in cls if t.startswith(DENIAL_QUEUE_PREFIX))
+
+    @property
+    def queue_name(self) -> str:
+        """A denial queue topic's queue name (``denials.coding`` → ``coding``)."""
+        return self.value.removeprefix(DENIAL_QUEUE_PREFIX)
+
+
+DENIAL_QUEUE_PREFIX = "denials."
+
+
+class Table(StrEnum):
+    """The faust tables; each has a compacted changelog ``{app id}-{table}-changelog``."""
+
+    CLAIMS_BY_ENCOUNTER = "claims_by_encounter"
+    CODING_ITEMS_BY_ENCOUNTER = "coding_items_by_encounter"
+    AWAITING_ELIGIBILITY = "awaiting_eligibility"
+    ELIGIBILITY_ANSWERS = "eligibility_answers"
+    CLAIM_LEDGER = "claim_ledger"
+    DENIED_CLAIMS = "denied_claims"
+    PAYER_MEMBERS = "payer_members"  # the payer simulator's app
+
+    def changelog(self, app_id: str) -> str:
+        return f"{app_id}-{self.value}-changelog"
+
 
 _DURATION = re.compile(r"^(\d+)\s*(ms|s|m|h|d)$")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
@@ -58,7 +126,7 @@ def load_topics(settings: Settings, path: Path | None = None) -> dict[str, Topic
     for entry in doc["topics"]:
         merged = {**defaults, **entry}
         logical = str(entry["name"]).format(app_id=settings.app_id)
-        name = logical if entry.get("absolute") else settings.topic(logical)
+        name = logical if entry.get("absolute") else settings.topic(Topic(logical))
         cleanup = str(merged["cleanup"])
         if cleanup not in ("delete", "compact"):
             raise ValueError(f"topic {logical}: cleanup must be delete or compact, not {cleanup!r}")

@@ -1,5 +1,5 @@
-"""``claims export 837``: the submitted claims, read back from the topic, as one X12
-837P interchange (``engine/x12/professional.py`` writes it, pyx12 validates it)."""
+"""What the X12 exports and the 835 ingest take from outside the file: the submitted claims
+read back from claims-submitted, and interchange control numbers unique per sender."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ from engine.model.events import ClaimSubmitted
 from engine.runtime.kafka import read_topic
 from engine.settings import Settings
 from engine.wire.codec import Codec
-
-#: ISA13 / GS06 / ST02 are 9 digits; the counter wraps after 999,999,999 interchanges.
-MAX_CONTROL_NUMBER = 999_999_999
+from engine.wire.topics import Topic
+from engine.x12.segments import MAX_CONTROL_NUMBER  # the counter wraps after 999,999,999 interchanges
 
 
 async def submitted_claims(settings: Settings, bootstrap_servers: str, codec: Codec,
                            since: datetime | None = None) -> list[ClaimSubmitted]:
     """Every claim on claims-submitted (submitted at or after ``since``), oldest first."""
-    records = await read_topic(bootstrap_servers, settings.topic("claims-submitted"), timeout_s=120.0)
+    records = await read_topic(bootstrap_servers, settings.topic(Topic.CLAIMS_SUBMITTED), timeout_s=120.0)
     claims = [codec.decode(r.value, ClaimSubmitted) for r in records]
     chosen = [c for c in claims if since is None or c.submitted_at >= since]
     return sorted(chosen, key=lambda c: (c.submitted_at, c.claim_id))

@@ -1,25 +1,25 @@
-"""X12 5010 primitives shared by the 837P (``engine.x12.professional``) and 835 (``engine.x12.remittance``)
-writers, readers and validators: segment building, the ISA, splitting a file on the
-delimiters its ISA declares, amounts and dates, and pyx12 run silently in-process.
-
-We write with the common delimiters (``*`` elements, ``:`` components, ``^`` repetitions,
-``~`` plus a newline after each segment); the readers take whatever the ISA declares.
-"""
+"""X12 5010 text primitives shared by the 837P and 835 writers, readers and validators, so
+both speak one dialect (delimiters, envelope, amounts, dates): see docs/x12.md."""
 
 from __future__ import annotations
 
-import io
-import logging
-import re
-import threading
-from datetime import date, datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
+
+from engine.model.events import Address
+
+if TYPE_CHECKING:
+    from engine.settings import Settings
 
 SEGMENT_TERMINATOR = "~"
 ELEMENT_SEPARATOR = "*"
 COMPONENT_SEPARATOR = ":"
 REPETITION_SEPARATOR = "^"
 CENTS = Decimal("0.01")
+ZERO = Decimal("0.00")
+MAX_CONTROL_NUMBER = 999_999_999  # ISA13 / GS06: 9 digits
 _DELIMITERS = (SEGMENT_TERMINATOR, ELEMENT_SEPARATOR, COMPONENT_SEPARATOR, REPETITION_SEPARATOR, "\n", "\r")
 
 
@@ -52,6 +52,13 @@ def composite(*components: str) -> Composite:
     return Composite(COMPONENT_SEPARATOR.join(values))
 
 
+def address(place: Address | None) -> list[str]:
+    """N3/N4 for an address (nothing for None)."""
+    if place is None:
+        return []
+    return [seg("N3", place.line1), seg("N4", place.city, place.state, place.postal_code)]
+
+
 def isa(sender_id: str, receiver_id: str, usage: str, control_number: int, created: datetime) -> str:
     """ISA with its fixed widths: 105 characters, 106 with the terminator."""
     fields = [
@@ -61,6 +68,46 @@ def isa(sender_id: str, receiver_id: str, usage: str, control_number: int, creat
         f"{control_number:09d}", "0", usage, COMPONENT_SEPARATOR,
     ]
     return ELEMENT_SEPARATOR.join(fields)
+
+
+def interchange(functional_id: str, implementation: str, sender_id: str, receiver_id: str, usage: str,
+                control_number: int, created: datetime, transactions: Sequence[list[str]]) -> str:
+    """ISA, one GS (``functional_id``, GS08 ``implementation``) around ``transactions`` (each
+    ST..SE), GE, IEA: every segment ending ``~`` and a newline. ``created`` is the time the
+    transactions were stamped with (UTC, see ``utc``)."""
+    segments = [
+        isa(sender_id, receiver_id, usage, control_number, created),
+        seg("GS", functional_id, sender_id, receiver_id, d8(created), hhmm(created), str(control_number), "X",
+            implementation),
+        *(segment for transaction in transactions for segment in transaction),
+        seg("GE", str(len(transactions)), str(control_number)),
+        seg("IEA", "1", f"{control_number:09d}"),
+    ]
+    return "".join(f"{segment}{SEGMENT_TERMINATOR}\n" for segment in segments)
+
+
+def with_se(segments: list[str], st_control: str) -> list[str]:
+    """``segments`` (ST first) closed by the SE that counts them, itself included."""
+    return [*segments, seg("SE", str(len(segments) + 1), st_control)]
+
+
+def check_control_number(control_number: int) -> None:
+    if not 1 <= control_number <= MAX_CONTROL_NUMBER:
+        raise ValueError(f"control number {control_number} is not 1..999999999")
+
+
+def check_envelope_settings(settings: Settings) -> None:
+    """The usage indicator and the ids the ISA and GS carry."""
+    if settings.x12_usage not in {"T", "P"}:
+        raise ValueError(f"x12_usage {settings.x12_usage!r} is not T or P")
+    for name in ("x12_sender_id", "x12_receiver_id"):
+        if not 2 <= len(getattr(settings, name)) <= 15:
+            raise ValueError(f"{name} must be 2..15 characters (ISA06/ISA08, GS02/GS03)")
+
+
+def utc(moment: datetime) -> datetime:
+    """Envelope times are UTC; a naive time is taken as UTC already."""
+    return moment.astimezone(UTC) if moment.tzinfo else moment
 
 
 def money(amount: Decimal) -> str:
@@ -120,65 +167,3 @@ def safe_decimal(text: str) -> Decimal | None:
         return Decimal(text)
     except InvalidOperation:
         return None
-
-
-# --- validation ------------------------------------------------------------------
-
-VALIDATION_LOCK = threading.Lock()
-
-
-class Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-def pyx12_errors(text: str) -> list[str]:
-    """pyx12 reports through its ``pyx12`` logger: the records are collected here and
-    kept from propagating (nothing reaches stdout, stderr or the root logger). Its
-    defaults (``ParamsBase``), not ~/.pyx12.conf.xml, so every machine judges alike.
-    The lock: the logger is process-wide, so two validations at once would mix findings."""
-    import pyx12.errors
-    import pyx12.params
-    import pyx12.x12n_document
-
-    logger = logging.getLogger("pyx12")
-    collect = Collect()
-    with VALIDATION_LOCK:
-        propagate, level = logger.propagate, logger.level
-        logger.addHandler(collect)
-        logger.propagate = False
-        logger.setLevel(logging.ERROR)
-        try:
-            ok = pyx12.x12n_document.x12n_document(
-                param=pyx12.params.ParamsBase(), src_file=io.StringIO(text), fd_997=None, fd_html=None,
-            )
-        except (pyx12.errors.EngineError, pyx12.errors.X12Error) as exc:
-            ok = False
-            collect.messages.append(f"pyx12: {exc}")
-        finally:
-            logger.removeHandler(collect)
-            logger.propagate, logger.level = propagate, level
-    if not ok and not collect.messages:
-        collect.messages.append("pyx12: document is not valid")
-    return collect.messages
-
-
-_QUOTED = re.compile(r'"[^"]*"(\s\([A-Z0-9]{2,6}\))?')
-_TRAILING_VALUE = re.compile(r"\s\([^()]*\)$")
-
-
-def redact_x12_error(message: str) -> str:
-    """A validation finding without the element values pyx12 quotes (they can be a
-    patient's name or member id): the line, element and rule stay, and so does a quoted
-    name pyx12 puts before an element, segment or loop id."""
-    if message.startswith("claimflow:"):  # ours: control numbers, codes and amounts only
-        return message
-
-    def value(match: re.Match[str]) -> str:
-        return match.group(0) if match.group(1) else '"…"'
-
-    return _TRAILING_VALUE.sub(" (…)", _QUOTED.sub(value, message))

@@ -13,42 +13,34 @@ remittance with every amount negated.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from engine.model.codes import ORIGINAL, REPLACEMENT, VOID, ClaimStatusCode
 from engine.model.events import (
     Adjustment,
     ClaimLine,
-    ClaimStatusCode,
     ClaimSubmitted,
     GroupCode,
     Remittance,
     RemittanceLine,
     RemittanceOutcome,
 )
+from engine.model.money import ZERO, money
 from engine.posting.ledger import remittance_id
 from engine.posting.routing import NOT_DENIALS
 from engine.wire.codec import Codec
+from engine.wire.state import StateRecord
 from simulators.coverage import Authorization, Coverage
-
-CENTS = Decimal("0.01")
-ZERO = Decimal("0.00")
-ORIGINAL, REPLACEMENT, VOID = "1", "7", "8"
-
-
-def money(value: Decimal) -> Decimal:
-    return value.quantize(CENTS, rounding=ROUND_HALF_UP)
-
 
 # --- the profile file ---------------------------------------------------------------
 
@@ -216,7 +208,8 @@ def _categories(raw: Mapping[str, Any]) -> tuple[DenialCategory, ...]:
         DenialCategory(
             name=str(name),
             share=float(c["share"]) / total,
-            reasons=tuple(DenialReason(str(r["carc"]), GroupCode(r["group"]), r.get("rarc"), str(r.get("scope", "claim")))
+            reasons=tuple(DenialReason(str(r["carc"]), GroupCode(r["group"]), r.get("rarc"),
+                                       str(r.get("scope", "claim")))
                           for r in c["reasons"]),
             carcs=frozenset(str(x) for x in c.get("carcs", [])) | {str(r["carc"]) for r in c["reasons"]},
         )
@@ -249,7 +242,7 @@ class PendingPayment:
 
 
 @dataclass
-class MemberState:
+class MemberState(StateRecord):
     """One member of one payer: accumulators per plan year, the claims adjudicated (for
     duplicates and reversals) and the remittances not yet paid out."""
 
@@ -267,30 +260,6 @@ class MemberState:
         if claim_ref in self.claims:
             return self.claims[claim_ref]
         return next((c for c in self.claims.values() if payer_claim_control_number(c.claim_id) == claim_ref), None)
-
-    def dumps(self) -> str:
-        return json.dumps({
-            "acc": {str(y): [str(a.deductible_met), str(a.oop_met)] for y, a in self.accumulators.items()},
-            "claims": {cid: [c.fingerprint, c.frequency_code, _b64(c.remittance), c.reversed]
-                       for cid, c in self.claims.items()},
-            "pending": [[p.due_at, _b64(p.remittance)] for p in self.pending],
-        }, separators=(",", ":"))
-
-    @classmethod
-    def loads(cls, raw: str | None) -> MemberState:
-        if not raw:
-            return cls()
-        doc = json.loads(raw)
-        return cls(
-            accumulators={int(y): Accumulator(Decimal(d), Decimal(o)) for y, (d, o) in doc["acc"].items()},
-            claims={cid: AdjudicatedClaim(cid, fp, freq, base64.b64decode(r), rev)
-                    for cid, (fp, freq, r, rev) in doc["claims"].items()},
-            pending=[PendingPayment(due, base64.b64decode(r)) for due, r in doc["pending"]],
-        )
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 @dataclass

@@ -40,6 +40,7 @@ from engine.runtime.kafka import produce_emits
 from engine.runtime.stages import Emit, ProcessingError, SourceMessage, StageResult, run_stage, utcnow
 from engine.settings import Settings
 from engine.wire.codec import Codec, default_codec
+from engine.wire.topics import Table, Topic
 from simulators.appeals import decide_appeal
 from simulators.coverage import Coverage, load_authorizations, load_coverage
 from simulators.payer.adjudication import (
@@ -54,7 +55,6 @@ from simulators.payer.adjudication import (
 
 log = logging.getLogger(__name__)
 
-MEMBERS_TABLE = "payer_members"
 #: Every this many seconds the release timer re-reads the whole member table for payments
 #: it has no note of (a table recovered after a restart or a rebalance).
 RESCAN_S = 5.0
@@ -78,7 +78,8 @@ def answer_eligibility(request: EligibilityRequest, members: dict[str, Coverage]
     if not found:
         reason = "member not found"
     elif not active and coverage is not None:
-        reason = (f"coverage ended {coverage.end.isoformat()}" if coverage.end and coverage.end < request.date_of_service
+        reason = (f"coverage ended {coverage.end.isoformat()}"
+                  if coverage.end and coverage.end < request.date_of_service
                   else f"coverage starts {coverage.start.isoformat()}")
     plan = profile.plan(coverage.plan_id) if active and profile and coverage else None
     return EligibilityResponse(
@@ -87,7 +88,8 @@ def answer_eligibility(request: EligibilityRequest, members: dict[str, Coverage]
         payer_id=request.payer_id,
         member_id=request.member_id,
         date_of_service=request.date_of_service,
-        status=EligibilityStatus.ACTIVE if active else EligibilityStatus.INACTIVE if found else EligibilityStatus.NOT_FOUND,
+        status=(EligibilityStatus.ACTIVE if active else EligibilityStatus.INACTIVE if found
+                else EligibilityStatus.NOT_FOUND),
         plan_id=coverage.plan_id if found and coverage else None,
         coverage_start=coverage.start if found and coverage else None,
         coverage_end=coverage.end if found and coverage else None,
@@ -130,7 +132,7 @@ class PayerRuntime:
     def answer(self, messages: Sequence[SourceMessage]) -> StageResult:
         now = utcnow()
         return run_stage("payer-eligibility", messages, self.codec, EligibilityRequest,
-                         lambda request, msg: [Emit("eligibility-responses", request.encounter_id,
+                         lambda request, msg: [Emit(Topic.ELIGIBILITY_RESPONSES, request.encounter_id,
                                                     answer_eligibility(request, self.members, self.book, now))])
 
     def appeals(self, messages: Sequence[SourceMessage]) -> StageResult:
@@ -140,7 +142,7 @@ class PayerRuntime:
 
     def intake(self, messages: Sequence[SourceMessage]) -> StageResult:
         return run_stage("payer-intake", messages, self.codec, ClaimSubmitted,
-                         lambda claim, msg: [Emit("payer-claims", member_key(claim), msg.value or b"")])
+                         lambda claim, msg: [Emit(Topic.PAYER_CLAIMS, member_key(claim), msg.value or b"")])
 
     def adjudicate(self, messages: Sequence[SourceMessage], table: Any) -> StageResult:
         """Adjudicate each claim against its member's state; remittances wait in the state
@@ -156,10 +158,10 @@ class PayerRuntime:
             except ValueError as exc:
                 raise ProcessingError(str(exc)) from exc
             emits = []
-            for remit, encoded in zip(result.remittances, result.encoded):
+            for remit, encoded in zip(result.remittances, result.encoded, strict=False):
                 due = release_at(claim, remit.payment_date, self.settings.payer_time_scale)
                 if self.settings.payer_time_scale <= 0:
-                    emits.append(Emit("remittances", remit.claim_id, remit))
+                    emits.append(Emit(Topic.REMITTANCES, remit.claim_id, remit))
                 else:
                     state.pending.append(PendingPayment(due, encoded))
                     self.next_due[key] = min(self.next_due.get(key, due), due)
@@ -193,24 +195,23 @@ def make_payer_app(settings: Settings, bootstrap_servers: str) -> faust.App:
     app = make_faust_app(settings, settings.payer_app_id, bootstrap_servers)
     codec = default_codec(settings.schemas_dir)
     runtime = PayerRuntime(settings, codec)
-    members = string_table(app, MEMBERS_TABLE)  # payer|member → MemberState
+    members = string_table(app, Table.PAYER_MEMBERS)  # payer|member → MemberState
     send = faust_send(app)
 
-    add_batch_agent(app, settings, codec, "eligibility-requests", runtime.answer)
-    add_batch_agent(app, settings, codec, "claims-submitted", runtime.intake)
-    add_batch_agent(app, settings, codec, "payer-claims", lambda msgs: runtime.adjudicate(msgs, members))
-    add_batch_agent(app, settings, codec, "denial-actions", runtime.appeals)
+    add_batch_agent(app, settings, codec, Topic.ELIGIBILITY_REQUESTS, runtime.answer)
+    add_batch_agent(app, settings, codec, Topic.CLAIMS_SUBMITTED, runtime.intake)
+    add_batch_agent(app, settings, codec, Topic.PAYER_CLAIMS, lambda msgs: runtime.adjudicate(msgs, members))
+    add_batch_agent(app, settings, codec, Topic.DENIAL_ACTIONS, runtime.appeals)
 
     last_scan = [0.0]
 
-    @app.timer(interval=settings.payer_release_interval_s)
     async def release_due_payments() -> None:
         now = time.time()
         if now - last_scan[0] > RESCAN_S:
             last_scan[0] = now
             runtime.rescan(members)
         for key, _, due in runtime.due_payments(members, now):
-            emits = [Emit("remittances", (codec.decode_record(p.remittance)[1])["claim_id"], p.remittance)
+            emits = [Emit(Topic.REMITTANCES, (codec.decode_record(p.remittance)[1])["claim_id"], p.remittance)
                      for p in due]
             await produce_emits(send, settings, codec, emits)
             # Read again after the await: the adjudication agent may have written this member meanwhile.
@@ -219,6 +220,8 @@ def make_payer_app(settings: Settings, bootstrap_servers: str) -> faust.App:
             current.pending = [p for p in current.pending if (p.due_at, p.remittance) not in released]
             members[key] = current.dumps()
 
+
+    app.timer(interval=settings.payer_release_interval_s)(release_due_payments)
     return app
 
 

@@ -12,6 +12,8 @@ from aiokafka import AIOKafkaClient
 from engine.runtime.broker import BrokerError, EmbeddedBroker, resolve_bootstrap, running_broker_address
 from engine.settings import Settings
 
+pytestmark = pytest.mark.integration
+
 
 def _alive(pid: int) -> bool:
     try:

@@ -17,8 +17,10 @@ from rich.console import Console
 from engine.cli.run import RunOptions, run_closed_loop
 from engine.model.events import FrontDeskItem, ScrubRejected
 from engine.wire.codec import default_codec
+from engine.x12.claim_837_read import read_837p
+from engine.x12.claim_837_write import write_837p
 from engine.x12.export import submitted_claims
-from engine.x12.professional import read_837p, validate_837p, write_837p
+from engine.x12.validation import validate_837p
 from simulators.ehr import ELIGIBILITY_KINDS, EXPECTED_SCRUB_RULE, SCRUB_KINDS, plan_encounters, practice_for
 from simulators.payer.adjudication import PayerBook
 from tests.fixtures.kafka import SettingsFactory, read_topic
@@ -84,9 +86,9 @@ async def test_a_run_with_lapsed_coverage_and_bad_data_holds_rejects_and_exports
         again = back[claim.patient_control_number]
         for name in X12_FIELDS:
             assert getattr(again, name) == getattr(claim, name), (claim.claim_id, name)
-        assert [(l.procedure_code, l.modifiers, l.units, l.charge, l.dx_pointers, l.date_of_service)
-                for l in again.lines] == [(l.procedure_code, l.modifiers, l.units, l.charge, l.dx_pointers,
-                                           l.date_of_service) for l in claim.lines]
+        assert [(ln.procedure_code, ln.modifiers, ln.units, ln.charge, ln.dx_pointers, ln.date_of_service)
+                for ln in again.lines] == [(ln.procedure_code, ln.modifiers, ln.units, ln.charge, ln.dx_pointers,
+                                            ln.date_of_service) for ln in claim.lines]
         assert (again.subscriber.relationship if again.subscriber else "18") == (
             claim.subscriber.relationship if claim.subscriber else "18")
 

@@ -79,7 +79,8 @@ async def _every_bad_encounter_is_findable(settings: Settings, planned: list) ->
     sent = {(r.partition, r.offset): r for r in await read_topic(bootstrap, settings.topic("encounters"))}
     letters = {
         letter.source_key: letter
-        for letter in (codec.decode(r.value, DeadLetter) for r in await read_topic(bootstrap, settings.topic("dead-letter")))
+        for letter in (codec.decode(r.value, DeadLetter)
+                       for r in await read_topic(bootstrap, settings.topic("dead-letter")))
     }
     reviews = {
         item.encounter_id: item

@@ -21,16 +21,15 @@ from engine.model.events import (
     ClaimSubmitted,
     CodingActionType,
     Encounter,
-    Patient,
     Procedure,
     Remittance,
-    Sex,
 )
 from engine.reference.master_data import Providers
 from engine.runtime.kafka import make_producer
 from engine.settings import Settings
 from engine.wire.codec import Codec, default_codec
 from simulators.coverage import Coverage, PatientRecord, write_master_data
+from tests.factories import make_encounter, make_patient
 from tests.fixtures.kafka import wait_for_record
 
 pytestmark = pytest.mark.integration
@@ -38,18 +37,18 @@ pytestmark = pytest.mark.integration
 WAIT_S = 90.0
 
 
-PATIENT = Patient("MRN900001", "Test", "Patient", date(1970, 5, 17), Sex.F)
+PATIENT = make_patient(patient_id="MRN900001", first_name="Test", last_name="Patient", birth_date=date(1970, 5, 17))
 ADDRESS = Address("1 TEST ST", "DENVER", "CO", "80202")
 MEMBER = "PPO123456789"
 
 
 def _encounter(encounter_id: str, diagnoses: list[str], lines: list[Procedure]) -> Encounter:
     providers = Providers.load(Settings().providers_file)
-    return Encounter(
+    return make_encounter(
         encounter_id=encounter_id, source_system="test", occurred_at=datetime.now(UTC), patient=PATIENT,
         payer_id="PPO01", member_id=MEMBER, billing_npi=providers.billing.npi,
         rendering_npi=next(iter(providers.rendering)), date_of_service=date.today() - timedelta(days=3),
-        place_of_service="11", diagnoses=diagnoses, procedures=lines, clinical_note=None, patient_address=ADDRESS,
+        diagnoses=diagnoses, procedures=lines, clinical_note=None, patient_address=ADDRESS,
     )
 
 

@@ -19,7 +19,6 @@ import yaml
 from engine.claims.build import FeeSchedule
 from engine.cli.run import start_worker, stop_process
 from engine.model.events import (
-    ClaimLine,
     ClaimState,
     ClaimStatus,
     ClaimSubmitted,
@@ -32,6 +31,7 @@ from engine.runtime.kafka import make_producer, read_topic
 from engine.settings import Settings
 from engine.wire.codec import Codec, default_codec
 from simulators.coverage import Coverage, PatientRecord, write_master_data
+from tests.factories import make_claim
 from tests.integration.test_coding_review import ADDRESS, PATIENT
 
 pytestmark = pytest.mark.integration
@@ -62,16 +62,12 @@ def _claim(claim_id: str, days_ago: int, frequency: str = "1", original: str | N
     """A Medicare office visit with a joint injection: 99214 + 20610."""
     providers = Providers.load(Settings().providers_file)
     fees = FeeSchedule.load(Settings().fee_schedule_file)
-    day = date.today() - timedelta(days=days_ago)
-    lines = [ClaimLine(1, "99214", [], 1, fees.charge("99214", 1), [1], day),
-             ClaimLine(2, "20610", [], 1, fees.charge("20610", 1), [1], day)]
-    return ClaimSubmitted(
-        claim_id=claim_id, encounter_id=f"E-{claim_id}", encounter_occurred_at=datetime.now(UTC),
-        patient_control_number=claim_id, frequency_code=frequency, original_claim_id=original, payer_id="MCR01",
-        member_id=MEMBER, patient_id=PATIENT.patient_id, billing_npi=providers.billing.npi,
-        rendering_npi=next(iter(providers.rendering)), date_of_service=day, place_of_service="11",
-        diagnoses=["M17.11"], lines=lines, total_charge=sum((ln.charge for ln in lines), Decimal("0.00")),
-        submitted_at=datetime.now(UTC),
+    return make_claim(
+        claim_id, [("99214", fees.charge("99214", 1)), ("20610", fees.charge("20610", 1))],
+        encounter_id=f"E-{claim_id}", encounter_occurred_at=datetime.now(UTC), frequency_code=frequency,
+        original_claim_id=original, payer_id="MCR01", member_id=MEMBER, patient_id=PATIENT.patient_id,
+        billing_npi=providers.billing.npi, rendering_npi=next(iter(providers.rendering)),
+        date_of_service=date.today() - timedelta(days=days_ago), diagnoses=["M17.11"], submitted_at=datetime.now(UTC),
     )
 
 
@@ -88,7 +84,8 @@ async def _submit(settings: Settings, codec: Codec, claim: ClaimSubmitted) -> No
     producer = make_producer(settings, settings.bootstrap_servers)
     await producer.start()
     try:
-        await producer.send_and_wait(settings.topic("claims-submitted"), codec.encode(claim), key=claim.claim_id.encode())
+        await producer.send_and_wait(settings.topic("claims-submitted"), codec.encode(claim),
+                                     key=claim.claim_id.encode())
     finally:
         await producer.stop()
 

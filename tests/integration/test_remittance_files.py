@@ -21,7 +21,7 @@ from engine.model.events import ClaimStatus, ClaimSubmitted, PaymentReceived, Re
 from engine.runtime.kafka import read_events
 from engine.settings import Settings
 from engine.wire.codec import Codec, default_codec
-from engine.x12.remittance import validate_835
+from engine.x12.validation import validate_835
 from tests.fixtures.kafka import SettingsFactory, read_topic
 from tests.integration.test_coding_review import claims
 

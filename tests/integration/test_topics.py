@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from engine.wire.topics import apply_topics, load_topics
 from tests.fixtures.kafka import SettingsFactory, read_topic
+
+pytestmark = pytest.mark.integration
 
 
 async def test_apply_creates_every_declared_topic_then_is_a_no_op(settings_factory: SettingsFactory) -> None:
@@ -21,7 +24,8 @@ async def test_apply_creates_every_declared_topic_then_is_a_no_op(settings_facto
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     await admin.start()
     try:
-        described = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics([s.name for s in specs.values()])}
+        described = {t["topic"]: len(t["partitions"])
+                     for t in await admin.describe_topics([s.name for s in specs.values()])}
     finally:
         await admin.close()
     assert described == {s.name: s.partitions for s in specs.values()}

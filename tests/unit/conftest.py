@@ -1,25 +1,38 @@
-"""Shared fixtures for the unit suite: the real data files, loaded once per session."""
+"""Shared fixtures for the unit suite: the real data files, loaded once per session, and
+``sample_events``, one realistic instance of every event type.
+
+The event builders (``make_encounter`` and the rest) are ``tests.factories``, as fixtures
+from ``tests/fixtures/factories.py``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 import pytest
 
 from engine.claims.build import ClaimContext, FeeSchedule
 from engine.coding.rules import CodingReference
-from engine.model.events import Address, Encounter, Patient, Procedure, Provider, Sex, Subscriber
+from engine.model.events import Address, Encounter, Subscriber
 from engine.posting.routing import DenialRouting
-from engine.runtime.stages import SourceMessage
 from engine.settings import Settings
 from engine.wire.codec import Codec
 from simulators.payer.app import PayerBook
+from tests.factories import (
+    NOW,
+    make_adjustment,
+    make_claim,
+    make_claim_line,
+    make_coded_encounter,
+    make_encounter,
+    make_provider,
+    make_remittance,
+    make_remittance_line,
+)
 
-# A fixed instant with whole milliseconds: timestamp-millis keeps exactly this.
-NOW = datetime(2026, 3, 2, 14, 30, 15, 250_000, tzinfo=UTC)
 #: The day the coding reference is loaded "as of". ``CodingReference.load`` drops PTP
 #: edits deleted more than ``ncci_history_years`` before this day; pinning it keeps the
 #: 0001A/99213 edit (deleted 2023-12-31) loaded whatever the calendar says.
@@ -80,70 +93,11 @@ def now() -> datetime:
     return NOW
 
 
-def base_encounter() -> Encounter:
-    """A valid office visit: billable diagnoses, fee-schedule procedures, valid NPIs."""
-    return Encounter(
-        encounter_id="ENC-UNIT-0000001",
-        source_system="ehr-test",
-        occurred_at=datetime(2026, 3, 1, 9, 15, 0, 123_000, tzinfo=UTC),
-        patient=Patient(
-            patient_id="MRN000042",
-            first_name="Ana",
-            last_name="Chen",
-            birth_date=date(1958, 7, 14),
-            sex=Sex.F,
-        ),
-        payer_id="MCR01",
-        member_id="MCR123456789",
-        billing_npi="1912301953",
-        rendering_npi="1234567893",
-        date_of_service=date(2026, 2, 27),
-        place_of_service="11",
-        diagnoses=["E11.9", "I10"],
-        procedures=[
-            Procedure(code="99214", modifiers=["25"], units=1, dx_pointers=[1, 2]),
-            Procedure(code="83036", modifiers=[], units=1, dx_pointers=[1]),
-            Procedure(code="J3301", modifiers=[], units=4, dx_pointers=[1]),
-        ],
-        clinical_note="Follow-up for type 2 diabetes and hypertension.",
-    )
-
-
-@pytest.fixture
-def make_encounter() -> Callable[..., Encounter]:
-    """``make_encounter(**overrides)``: a valid Encounter with the given fields replaced.
-
-    ``patient`` may be given as a dict of Patient field overrides.
-    """
-
-    def make(**overrides: Any) -> Encounter:
-        enc = base_encounter()
-        patient = overrides.pop("patient", None)
-        if isinstance(patient, dict):
-            overrides["patient"] = dataclasses.replace(enc.patient, **patient)
-        elif patient is not None:
-            overrides["patient"] = patient
-        return dataclasses.replace(enc, **overrides)
-
-    return make
-
-
-@pytest.fixture
-def make_message() -> Callable[..., SourceMessage]:
-    def make(value: bytes | None, *, topic: str = "claims.encounters", partition: int = 3, offset: int = 100,
-             key: bytes | None = b"ENC-UNIT-0000001") -> SourceMessage:
-        return SourceMessage(topic=topic, partition=partition, offset=offset, key=key, value=value)
-
-    return make
-
-
 def sample_events() -> dict[type, Any]:
     """One realistic instance of every event type (whole-millisecond timestamps)."""
     from decimal import Decimal
 
     from engine.model.events import (
-        Adjustment,
-        ClaimLine,
         ClaimState,
         ClaimStatus,
         ClaimSubmitted,
@@ -164,7 +118,6 @@ def sample_events() -> dict[type, Any]:
         FrontDeskItem,
         GroupCode,
         Remittance,
-        RemittanceLine,
         RemittanceOutcome,
         ScrubRejected,
         Severity,
@@ -173,36 +126,29 @@ def sample_events() -> dict[type, Any]:
     # The new optional fields set (nested records and unions on the wire), not their defaults.
     home = Address("12 OAK ST", "AURORA", "CO", "80012")
     spouse = Subscriber("01", "Wei", "Chen", date(1956, 1, 30), "M", home, "GRP-7781")
-    enc = dataclasses.replace(base_encounter(), patient_address=home, subscriber=spouse)
+    enc = make_encounter(patient_address=home, subscriber=spouse)
     findings = [
         Finding("ICD10_NOT_BILLABLE", Severity.ERROR, "M54.5 is a header code", "diagnoses[0]=M54.5"),
         Finding("CUSTOM_NOTE", Severity.WARNING, "unusual modifier pairing", "procedures[0].modifiers"),
     ]
     occurred = enc.occurred_at
-    claim = ClaimSubmitted(
-        claim_id="C0123456789ABCDEF",
+    claim = make_claim(
+        "C0123456789ABCDEF",
+        [
+            make_claim_line(1, "99214", modifiers=["25"], charge="210.00", dx_pointers=[1, 2]),
+            make_claim_line(2, "J3301", units=4, charge="88.00"),
+        ],
         encounter_id=enc.encounter_id,
         encounter_occurred_at=occurred,
-        patient_control_number="C0123456789ABCDEF",
-        frequency_code="1",
-        original_claim_id=None,
         payer_id="PPO01",
         member_id="PPO123456789",
         patient_id="MRN000042",
-        billing_npi="1912301953",
-        rendering_npi="1234567893",
-        date_of_service=date(2026, 2, 27),
-        place_of_service="11",
         diagnoses=["E11.9", "I10"],
-        lines=[
-            ClaimLine(1, "99214", ["25"], 1, Decimal("210.00"), [1, 2], date(2026, 2, 27)),
-            ClaimLine(2, "J3301", [], 4, Decimal("88.00"), [1], date(2026, 2, 27)),
-        ],
-        total_charge=Decimal("298.00"),
         submitted_at=NOW,
-        billing_provider=Provider("2176073635", "2", "CLAIMFLOW FAMILY MEDICINE GROUP", "", "207Q00000X", "841234567",
-                                  Address("100 MAIN ST", "DENVER", "CO", "802021234")),
-        rendering_provider=Provider("1701536165", "1", "CARTER", "AVA", "207Q00000X", "", None),
+        billing_provider=make_provider(npi="2176073635", entity_type="2", name="CLAIMFLOW FAMILY MEDICINE GROUP",
+                                       first_name="", tax_id="841234567",
+                                       address=Address("100 MAIN ST", "DENVER", "CO", "802021234")),
+        rendering_provider=make_provider(npi="1701536165"),
         payer_name="COMMERCIAL PPO",
         claim_filing_indicator="CI",
         subscriber=dataclasses.replace(spouse, birth_date=None),  # registration did not record it
@@ -212,34 +158,23 @@ def sample_events() -> dict[type, Any]:
         patient_sex="F",
         patient_address=home,
     )
-    remit = Remittance(
+    CO, PR = GroupCode.CO, GroupCode.PR
+    remit = make_remittance(
+        [
+            make_remittance_line(1, "210.00", [make_adjustment(CO, "45", "73.50"), make_adjustment(PR, "3", "30.00"),
+                                               make_adjustment(PR, "2", "21.30")], procedure_code="99214"),
+            make_remittance_line(2, "88.00", [make_adjustment(CO, "97", "88.00", 4)], procedure_code="J3301",
+                                 rarcs=["M15"], units=4, submitted_procedure_code="J3302", submitted_modifiers=["JW"],
+                                 date_of_service=date(2026, 2, 27)),  # v2 line fields, set
+        ],
+        RemittanceOutcome.PARTIALLY_PAID,
         remittance_id="RABCDEF012345-1",
         claim_id=claim.claim_id,
         encounter_id=enc.encounter_id,
         encounter_occurred_at=occurred,
-        patient_control_number=claim.claim_id,
-        payer_id="PPO01",
         payer_claim_control_number="PPO01ABCDEF012345",
-        date_of_service=date(2026, 2, 27),
-        claim_status_code="1",
-        outcome=RemittanceOutcome.PARTIALLY_PAID,
-        billed_amount=Decimal("298.00"),
-        allowed_amount=Decimal("136.50"),
-        paid_amount=Decimal("83.50"),
-        patient_responsibility=Decimal("51.30"),
-        adjustments=[Adjustment(GroupCode.CO, "253", Decimal("1.70"))],  # sequestration
+        adjustments=[make_adjustment(CO, "253", "1.70")],  # sequestration
         rarcs=["N130"],
-        lines=[
-            RemittanceLine(1, "99214", Decimal("210.00"), Decimal("136.50"), Decimal("85.20"), [
-                Adjustment(GroupCode.CO, "45", Decimal("73.50")),
-                Adjustment(GroupCode.PR, "3", Decimal("30.00")),
-                Adjustment(GroupCode.PR, "2", Decimal("21.30")),
-            ]),
-            RemittanceLine(2, "J3301", Decimal("88.00"), Decimal("0.00"), Decimal("0.00"),
-                           [Adjustment(GroupCode.CO, "97", Decimal("88.00"), 4)], ["M15"],
-                           modifiers=[], units=4, submitted_procedure_code="J3302", submitted_modifiers=["JW"],
-                           date_of_service=date(2026, 2, 27)),  # v2 line fields, set
-        ],
         payment_date=date(2026, 3, 20),
         trace_number="EFT20260320PPO01",
         adjudicated_at=NOW,
@@ -275,26 +210,11 @@ def sample_events() -> dict[type, Any]:
             x12_segments="CLP*C-UNKNOWN-1*1*100*0*0*12*PPO01FFFF~", source="835:era-20260320.txt", received_at=NOW,
         ),
         type(enc): enc,
-        CodedEncounter: CodedEncounter(
-            encounter_id=enc.encounter_id,
-            encounter_occurred_at=occurred,
-            patient_id="MRN000042",
-            patient_birth_date=date(1958, 7, 14),
-            patient_sex="F",
-            payer_id="MCR01",
-            member_id="MCR123456789",
-            billing_npi="1912301953",
-            rendering_npi="1234567893",
-            date_of_service=date(2026, 2, 27),
-            place_of_service="11",
-            diagnoses=["E11.9", "I10"],
+        CodedEncounter: make_coded_encounter(
             lines=[CodedLine(1, "99214", ["25"], 1, [1, 2]), CodedLine(2, "J3301", [], 4, [1])],
             findings=findings[1:],
-            coded_at=NOW,
             review_work_item_id="CR-0011223344556677",  # v2 field, set: a correction that resolved an item
-            patient_first_name="Ana",  # v3 fields, set
-            patient_last_name="Chen",
-            patient_address=home,
+            patient_address=home,  # v3 fields, set
             subscriber=spouse,
         ),
         CodingReviewItem: CodingReviewItem(

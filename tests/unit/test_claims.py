@@ -523,16 +523,17 @@ def test_unknown_code_of_a_parked_encounter_dead_letters_the_answer(coded, claim
 # --- the stages as the worker runs them (real clock) --------------------------------------
 
 
-def test_worker_claims_and_eligibility_stages(coded, claim_ctx, codec):
-    from engine.runtime.worker import claims_stage, eligibility_stage
+def test_worker_claims_and_eligibility_stages(coded, worker_context, codec):
+    from engine.worker.stages import STAGE
 
     today = datetime.now(UTC).date()
     recent = dataclasses.replace(coded, date_of_service=today - timedelta(days=2))
     visits = [dataclasses.replace(recent, encounter_id=f"ENC-W-{i}", member_id=f"MCR00000000{i}") for i in range(3)]
-    state = new_state(codec)
+    ctx = worker_context()
+    state = ctx.claim_state
     messages = [coded_message(codec, v, i) for i, v in enumerate(visits)]
     messages.append(SourceMessage("claims.coded", 2, 99, None, b"HL7|not-avro|"))
-    asked = claims_stage(messages, codec, state, claim_ctx)
+    asked = STAGE["claims"].run(ctx, codec, messages)
     assert [e.topic for e in asked.emits] == ["eligibility-requests"] * 3 + [DEAD_LETTER_TOPIC]
     answers = [
         SourceMessage("claims.eligibility-responses", 0, i, e.key.encode(),
@@ -541,8 +542,8 @@ def test_worker_claims_and_eligibility_stages(coded, claim_ctx, codec):
                                              else None)))
         for i, e in enumerate(asked.emits[:3])
     ]
-    decided = eligibility_stage(answers, codec, state, claim_ctx)
+    decided = STAGE["eligibility"].run(ctx, codec, answers)
     assert [e.topic for e in decided.emits] == ["claims-submitted", "claim-status"] * 2 + ["front-desk"]
     assert dict(state.awaiting) == {}
-    again = claims_stage(messages[:1], codec, state, claim_ctx)
+    again = STAGE["claims"].run(ctx, codec, messages[:1])
     assert [e.topic for e in again.emits] == ["duplicates"]

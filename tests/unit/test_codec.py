@@ -220,7 +220,7 @@ def test_enum_symbol_outside_the_schema_is_undecodable(codec, samples, registry_
     # Re-encode with sex=U and locate the enum byte by diffing F (0) vs U (2 → zigzag 4).
     u = codec.encode(dataclasses.replace(samples[Encounter],
                                          patient=dataclasses.replace(samples[Encounter].patient, sex=Sex.U)))
-    diffs = [i for i, (a, b) in enumerate(zip(data, u)) if a != b]
+    diffs = [i for i, (a, b) in enumerate(zip(data, u, strict=True)) if a != b]
     assert len(diffs) == 1 and data[diffs[0]] == 0 and u[diffs[0]] == 4
     data[diffs[0]] = 6  # zigzag(3): no fourth symbol
     with pytest.raises(UndecodableEvent):

@@ -31,7 +31,8 @@ from engine.coding.rules import (
 )
 from engine.model.events import CodedEncounter, CodingReviewItem, Encounter, Finding, Procedure, Severity, Sex
 from engine.reference.codesets import normalize_icd10
-from engine.runtime.worker import coding_stage
+from engine.wire.topics import Table
+from engine.worker.stages import STAGE
 
 # Billable FY2026 ICD-10-CM codes, all distinct, none excluding another, none sex- or age-edited.
 BILLABLE = ["E11.9", "I10", "E78.5", "J06.9", "J02.9", "Z00.00", "Z23", "M54.50", "M17.11", "R07.9", "N39.0",
@@ -419,14 +420,15 @@ def test_a_failing_recheck_opens_the_given_revision_of_the_same_item(make_encoun
 # --- the stage as the worker runs it ------------------------------------------------
 
 
-def test_coding_stage_codes_reviews_and_dead_letters(make_encounter, make_message, codec, coding_ref):
+def test_coding_stage_codes_reviews_and_dead_letters(make_encounter, make_message, codec, worker_context):
     clean = make_encounter(encounter_id=_audited_id(0.5, drawn=False))
     audited = make_encounter(encounter_id=_audited_id(0.5, drawn=True))
     faulty = make_encounter(encounter_id="ENC-UNIT-FAULTY", diagnoses=["M54.5", "I10"])
     values = [codec.encode(clean), codec.encode(audited), codec.encode(faulty), b"HL7|not-avro|"]
     messages = [make_message(value, offset=i) for i, value in enumerate(values)]
     items: dict[str, str] = {}
-    result = coding_stage(messages, codec, coding_ref, audit_rate=0.5, items=items)
+    ctx = worker_context(audit_rate=0.5, tables={Table.CODING_ITEMS_BY_ENCOUNTER: items})
+    result = STAGE["coding"].run(ctx, codec, messages)
     assert [(e.topic, e.key) for e in result.emits] == [
         ("coded", clean.encounter_id), ("coded", audited.encounter_id), ("coding-review", audited.encounter_id),
         ("coding-review", faulty.encounter_id), ("dead-letter", "claims.encounters:3:3")]
@@ -439,13 +441,14 @@ def test_coding_stage_codes_reviews_and_dead_letters(make_encounter, make_messag
 
 
 def test_coding_stage_on_an_ehr_resend_audits_once_and_keeps_the_item_s_state(make_encounter, make_message, codec,
-                                                                               coding_ref):
+                                                                               worker_context):
     audited = make_encounter(encounter_id=_audited_id(0.5, drawn=True))
     faulty = make_encounter(encounter_id="ENC-UNIT-FAULTY", diagnoses=["M54.5", "I10"])
     messages = [make_message(codec.encode(audited), offset=0), make_message(codec.encode(faulty), offset=1)]
     items = {faulty.encounter_id: "2|open|CA-1"}  # a coder already moved the item on
-    coding_stage(messages, codec, coding_ref, audit_rate=0.5, items=items)
-    result = coding_stage(messages, codec, coding_ref, audit_rate=0.5, items=items)  # the EHR sends them again
+    ctx = worker_context(audit_rate=0.5, tables={Table.CODING_ITEMS_BY_ENCOUNTER: items})
+    STAGE["coding"].run(ctx, codec, messages)
+    result = STAGE["coding"].run(ctx, codec, messages)  # the EHR sends them again
     assert [(e.topic, e.key) for e in result.emits] == [
         ("coded", audited.encounter_id), ("coding-review", faulty.encounter_id)]  # no second audit sample
     assert items == {audited.encounter_id: "1|audit|", faulty.encounter_id: "2|open|CA-1"}

@@ -1,6 +1,6 @@
 """Each coding rule function on its own: a table of passing and failing cases per rule.
 
-Every case starts from the valid office visit of ``conftest.base_encounter`` (a woman
+Every case starts from the valid office visit of ``tests.factories.make_encounter`` (a woman
 born 1958-07-14, date of service 2026-02-27, E11.9 + I10, 99214-25 / 83036 / J3301)
 and changes only what the case names. The expected value is the exact list of
 (rule id, severity, element) the rule function yields, in order; ``[]`` is a pass.

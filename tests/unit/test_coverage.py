@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from engine.model.events import Address, Patient, Sex, Subscriber
+from engine.model.events import Address, Sex, Subscriber
 from simulators.coverage import (
     COVERAGE_FILE,
     PATIENTS_FILE,
@@ -18,13 +18,15 @@ from simulators.coverage import (
     write_master_data,
 )
 from simulators.ehr import practice_for
+from tests.factories import make_patient
 
 TODAY = date(2026, 3, 2)
 HOME = Address("12 OAK ST", "AURORA", "CO", "80012")
 
 
 def record(index: int, coverage: Coverage, sex: Sex = Sex.F) -> PatientRecord:
-    patient = Patient(f"MRN{index:06d}", "Ana", f"Chen{index}", date(1958 + index, 7, 14), sex)
+    patient = make_patient(patient_id=f"MRN{index:06d}", last_name=f"Chen{index}", birth_date=date(1958 + index, 7, 14),
+                           sex=sex)
     return PatientRecord(patient, HOME, coverage)
 
 

@@ -21,6 +21,7 @@ from engine.model.events import ClaimState, ClaimStatus, ClaimSubmitted, DenialA
 from engine.posting.ledger import Ledger
 from engine.runtime.stages import ProcessingError
 from simulators.appeals import decide_appeal, decision_id
+from tests.factories import make_denial_action
 
 A = DenialActionType
 #: The day the sample claim is corrected: within every payer's timely-filing window of its
@@ -49,8 +50,8 @@ def action(kind: DenialActionType, claim: ClaimSubmitted | None = None, *, actio
     extra: dict[str, object] = {}
     if claim is not None:
         extra = {"replacement_claim_id": claim.claim_id, "replacement_claim": codec.encode(claim)}
-    return DenialAction(action_id=action_id, work_item_id="DN-1", claim_id=claim_id, action=kind, user="biller-7",
-                        at=LATER, payer_id="MCA01", **{**extra, **fields})  # type: ignore[arg-type]
+    return make_denial_action(kind, action_id=action_id, claim_id=claim_id, at=LATER, payer_id="MCA01",
+                              **{**extra, **fields})
 
 
 def ledger_for(claim_id: str, remit: Remittance | None = None) -> dict[str, str]:
@@ -197,8 +198,8 @@ def test_actions_that_only_change_the_item_emit_nothing(handle, kind):
 
 
 def appeal(action_id: str, payer_id: str = "PPO01") -> DenialAction:
-    return DenialAction(action_id=action_id, work_item_id="DN-1", claim_id="C-9", action=A.APPEAL, user="biller-7",
-                        at=LATER, note="records attached", amount=Decimal("150.00"), payer_id=payer_id)
+    return make_denial_action(A.APPEAL, action_id=action_id, claim_id="C-9", at=LATER, note="records attached",
+                              amount=Decimal("150.00"), payer_id=payer_id)
 
 
 def test_an_appeal_gets_one_decision_the_same_every_time(book):

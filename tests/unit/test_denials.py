@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pytest
 import yaml
 
 from engine.model.events import (
-    Adjustment,
     DenialWorkItem,
     GroupCode,
     Remittance,
-    RemittanceLine,
     RemittanceOutcome,
 )
 from engine.posting.routing import DenialRouting, amount_at_risk, denial_item, work_item_id
 from engine.runtime.stages import ProcessingError
 from simulators.payer.adjudication import NOT_DENIALS
+from tests.factories import make_adjustment as adj
+from tests.factories import make_remittance
+from tests.factories import make_remittance_line as line
 
 CO, PR, OA, PI = GroupCode.CO, GroupCode.PR, GroupCode.OA, GroupCode.PI
 
@@ -31,47 +33,9 @@ def routing_doc(settings) -> dict[str, Any]:
     return yaml.safe_load(settings.denial_routing_file.read_text())
 
 
-def adj(group: GroupCode, carc: str, amount: str, quantity: int | None = None) -> Adjustment:
-    return Adjustment(group, carc, Decimal(amount), quantity)
-
-
-def line(number: int, billed: str, adjustments: list[Adjustment], rarcs: list[str] | None = None) -> RemittanceLine:
-    """A balanced line: paid = billed − Σ adjustments; allowed = billed − Σ CO/OA/PI."""
-    billed_d = Decimal(billed)
-    paid = billed_d - sum((a.amount for a in adjustments), Decimal("0.00"))
-    allowed = billed_d - sum((a.amount for a in adjustments if a.group_code != PR), Decimal("0.00"))
-    return RemittanceLine(number, "99213", billed_d, allowed, paid, adjustments, rarcs or [])
-
-
-def remit(lines: list[RemittanceLine], outcome: RemittanceOutcome, *, claim_adjustments: list[Adjustment] = (),
-          rarcs: list[str] = (), remittance_id: str = "RAAAAAAAAAAAA-1") -> Remittance:
-    claim_adjustments = list(claim_adjustments)
-    billed = sum((ln.billed_amount for ln in lines), Decimal("0.00"))
-    paid = sum((ln.paid_amount for ln in lines), Decimal("0.00")) - sum(
-        (a.amount for a in claim_adjustments), Decimal("0.00"))
-    everything = [*claim_adjustments, *(a for ln in lines for a in ln.adjustments)]
-    return Remittance(
-        remittance_id=remittance_id,
-        claim_id="C0000000000000001",
-        encounter_id="ENC-1",
-        encounter_occurred_at=datetime(2026, 3, 1, tzinfo=UTC),
-        patient_control_number="C0000000000000001",
-        payer_id="MCA01",
-        payer_claim_control_number="MCA01AAAAAAAAAAAA",
-        date_of_service=date(2026, 2, 27),
-        claim_status_code="4" if outcome == RemittanceOutcome.DENIED else "1",
-        outcome=outcome,
-        billed_amount=billed,
-        allowed_amount=sum((ln.allowed_amount for ln in lines), Decimal("0.00")),
-        paid_amount=paid,
-        patient_responsibility=sum((a.amount for a in everything if a.group_code == PR), Decimal("0.00")),
-        adjustments=claim_adjustments,
-        rarcs=list(rarcs),
-        lines=lines,
-        payment_date=date(2026, 3, 22),
-        trace_number="EFT20260322MCA01",
-        adjudicated_at=datetime(2026, 3, 1, 12, tzinfo=UTC),
-    )
+#: MCA01's answers to claim C0000000000000001: balanced, from the lines they are given.
+remit = partial(make_remittance, remittance_id="RAAAAAAAAAAAA-1", payer_id="MCA01",
+                payer_claim_control_number="MCA01AAAAAAAAAAAA", trace_number="EFT20260322MCA01")
 
 
 def paid_remit() -> Remittance:
@@ -80,8 +44,8 @@ def paid_remit() -> Remittance:
 
 
 def denied_remit(carc: str = "197", group: GroupCode = CO, rarcs: list[str] = (), **kw: Any) -> Remittance:
-    return remit([line(1, "140.00", [adj(group, carc, "140.00", 1)], list(rarcs)),
-                  line(2, "18.00", [adj(group, carc, "18.00", 1)], list(rarcs))],
+    return remit([line(1, "140.00", [adj(group, carc, "140.00", 1)], rarcs=list(rarcs)),
+                  line(2, "18.00", [adj(group, carc, "18.00", 1)], rarcs=list(rarcs))],
                  RemittanceOutcome.DENIED, rarcs=list(rarcs), **kw)
 
 
@@ -193,7 +157,7 @@ def test_deciding_adjustment_skips_cost_sharing_and_contractual(routing):
 
 def test_deciding_adjustment_prefers_claim_level(routing):
     r = remit([line(1, "30.00", [adj(CO, "97", "30.00")])], RemittanceOutcome.DENIED,
-              claim_adjustments=[adj(OA, "18", "0.00")])
+              adjustments=[adj(OA, "18", "0.00")])
     assert routing.deciding_adjustment(r).carc == "18"
 
 
@@ -286,7 +250,7 @@ def test_each_denial_lands_in_its_queue(routing, now, carc, group, queue):
 
 
 def test_line_level_coding_remark_reroutes_carc_16(routing, now):
-    r = remit([line(1, "140.00", [adj(CO, "16", "140.00")], ["M51"])], RemittanceOutcome.DENIED)
+    r = remit([line(1, "140.00", [adj(CO, "16", "140.00")], rarcs=["M51"])], RemittanceOutcome.DENIED)
     assert r.rarcs == []
     item = denial_item(r, routing, now)
     assert (item.queue, item.rarcs) == ("denials.coding", ["M51"])

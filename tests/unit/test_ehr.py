@@ -69,7 +69,7 @@ def test_same_seed_same_encounters_apart_from_occurred_at(codec, book):
     a = plan_encounters(300, 9, 0.1, 0.05, codec, book, today=TODAY)
     b = plan_encounters(300, 9, 0.1, 0.05, codec, book, today=TODAY)
     assert [(r.kind, r.encounter_id) for r in a] == [(r.kind, r.encounter_id) for r in b]
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         if ra.kind == Kind.UNDECODABLE:
             assert ra.value == rb.value
         elif ra.kind != Kind.TRUNCATED:

@@ -151,9 +151,9 @@ def test_a_not_found_answer_is_reused_for_any_day(cache, samples):
 
 
 @pytest.fixture
-def coded(samples) -> CodedEncounter:
-    """The sample coded encounter with the patient as the subscriber."""
-    return dataclasses.replace(samples[CodedEncounter], subscriber=None)
+def coded(make_coded_encounter) -> CodedEncounter:
+    """A coded encounter whose patient is the subscriber (it carries no subscriber)."""
+    return make_coded_encounter(subscriber=None)
 
 
 def test_request_for_a_patient_who_is_the_subscriber(coded, codec):

@@ -88,12 +88,13 @@ def test_ar_ages_open_balances_in_simulated_days():
 
 
 def test_stage_counts_and_rates_follow_the_topics():
-    counts = stage_counts({"encounters": 10, "coded": 8, "coding-review": 2, "remittances": 6}, denial_records=3)
+    counts = stage_counts({"encounters": 10, "coded": 8, "coding-review": 2, "remittances": 6,
+                           "denials.coding": 2, "denials.other": 1})
     assert counts["coding"] == {"in": 10, "out": 10}
     assert counts["posting"] == {"in": 6, "out": 3}
     history = ThroughputHistory()
-    history.add(0.0, stage_counts({"encounters": 0}, 0))
-    history.add(2.0, stage_counts({"encounters": 100, "coded": 90}, 0))
+    history.add(0.0, stage_counts({"encounters": 0}))
+    history.add(2.0, stage_counts({"encounters": 100, "coded": 90}))
     assert history.rates()["coding"] == {"in": 50.0, "out": 45.0}
     assert history.series("coding") == [(2.0, 45.0)]
 
@@ -127,8 +128,8 @@ def monitor(settings, codec, samples):
     fake_reader = SimpleNamespace(tally=tally)  # Monitor reads only .tally for its figures
     m = Monitor(settings, "127.0.0.1:1", codec, readback=fake_reader)  # type: ignore[arg-type]
     m.lags = [PartitionLag(settings.app_id, "encounters", 0, 12, 2)]
-    m.history.add(0.0, stage_counts({}, 0))
-    m.history.add(2.0, stage_counts(tally.records, 0))
+    m.history.add(0.0, stage_counts({}))
+    m.history.add(2.0, stage_counts(tally.records))
     return m
 
 

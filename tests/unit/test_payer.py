@@ -9,20 +9,18 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 
 import pytest
 
 from engine.model.events import (
     Address,
-    ClaimLine,
     ClaimSubmitted,
     EligibilityRequest,
     EligibilityResponse,
     EligibilityStatus,
-    Patient,
     Remittance,
     RemittanceOutcome,
-    Sex,
     Subscriber,
 )
 from engine.runtime.stages import SourceMessage
@@ -30,6 +28,7 @@ from engine.settings import Settings
 from simulators.coverage import Authorization, Coverage, PatientRecord, write_master_data
 from simulators.payer.adjudication import Calibration, MemberState, release_at
 from simulators.payer.app import PayerRuntime, answer_eligibility, member_key
+from tests import factories
 
 UTC = UTC
 NOW = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -134,8 +133,8 @@ AUTHORIZED = Authorization("PA123", "PPO01", "PPO000000001", "20610", date(2026,
 def local(settings, members, tmp_path) -> Settings:
     """Settings whose master data (coverage and authorizations) are these members, in tmp_path."""
     here = dataclasses.replace(settings, state_dir=tmp_path, payer_time_scale=SCALE, seed=7)
-    records = [PatientRecord(Patient(f"MRN{i}", "Ana", "Chen", date(1958, 7, 14), Sex.F),
-                             Address("1 OAK ST", "DENVER", "CO", "80202"), coverage)
+    records = [PatientRecord(factories.make_patient(patient_id=f"MRN{i}"), Address("1 OAK ST", "DENVER", "CO", "80202"),
+                             coverage)
                for i, coverage in enumerate(members.values())]
     write_master_data(records, here.master_data_dir, [AUTHORIZED])
     return here
@@ -148,19 +147,18 @@ def quiet(runtime: PayerRuntime) -> PayerRuntime:
     return runtime
 
 
-def make_claim(claim_id: str, member_id: str = "PPO000000001", payer_id: str = "PPO01",
-               codes: tuple[str, ...] = ("99213",), submitted: datetime = NOW, frequency: str = "1",
-               original: str | None = None) -> ClaimSubmitted:
-    charges = {"99213": Decimal("140.00"), "20610": Decimal("185.00"), "36415": Decimal("18.00")}
-    lines = [ClaimLine(n, code, [], 1, charges[code], [1], DOS) for n, code in enumerate(codes, start=1)]
-    return ClaimSubmitted(
-        claim_id=claim_id, encounter_id=f"ENC-{claim_id}", encounter_occurred_at=NOW, patient_control_number=claim_id,
-        frequency_code=frequency, original_claim_id=original, payer_id=payer_id, member_id=member_id,
-        patient_id="MRN1", billing_npi="1912301953", rendering_npi="1234567893", date_of_service=DOS,
-        place_of_service="11", diagnoses=["M17.11"], lines=lines, total_charge=sum((ln.charge for ln in lines),
-                                                                                   Decimal("0.00")),
-        submitted_at=submitted,
-    )
+CHARGES = {"99213": Decimal("140.00"), "20610": Decimal("185.00"), "36415": Decimal("18.00")}
+
+
+def lines_of(*codes: str) -> list[tuple[str, Decimal]]:
+    """Claim lines (``tests.factories.make_claim``'s short form) of ``codes`` at the practice's charges."""
+    return [(code, CHARGES[code]) for code in codes]
+
+
+#: The claims the payer is sent (a 99213 unless a test says): PPO01 member PPO000000001's
+#: knee visit on DOS, sent at NOW.
+make_claim = partial(factories.make_claim, payer_id="PPO01", member_id="PPO000000001", encounter_occurred_at=NOW,
+                     submitted_at=NOW, diagnoses=["M17.11"])
 
 
 def messages(codec, *claims: ClaimSubmitted, topic: str = "claims.payer-claims") -> list[SourceMessage]:
@@ -183,7 +181,7 @@ def test_the_runtime_answers_from_the_master_data_files(local, members, codec):
 
 def test_intake_rekeys_by_payer_and_member_and_passes_the_bytes_on(local, codec, samples):
     runtime = PayerRuntime(local, codec)
-    claims = [make_claim("C1"), make_claim("C2", "MCR000000004", "MCR01")]
+    claims = [make_claim("C1"), make_claim("C2", member_id="MCR000000004", payer_id="MCR01")]
     msgs = [SourceMessage("claims.claims-submitted", 2, i, c.claim_id.encode(), codec.encode(c))
             for i, c in enumerate(claims)]
     msgs.append(SourceMessage("claims.claims-submitted", 2, 9, b"C3", codec.encode(samples[Remittance])))
@@ -201,7 +199,8 @@ def pending_of(table: dict[str, str], key: str, codec) -> list[tuple[float, Remi
 def test_remittances_wait_for_their_payment_date(local, codec):
     runtime = quiet(PayerRuntime(local, codec))
     table: dict[str, str] = {}
-    claims = [make_claim("C1"), make_claim("C2", "MCR000000004", "MCR01", submitted=NOW + timedelta(days=3))]
+    claims = [make_claim("C1"),
+              make_claim("C2", member_id="MCR000000004", payer_id="MCR01", submitted_at=NOW + timedelta(days=3))]
     result = runtime.adjudicate(messages(codec, *claims), table)
     assert result.emits == []
     for claim in claims:
@@ -226,7 +225,7 @@ def test_time_scale_zero_emits_at_once_keyed_by_claim(local, codec):
     assert state.pending == [] and set(state.claims) == {"C1"} and runtime.next_due == {}
     # A redelivery gives nothing; a replacement gives the reversal (keyed by the original) and itself.
     assert runtime.adjudicate(messages(codec, original), table).emits == []
-    replacement = make_claim("C1R", codes=("99213", "36415"), frequency="7", original="C1")
+    replacement = make_claim("C1R", lines_of("99213", "36415"), frequency_code="7", original_claim_id="C1")
     reversal, own = runtime.adjudicate(messages(codec, replacement), table).emits
     assert [(e.topic, e.key, e.event.claim_status_code) for e in (reversal, own)] == [
         ("remittances", "C1", "22"), ("remittances", "C1R", "1")]
@@ -236,8 +235,8 @@ def test_time_scale_zero_emits_at_once_keyed_by_claim(local, codec):
 def test_authorizations_come_from_the_master_data(local, codec):
     runtime = quiet(PayerRuntime(dataclasses.replace(local, payer_time_scale=0), codec))
     table: dict[str, str] = {}
-    with_auth = make_claim("C1", codes=("99213", "20610"))
-    without = make_claim("C2", "PPO000000006", codes=("99213", "20610"))
+    with_auth = make_claim("C1", lines_of("99213", "20610"))
+    without = make_claim("C2", lines_of("99213", "20610"), member_id="PPO000000006")
     first, second = runtime.adjudicate(messages(codec, with_auth, without), table).emits
     assert first.event.outcome == RemittanceOutcome.PAID
     assert second.event.outcome == RemittanceOutcome.PARTIALLY_PAID
@@ -258,8 +257,9 @@ def release(runtime: PayerRuntime, table: dict[str, str], now: float, codec) -> 
 def test_due_payments_releases_only_what_is_due(local, codec):
     runtime = quiet(PayerRuntime(local, codec))
     table: dict[str, str] = {}
-    early, late = make_claim("C1"), make_claim("C2", "MCR000000004", "MCR01", submitted=NOW + timedelta(days=40))
-    again = make_claim("C3", codes=("36415",), submitted=NOW + timedelta(days=60))  # the first member, later
+    early = make_claim("C1")
+    late = make_claim("C2", member_id="MCR000000004", payer_id="MCR01", submitted_at=NOW + timedelta(days=40))
+    again = make_claim("C3", lines_of("36415"), submitted_at=NOW + timedelta(days=60))  # the first member, later
     runtime.adjudicate(messages(codec, early, late, again), table)
     ppo, mcr = member_key(early), member_key(late)
     (due_early, _), (due_again, _) = pending_of(table, ppo, codec)
@@ -286,7 +286,8 @@ def test_due_payments_releases_only_what_is_due(local, codec):
 def test_rescan_finds_pending_payments_after_a_restart(local, codec):
     first = quiet(PayerRuntime(local, codec))
     table: dict[str, str] = {}
-    claims = [make_claim("C1"), make_claim("C2", "MCR000000004", "MCR01", submitted=NOW + timedelta(days=5))]
+    claims = [make_claim("C1"),
+              make_claim("C2", member_id="MCR000000004", payer_id="MCR01", submitted_at=NOW + timedelta(days=5))]
     first.adjudicate(messages(codec, *claims), table)
     expected = dict(first.next_due)
     assert len(expected) == 2
@@ -323,7 +324,8 @@ def test_bad_claims_become_dead_letters(local, codec):
 def test_calibration_is_kept_per_payer(local, codec):
     runtime = PayerRuntime(dataclasses.replace(local, payer_time_scale=0), codec)
     table: dict[str, str] = {}
-    claims = [make_claim(f"C{i}", codes=codes) for i, codes in enumerate([("99213",), ("36415",), ("99213", "36415")])]
-    claims.append(make_claim("M1", "MCR000000004", "MCR01"))
+    claims = [make_claim(f"C{i}", lines_of(*codes))
+              for i, codes in enumerate([("99213",), ("36415",), ("99213", "36415")])]
+    claims.append(make_claim("M1", member_id="MCR000000004", payer_id="MCR01"))
     runtime.adjudicate(messages(codec, *claims), table)
     assert {p: c.claims for p, c in runtime.calibration.items()} == {"PPO01": 3, "MCR01": 1}

@@ -12,21 +12,21 @@ import pytest
 import yaml
 
 from engine.model.events import (
-    Adjustment,
-    ClaimLine,
     ClaimState,
     ClaimStatus,
-    ClaimSubmitted,
     DenialWorkItem,
     GroupCode,
     PatientStatement,
     Remittance,
-    RemittanceLine,
     RemittanceOutcome,
 )
 from engine.posting.ledger import Ledger, claim_status, patient_statement, post, post_remittance
 from simulators.coverage import Coverage
 from simulators.payer.adjudication import Calibration, MemberState, PayerReference, adjudicate
+from tests.factories import make_adjustment as adj
+from tests.factories import make_claim
+from tests.factories import make_remittance as remit
+from tests.factories import make_remittance_line as line
 
 UTC = UTC
 CO, PR = GroupCode.CO, GroupCode.PR
@@ -35,46 +35,16 @@ NOW = datetime(2026, 3, 25, 8, 0, tzinfo=UTC)
 PAYMENT_DATE = date(2026, 3, 22)
 
 
-def adj(group: GroupCode, carc: str, amount: str) -> Adjustment:
-    return Adjustment(group, carc, Decimal(amount))
-
-
-def line(number: int, billed: str, adjustments: list[Adjustment], code: str = "99213") -> RemittanceLine:
-    """A balanced line: paid = billed − Σ CAS; allowed = billed − Σ non-PR CAS."""
-    billed_d = Decimal(billed)
-    paid = billed_d - sum((a.amount for a in adjustments), ZERO)
-    allowed = billed_d - sum((a.amount for a in adjustments if a.group_code != PR), ZERO)
-    return RemittanceLine(number, code, billed_d, allowed, paid, adjustments)
-
-
-def remit(lines: list[RemittanceLine], outcome: RemittanceOutcome, *, remittance_id: str = "RAAAAAAAAAAAAAAAA",
-          claim_id: str = "C0000000000000001", status_code: str | None = None) -> Remittance:
-    everything = [a for ln in lines for a in ln.adjustments]
-    return Remittance(
-        remittance_id=remittance_id, claim_id=claim_id, encounter_id="ENC-1",
-        encounter_occurred_at=datetime(2026, 3, 1, tzinfo=UTC), patient_control_number=claim_id,
-        payer_id="PPO01", payer_claim_control_number="PABCDEF0123456",
-        date_of_service=date(2026, 2, 27),
-        claim_status_code=status_code or ("4" if outcome == RemittanceOutcome.DENIED else "1"),
-        outcome=outcome,
-        billed_amount=sum((ln.billed_amount for ln in lines), ZERO),
-        allowed_amount=sum((ln.allowed_amount for ln in lines), ZERO),
-        paid_amount=sum((ln.paid_amount for ln in lines), ZERO),
-        patient_responsibility=sum((a.amount for a in everything if a.group_code == PR), ZERO),
-        adjustments=[], rarcs=[], lines=lines, payment_date=PAYMENT_DATE, trace_number="EFT20260322PPO01",
-        adjudicated_at=datetime(2026, 3, 1, 12, tzinfo=UTC),
-    )
-
-
 def paid() -> Remittance:
     """158 billed: CO-45 86.90, copay 20, coinsurance 8.60 → 42.50 paid."""
     return remit([line(1, "140.00", [adj(CO, "45", "77.00"), adj(PR, "3", "20.00"), adj(PR, "2", "8.60")]),
-                  line(2, "18.00", [adj(CO, "45", "9.90")], "36415")], RemittanceOutcome.PAID)
+                  line(2, "18.00", [adj(CO, "45", "9.90")], procedure_code="36415")], RemittanceOutcome.PAID)
 
 
 def partially_paid() -> Remittance:
     return remit([line(1, "140.00", [adj(CO, "45", "40.00"), adj(PR, "1", "100.00")]),
-                  line(2, "30.00", [adj(CO, "97", "30.00")], "51798")], RemittanceOutcome.PARTIALLY_PAID)
+                  line(2, "30.00", [adj(CO, "97", "30.00")], procedure_code="51798")],
+                 RemittanceOutcome.PARTIALLY_PAID)
 
 
 def denied() -> Remittance:
@@ -122,14 +92,6 @@ def test_status_and_balance_follow_the_outcome(routing, make, status, queue, den
 # --- a real claim's life: original, reversal, replacement -------------------------------------
 
 
-def claim(claim_id: str, charge: str, *, frequency: str = "1", original: str | None = None) -> ClaimSubmitted:
-    dos = date(2026, 2, 27)
-    lines = [ClaimLine(1, "99214", [], 1, Decimal(charge), [1], dos)]
-    return ClaimSubmitted(claim_id, f"ENC-{claim_id}", NOW, claim_id, frequency, original, "MCR01", "M1", "MRN1",
-                          "1912301953", "1234567893", dos, "11", ["I10"], lines, Decimal(charge),
-                          datetime(2026, 3, 1, 9, tzinfo=UTC))
-
-
 @pytest.fixture
 def life(book, codec) -> tuple[Remittance, Remittance, Remittance]:
     """An MCR01 visit (deductible, coinsurance, CO-45), then its replacement: the original,
@@ -137,9 +99,11 @@ def life(book, codec) -> tuple[Remittance, Remittance, Remittance]:
     ref = PayerReference(book, {"M1": Coverage("M1", "MCR01", "MCR01-A", "18", None, date(2020, 1, 1), None)}, {},
                          {"99214": Decimal("1000.00")}, 1)
     state, cal = MemberState(), Calibration(claims=1000, denied=1000)
-    (original,) = adjudicate(claim("C1", "500.00"), state, ref, cal, codec, NOW).remittances
-    reversal, replacement = adjudicate(claim("C1R", "450.00", frequency="7", original="C1"), state, ref, cal, codec,
-                                       NOW).remittances
+    (original,) = adjudicate(make_claim("C1", [("99214", "500.00")], encounter_occurred_at=NOW), state, ref, cal,
+                             codec, NOW).remittances
+    replacement_claim = make_claim("C1R", [("99214", "450.00")], encounter_occurred_at=NOW, frequency_code="7",
+                                   original_claim_id="C1")
+    reversal, replacement = adjudicate(replacement_claim, state, ref, cal, codec, NOW).remittances
     return original, reversal, replacement
 
 
@@ -196,8 +160,9 @@ def test_claim_status_reports_the_ledger(routing, codec):
 def test_a_statement_itemises_the_patient_s_share(codec, due_days):
     r = remit([line(1, "140.00", [adj(CO, "45", "20.00"), adj(PR, "1", "50.00"), adj(PR, "2", "5.00"),
                                   adj(PR, "3", "20.00")]),
-               line(2, "25.00", [adj(PR, "204", "25.00")], "82247"),
-               line(3, "10.00", [adj(PR, "2", "1.50")], "36415")], RemittanceOutcome.PARTIALLY_PAID)
+               line(2, "25.00", [adj(PR, "204", "25.00")], procedure_code="82247"),
+               line(3, "10.00", [adj(PR, "2", "1.50")], procedure_code="36415")],
+              RemittanceOutcome.PARTIALLY_PAID)
     statement = patient_statement(r, due_days, NOW)
     assert statement == PatientStatement(
         statement_id=statement.statement_id, claim_id=r.claim_id, encounter_id="ENC-1",

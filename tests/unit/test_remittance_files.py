@@ -1,11 +1,8 @@
-"""835 files in and out (``engine/x12/remittance_files.py``): which remittances a period's file
+"""835 files in and out (``engine/x12/remittance_835_*.py``): which remittances a period's file
 holds, and ``match_payment``: claim payments matched to our claims by patient control
 number (replacements sharing it, payer-changed lines, payer mismatches, unknown claims as
 unapplied cash), the payment with its PLB; and the acceptance round trip: remittances →
-``write_835`` → ``read_835`` → ``match_payment`` gives the same remittances and ledgers.
-
-Tests that need ``engine/x12/remittance.py`` take the ``x12`` fixture: they fail (never skip)
-when that module is missing or broken."""
+``write_835`` → ``read_835`` → ``match_payment`` gives the same remittances and ledgers."""
 
 from __future__ import annotations
 
@@ -15,7 +12,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -35,7 +32,8 @@ from engine.model.events import (
 from engine.posting.ledger import Ledger, post, remittance_id
 from engine.posting.routing import DenialRouting
 from engine.settings import Settings
-from engine.x12.remittance_files import (
+from engine.x12.remittance_835_ingest import totals
+from engine.x12.remittance_835_matching import (
     IngestResult,
     choose_claim,
     known_claims,
@@ -44,19 +42,13 @@ from engine.x12.remittance_files import (
     match_payment,
     outcome_of,
     pcn_index,
-    select_remittances,
-    totals,
 )
-from engine.x12.segments import redact_x12_error
+from engine.x12.remittance_835_period import select_remittances
+from engine.x12.remittance_835_read import ClaimPayment835, Line835, Payment835, read_835
+from engine.x12.remittance_835_write import write_835
+from engine.x12.validation import redact_x12_error, validate_835
 from simulators.payer.adjudication import PayerBook, build_remittance, reversal_of
 from tests.unit.conftest import NOW, sample_events
-
-try:
-    from engine.x12 import remittance as _x12_835
-    _X12_PROBLEM: str | None = None
-except Exception as exc:  # noqa: BLE001 — reported by the x12 fixture, as a failure
-    _x12_835 = None
-    _X12_PROBLEM = f"{type(exc).__name__}: {exc}"
 
 D = Decimal
 CO, PR, OA = GroupCode.CO, GroupCode.PR, GroupCode.OA
@@ -69,11 +61,10 @@ LATER = NOW + timedelta(days=3)
 
 
 @pytest.fixture
-def x12() -> ModuleType:
-    """engine.x12.remittance, or a clear failure (not a skip) when it is missing or broken."""
-    if _x12_835 is None:
-        pytest.fail(f"engine/x12/remittance.py is needed by this test and cannot be imported ({_X12_PROBLEM})")
-    return _x12_835
+def x12() -> SimpleNamespace:
+    """The 835 reader, writer and validator, which these tests use together."""
+    return SimpleNamespace(ClaimPayment835=ClaimPayment835, Line835=Line835, Payment835=Payment835,
+                           read_835=read_835, write_835=write_835, validate_835=validate_835)
 
 
 def fixture(name: str) -> str:
@@ -94,7 +85,7 @@ def claim(claim_id: str, lines: Sequence[tuple[str, list[str], int, str]] = (("9
                    lines=claim_lines, total_charge=sum((ln.charge for ln in claim_lines), D(0)), **fields)
 
 
-def svc(x12: ModuleType, code: str, billed: str, adjustments: Sequence[Adjustment] = (), *, ref: str | None = None,
+def svc(x12: SimpleNamespace, code: str, billed: str, adjustments: Sequence[Adjustment] = (), *, ref: str | None = None,
         modifiers: Sequence[str] = (), units: int = 1, submitted: str | None = None,
         submitted_modifiers: Sequence[str] = (), allowed: str | None = None, rarcs: Sequence[str] = (),
         dos: date | None = DOS) -> Any:
@@ -107,7 +98,7 @@ def svc(x12: ModuleType, code: str, billed: str, adjustments: Sequence[Adjustmen
         adjustments=list(adjustments), rarcs=list(rarcs), date_of_service=dos)
 
 
-def clp(x12: ModuleType, pcn: str, status: str, lines: list[Any], *, pccn: str, frequency: str = "1",
+def clp(x12: SimpleNamespace, pcn: str, status: str, lines: list[Any], *, pccn: str, frequency: str = "1",
         adjustments: Sequence[Adjustment] = (), rarcs: Sequence[str] = (), dos: date | None = DOS) -> Any:
     """A balanced CLP loop over ``lines``."""
     everything = [*adjustments, *(a for ln in lines for a in ln.adjustments)]
@@ -121,7 +112,7 @@ def clp(x12: ModuleType, pcn: str, status: str, lines: list[Any], *, pccn: str, 
         date_of_service=dos, segments=f"CLP*{pcn}*{status}*{billed}*{paid}**15*{pccn}*11*{frequency}~")
 
 
-def payment(x12: ModuleType, claims: list[Any], *, payer_id: str = "PPO01", trace: str = TRACE,
+def payment(x12: SimpleNamespace, claims: list[Any], *, payer_id: str = "PPO01", trace: str = TRACE,
             plb: Sequence[ProviderAdjustment] = (), method: str = "ACH") -> Any:
     total = sum((c.paid_amount for c in claims), D(0)) - sum((a.amount for a in plb), D(0))
     return x12.Payment835(
@@ -162,7 +153,7 @@ def test_period_payer_and_redeliveries() -> None:
 # --- in: which claim ----------------------------------------------------------------------------
 
 
-def test_multi_claim_payment_from_a_payer_file(x12: ModuleType) -> None:
+def test_multi_claim_payment_from_a_payer_file(x12: SimpleNamespace) -> None:
     """The hand-written multi-claim 835: two of the claims are ours, the third is not."""
     [pay] = x12.read_835(fixture("835_multi_claim.835"))
     ours = [claim("C-1001", [("99213", [], 1, "150"), ("36415", [], 1, "35")], pcn="CF1001", payer_id="61101"),
@@ -217,7 +208,7 @@ def test_multi_claim_payment_from_a_payer_file(x12: ModuleType) -> None:
                                 "total paid": D("160.40"), "PLB total": D("0")}
 
 
-def test_several_claims_of_one_transaction(x12: ModuleType) -> None:
+def test_several_claims_of_one_transaction(x12: SimpleNamespace) -> None:
     a = claim("C-A", [("99213", [], 1, "150"), ("81002", [], 2, "15")])
     b = claim("C-B", [("99214", ["25"], 1, "210"), ("J3301", [], 4, "88")])
     c = claim("C-C", [("73721", ["RT"], 1, "480")])
@@ -255,7 +246,7 @@ def test_several_claims_of_one_transaction(x12: ModuleType) -> None:
 
 
 @pytest.mark.parametrize("replacement_charge", ["150", "210"], ids=["same-charge", "corrected-charge"])
-def test_reversal_and_replacement_sharing_a_pcn(x12: ModuleType, replacement_charge: str) -> None:
+def test_reversal_and_replacement_sharing_a_pcn(x12: SimpleNamespace, replacement_charge: str) -> None:
     original = claim("C-ORIG", pcn="PCN-77", submitted_at=NOW)
     replacement = claim("C-REPL", [("99214", [], 1, replacement_charge)], pcn="PCN-77", frequency_code="7",
                         original_claim_id="C-ORIG", submitted_at=LATER)
@@ -288,7 +279,7 @@ def test_reversal_and_replacement_sharing_a_pcn(x12: ModuleType, replacement_cha
     assert reversed_.claim_id == "C-ORIG"
 
 
-def test_replacement_naming_the_payers_number(x12: ModuleType) -> None:
+def test_replacement_naming_the_payers_number(x12: SimpleNamespace) -> None:
     """An 837 replacement's REF*F8 is the payer's claim control number: a CLP with that
     number pays or reverses the claim it replaced, even along a chain of replacements."""
     original = claim("C-1", pcn="PCN-9", submitted_at=NOW)
@@ -307,7 +298,7 @@ def test_replacement_naming_the_payers_number(x12: ModuleType) -> None:
     assert chosen("1", "P-3", "7") == "C-3"  # nothing names P-3: the latest of frequency 7
 
 
-def test_a_payer_number_seen_before_decides(x12: ModuleType) -> None:
+def test_a_payer_number_seen_before_decides(x12: SimpleNamespace) -> None:
     original = claim("C-1", pcn="PCN-5", submitted_at=NOW)
     replacement = claim("C-2", pcn="PCN-5", frequency_code="7", original_claim_id="C-1", submitted_at=LATER)
     # the payer's first payment of the replacement says frequency 1 (payers are not always exact)
@@ -327,7 +318,7 @@ def test_a_payer_number_seen_before_decides(x12: ModuleType) -> None:
     assert first.matched_claims == {("PPO01", "P-2"): "C-2"}
 
 
-def test_payer_mismatch_is_unapplied(x12: ModuleType) -> None:
+def test_payer_mismatch_is_unapplied(x12: SimpleNamespace) -> None:
     ours = claim("C-MCR", pcn="PCN-1", payer_id="MCR01")
     cp = clp(x12, "PCN-1", "1", [svc(x12, "99213", "150", [], ref="1")], pccn="P-1")
     result = match_payment(payment(x12, [cp], payer_id="PPO01"), pcn_index([ours]), SOURCE, NOW)
@@ -350,7 +341,7 @@ def test_payer_mismatch_is_unapplied(x12: ModuleType) -> None:
 # --- in: which line -----------------------------------------------------------------------------
 
 
-def test_payer_changed_lines_without_ref_6r(x12: ModuleType) -> None:
+def test_payer_changed_lines_without_ref_6r(x12: SimpleNamespace) -> None:
     """The hand-written re-coded file without its REF*6R: 99214 paid as 99213 (SVC06) and
     97110-59 paid as 97110 (the modifier dropped, named in SVC06)."""
     text = fixture("835_recoded_pipes.835").replace("REF|6R|1\n", "").replace("REF|6R|2\n", "")
@@ -367,7 +358,7 @@ def test_payer_changed_lines_without_ref_6r(x12: ModuleType) -> None:
     assert remit.outcome == RemittanceOutcome.PARTIALLY_PAID  # CO-150 on the re-coded line
 
 
-def test_line_matching_passes(x12: ModuleType) -> None:
+def test_line_matching_passes(x12: SimpleNamespace) -> None:
     ours = claim("C-L", [("99214", ["25"], 1, "210"), ("97110", ["59"], 1, "90"), ("97110", [], 1, "90"),
                          ("J3301", [], 4, "88"), ("36415", [], 1, "35")]).lines
 
@@ -413,7 +404,7 @@ def test_outcome_rules() -> None:
 # --- in: the payment ----------------------------------------------------------------------------
 
 
-def test_plb_is_carried_into_the_payment(x12: ModuleType) -> None:
+def test_plb_is_carried_into_the_payment(x12: SimpleNamespace) -> None:
     [pay] = x12.read_835(fixture("835_plb.835"))
     ours = [claim("C-4001", pcn="CF4001", payer_id="BMH01"), claim("C-4002", pcn="CF4002", payer_id="BMH01")]
     result = match_payment(pay, pcn_index(ours), SOURCE, NOW)
@@ -429,7 +420,7 @@ def test_plb_is_carried_into_the_payment(x12: ModuleType) -> None:
     assert totals([result])["total paid"] == D("96.95")
 
 
-def test_ids_are_deterministic(x12: ModuleType) -> None:
+def test_ids_are_deterministic(x12: SimpleNamespace) -> None:
     ours = claim("C-1", pcn="PCN-1")
     claims = [clp(x12, "PCN-1", "1", [svc(x12, "99213", "150", [], ref="1")], pccn="P-1"),
               clp(x12, "PCN-X", "1", [svc(x12, "99213", "150", [], ref="1")], pccn="P-X"),
@@ -449,7 +440,7 @@ def test_ids_are_deterministic(x12: ModuleType) -> None:
     assert isinstance(first.payment, PaymentReceived) and all(isinstance(u, UnappliedPayment) for u in first.unapplied)
 
 
-def test_events_encode(x12: ModuleType, codec: Any) -> None:
+def test_events_encode(x12: SimpleNamespace, codec: Any) -> None:
     """What ingest publishes survives the Avro codec."""
     ours = claim("C-1", pcn="PCN-1")
     claims = [clp(x12, "PCN-1", "1", [svc(x12, "99213", "150", [Adjustment(PR, "3", D(25))], ref="1")], pccn="P-1"),
@@ -460,7 +451,7 @@ def test_events_encode(x12: ModuleType, codec: Any) -> None:
         assert codec.decode(codec.encode(emit.event), type(emit.event)) == emit.event
 
 
-def test_validation_findings_are_printed_without_phi(x12: ModuleType) -> None:
+def test_validation_findings_are_printed_without_phi(x12: SimpleNamespace) -> None:
     text = fixture("835_multi_claim.835").replace("NM1*QC*1*QUILL*MARGOT", "NM1*QC*1*QUILL" + "X" * 60 + "*MARGOT")
     text = text.replace("CLP*CF1001*1*185*83.2*", "CLP*CF1001*1*185*83.21*")
     findings = [redact_x12_error(error) for error in x12.validate_835(text)]
@@ -533,7 +524,7 @@ def ledgers(remittances: Sequence[Remittance], routing: DenialRouting) -> dict[s
     return out
 
 
-def test_export_then_ingest_reproduces_the_postings(x12: ModuleType, settings: Settings, book: PayerBook,
+def test_export_then_ingest_reproduces_the_postings(x12: SimpleNamespace, settings: Settings, book: PayerBook,
                                                      routing: DenialRouting) -> None:
     remittances, claims = simulated(book)
     assert {r.outcome for r in remittances} == set(RemittanceOutcome)

@@ -307,7 +307,7 @@ def _evolves(older: Any, newer: Any, where: str) -> None:
         _evolves(older["items"], newer["items"], f"{where}[]")
     elif isinstance(older, list) and isinstance(newer, list):
         assert len(older) == len(newer), where
-        for o, n in zip(older, newer):
+        for o, n in zip(older, newer, strict=True):
             _evolves(o, n, where)
     else:
         assert older == newer, where
@@ -325,7 +325,7 @@ def test_every_registered_version_follows_the_evolution_rule(settings, index):
     for name in evolved:
         versions = [json.loads((settings.schemas_dir / e["file"]).read_text()) for e in by_name[name]]
         assert [e["version"] for e in by_name[name]] == list(range(1, len(versions) + 1)), name
-        for older, newer in zip(versions, versions[1:]):
+        for older, newer in zip(versions, versions[1:], strict=False):
             old_names = {f["name"] for f in older["fields"]}
             assert any(f["name"] not in old_names for f in newer["fields"]), name
             _evolves(older, newer, name)

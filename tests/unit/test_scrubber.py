@@ -33,13 +33,13 @@ from engine.model.events import (
     EligibilityResponse,
     EligibilityStatus,
     Finding,
-    Provider,
     Severity,
     Subscriber,
 )
 from engine.reference.master_data import PayerInfo
 from engine.settings import DATA_DIR
-from engine.x12.professional import claim_problems
+from engine.x12.claim_837_write import claim_problems
+from tests.factories import make_claim, make_claim_line, make_provider
 
 TODAY = date(2026, 11, 25)
 DOS = date(2026, 11, 2)
@@ -49,29 +49,29 @@ HOME = Address("12 ELM ST", "AURORA", "CO", "800101234")
 PPO = PayerInfo("PPO01", "COMMERCIAL PPO", "CI", 90, "PPO01")
 MEDICARE = PayerInfo("MCR01", "MEDICARE PART B", "MB", 365, "MCR01")
 PLACES = load_places_of_service(DATA_DIR / "place_of_service.csv")
-BILLING = Provider("1234567893", "2", "CLAIMFLOW FAMILY MEDICINE", "", "261QP2300X", "841234567", OFFICE)
-RENDERING = Provider("1912301953", "1", "CARTER", "AVA", "207Q00000X", "", None)
+BILLING = make_provider(npi="1234567893", entity_type="2", name="CLAIMFLOW FAMILY MEDICINE", first_name="",
+                        taxonomy="261QP2300X", tax_id="841234567", address=OFFICE)
+RENDERING = make_provider(npi="1912301953")
 PARENT = Subscriber("19", "LI", "CHEN", date(1984, 1, 2), "M", HOME, "GRP-100")
 
 
 def lines_on(day: date) -> list[ClaimLine]:
     return [
-        ClaimLine(1, "99213", [], 1, Decimal("140.00"), [1, 2], day),
-        ClaimLine(2, "36415", [], 1, Decimal("18.00"), [1], day),
+        make_claim_line(1, "99213", charge="140.00", dx_pointers=[1, 2], date_of_service=day),
+        make_claim_line(2, "36415", charge="18.00", date_of_service=day),
     ]
 
 
 def claim(**changes: object) -> ClaimSubmitted:
     """A complete, clean office visit: a 99213 and a venipuncture for an adult who is her
-    own subscriber, billed by the group for one of its physicians; tests change one thing."""
-    base = ClaimSubmitted(
-        claim_id="C8F3A2B1C0D9E8F70", encounter_id="ENC-1001",
+    own subscriber, billed by the group for one of its physicians; tests change one thing
+    (and only that: nothing is derived again from a change)."""
+    base = make_claim(
+        "C8F3A2B1C0D9E8F70", lines_on(DOS), encounter_id="ENC-1001",
         encounter_occurred_at=datetime(2026, 11, 2, 15, 30, tzinfo=UTC),
-        patient_control_number="C8F3A2B1C0D9E8F70", frequency_code="1", original_claim_id=None,
         payer_id="PPO01", member_id="PPO123456789", patient_id="MRN-000417",
-        billing_npi=BILLING.npi, rendering_npi=RENDERING.npi, date_of_service=DOS, place_of_service="11",
-        diagnoses=["I10", "E78.5"], lines=lines_on(DOS), total_charge=Decimal("158.00"),
-        submitted_at=datetime(2026, 11, 25, 9, tzinfo=UTC),
+        billing_npi=BILLING.npi, rendering_npi=RENDERING.npi, date_of_service=DOS,
+        diagnoses=["I10", "E78.5"], submitted_at=datetime(2026, 11, 25, 9, tzinfo=UTC),
         billing_provider=BILLING, rendering_provider=RENDERING,
         payer_name="COMMERCIAL PPO", claim_filing_indicator="CI",
         subscriber=Subscriber("18", "ANA", "CHEN", date(1970, 5, 17), "F", HOME, "GRP-100"),

@@ -42,29 +42,10 @@ from engine.model.events import (
     Subscriber,
 )
 from engine.settings import Settings
-from engine.web.app import (
-    ACTIONS,
-    LOGIN_COOKIE,
-    SESSION_COOKIE,
-    FormError,
-    Sessions,
-    allowed_actions,
-    bearer,
-    esc,
-    local_path,
-    make_app,
-    money,
-    parse_action,
-    parse_corrections,
-    redact,
-    refusal_lines,
-    render_forms,
-    render_item,
-    render_work_list,
-    resubmit_fields,
-    token_matches,
-    valid_user_id,
-)
+from engine.web.app import make_app
+from engine.web.auth import LOGIN_COOKIE, SESSION_COOKIE, Sessions, bearer, local_path, token_matches, valid_user_id
+from engine.web.forms import ACTIONS, FormError, allowed_actions, parse_action, parse_corrections, redact, refusal_lines
+from engine.web.render import esc, money, render_forms, render_item, render_work_list, resubmit_fields
 
 A, S = DenialActionType, WorkItemStatus
 TOKEN = "s3cret-token-for-the-unit-tests"

@@ -47,6 +47,7 @@ from engine.model.events import (
     RemittanceOutcome,
 )
 from engine.runtime.stages import ProcessingError
+from tests.factories import make_denial_action, make_remittance
 
 A, S = DenialActionType, WorkItemStatus
 AT = datetime(2026, 3, 10, 16, 45, 5, 125_000, tzinfo=UTC)
@@ -73,20 +74,18 @@ def act(kind: DenialActionType, action_id: str = "ACT-1", *, state: WorkItemStat
         A.WRITE_OFF: {"adjustment_reason": "29"},
         A.APPEAL_DECIDED: {"appeal_overturned": True, "amount": Decimal("80.00")},
     }.get(kind, {})}
-    return DenialAction(action_id=action_id, work_item_id=state.work_item_id if state else "DN-1",
-                        claim_id=state.claim_id if state else "C-1", action=kind, at=AT,
-                        **{**defaults, **fields})
+    return make_denial_action(kind, action_id=action_id, work_item_id=state.work_item_id if state else "DN-1",
+                              claim_id=state.claim_id if state else "C-1", at=AT, **{**defaults, **fields})
 
 
 def remittance(outcome: RemittanceOutcome, paid: str, *, claim_id: str = "C-1R", remittance_id: str = "R-2",
                ) -> Remittance:
-    return Remittance(
-        remittance_id=remittance_id, claim_id=claim_id, encounter_id="ENC-1", encounter_occurred_at=AT,
+    """MCR01's answer to replacement claim C-1R (of C-1): ``paid`` of 100.00, no lines."""
+    return make_remittance(
+        [], outcome, remittance_id=remittance_id, claim_id=claim_id, encounter_occurred_at=AT,
         patient_control_number="C-1", payer_id="MCR01", payer_claim_control_number="P-1",
-        date_of_service=date(2026, 2, 27), claim_status_code="4" if outcome == RemittanceOutcome.DENIED else "1",
-        outcome=outcome, billed_amount=Decimal("100.00"), allowed_amount=Decimal(paid), paid_amount=Decimal(paid),
-        patient_responsibility=Decimal("0.00"), adjustments=[], rarcs=[], lines=[], payment_date=date(2026, 4, 1),
-        trace_number="EFT1", adjudicated_at=AT, claim_frequency_code="7",
+        billed_amount=Decimal("100.00"), allowed_amount=Decimal(paid), paid_amount=Decimal(paid),
+        payment_date=date(2026, 4, 1), trace_number="EFT1", adjudicated_at=AT, claim_frequency_code="7",
     )
 
 
@@ -355,7 +354,8 @@ def test_queue_overview_counts_open_items_their_money_and_the_oldest():
 
 def test_work_list_orders_by_priority_and_flags_expired_deadlines():
     pairs = [
-        (item("DN-A", amount="100.00", created=date(2026, 3, 15)), in_status(S.OPEN)),  # 55 days left: 100 × (1 + 30/55)
+        # 55 days left: 100 × (1 + 30/55)
+        (item("DN-A", amount="100.00", created=date(2026, 3, 15)), in_status(S.OPEN)),
         (item("DN-B", amount="100.00", created=date(2026, 1, 25)), in_status(S.IN_PROGRESS)),  # 6 days left
         (item("DN-C", amount="900.00", created=date(2026, 3, 15)), in_status(S.OPEN)),
         (item("DN-D", amount="5000.00", recoverable=False), in_status(S.OPEN)),
@@ -546,7 +546,7 @@ def test_voids_and_reused_ids_are_refused(original):
 def test_the_scrubber_and_837_accept_the_new_claims(original):
     """Frequency 7/8 with the original named (REF*F8): the scrubber and 837 writer agree."""
     from engine.claims.scrubber import frequency
-    from engine.x12.professional import claim_problems
+    from engine.x12.claim_837_write import claim_problems
 
     for new in (replacement_claim(original, ClaimCorrections(), "C-NEW", LATER), void_claim(original, "C-NEW", LATER)):
         assert list(frequency(new, None)) == []

@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from engine.model.codes import SELF
 from engine.model.events import (
-    SELF,
     Address,
     Adjustment,
     ClaimSubmitted,
@@ -30,21 +30,18 @@ from engine.model.events import (
     Subscriber,
 )
 from engine.settings import Settings
-from engine.x12.remittance import (
+from engine.x12.remittance_835_read import ClaimPayment835, Line835, Payment835, read_835
+from engine.x12.remittance_835_write import (
     IMPLEMENTATION,
     PLACEHOLDER_PAYEE_ACCOUNT,
     PLACEHOLDER_PAYEE_ROUTING,
     PLACEHOLDER_PAYER_ACCOUNT,
     PLACEHOLDER_PAYER_ROUTING,
-    ClaimPayment835,
-    Line835,
-    Payment835,
     filing_indicator_835,
     originating_company_id,
-    read_835,
-    validate_835,
     write_835,
 )
+from engine.x12.validation import validate_835
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "x12"
 CREATED = datetime(2026, 3, 20, 6, 45, tzinfo=UTC)
@@ -190,7 +187,8 @@ def test_every_plb_segment_and_pair_is_read() -> None:
     text = fixture("835_plb.835").replace("PLB*", "XXX*").replace("SE*35*0912", six)
     adjustments = read_835(text)[0].provider_adjustments
     assert adjustments == [*(ProviderAdjustment(code, f"R{i}", D(i)) for i, code in
-                             enumerate(["L6", "WO", "72", "CS", "FB", "B2"], 1)), ProviderAdjustment("WU", None, D(-21))]
+                             enumerate(["L6", "WO", "72", "CS", "FB", "B2"], 1)),
+                           ProviderAdjustment("WU", None, D(-21))]
 
 
 @pytest.mark.xfail(strict=True, reason="pyx12 4.0.0 counts every PLB as a new FOOTER loop (repeat 1), "
@@ -525,7 +523,8 @@ def test_bpr_trn_and_header_loops(written: str) -> None:
     bpr = next(s for s in segs if s[0] == "BPR")
     company = originating_company_id("PPO01")
     assert company == "10000PPO01" and len(company) == 10
-    assert bpr == ["BPR", "I", "242.31", "C", "ACH", "CCP", "01", PLACEHOLDER_PAYER_ROUTING, "DA", PLACEHOLDER_PAYER_ACCOUNT, company, "",
+    assert bpr == ["BPR", "I", "242.31", "C", "ACH", "CCP", "01", PLACEHOLDER_PAYER_ROUTING, "DA",
+                   PLACEHOLDER_PAYER_ACCOUNT, company, "",
                    "01", PLACEHOLDER_PAYEE_ROUTING, "DA", PLACEHOLDER_PAYEE_ACCOUNT, "20260320"]
     assert ["TRN", "1", "EFT20260320PPO01", company] in segs
     assert ["DTM", "405", "20260320"] in segs

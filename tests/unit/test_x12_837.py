@@ -13,10 +13,13 @@ from typing import Any
 
 import pytest
 
+from engine.model.codes import SELF
 from engine.model.events import Address, ClaimLine, ClaimSubmitted, Provider, Subscriber
 from engine.reference.codesets import normalize_icd10
 from engine.settings import Settings
-from engine.x12.professional import IMPLEMENTATION, SELF, insured, read_837p, validate_837p, write_837p
+from engine.x12.claim_837_read import read_837p
+from engine.x12.claim_837_write import IMPLEMENTATION, insured, write_837p
+from engine.x12.validation import validate_837p
 
 CREATED = datetime(2026, 3, 10, 14, 5, tzinfo=UTC)
 CONTROL = 4217
@@ -27,7 +30,8 @@ MILLER_HOME = Address("42 ELM CT", "AURORA", "CO", "80012")
 GROUP = Provider("1234567893", "2", "CLAIMFLOW FAMILY MEDICINE GROUP", "", "207Q00000X", "841234567", DENVER)
 DR_NGUYEN = Provider("1912301953", "1", "NGUYEN", "ANNA", "207R00000X", "", None)
 DR_PATEL = Provider("1456789019", "1", "PATEL", "RAVI", "208000000X", "", None)
-DR_SOLO = Provider("1678901236", "1", "OKAFOR", "CHIDI", "207Q00000X", "931112222", Address("9 MAPLE AVE", "BOULDER", "CO", "80302"))
+DR_SOLO = Provider("1678901236", "1", "OKAFOR", "CHIDI", "207Q00000X", "931112222",
+                   Address("9 MAPLE AVE", "BOULDER", "CO", "80302"))
 
 TWELVE_DX = ["E11.65", "I10", "E78.5", "M54.50", "J45.909", "K21.9",
              "F41.1", "G47.33", "E66.9", "Z68.30", "R73.03", "Z79.4"]
@@ -69,7 +73,8 @@ def _claims() -> list[ClaimSubmitted]:
     )
     child = dict(subscriber=ROBERT, patient_first_name="EMMA", patient_last_name="MILLER",
                  patient_birth_date=date(2016, 11, 3), patient_sex="F", patient_address=MILLER_HOME,
-                 member_id="BCBS55501", payer_id="00510", payer_name="BLUE CROSS BLUE SHIELD", claim_filing_indicator="BL")
+                 member_id="BCBS55501", payer_id="00510", payer_name="BLUE CROSS BLUE SHIELD",
+                 claim_filing_indicator="BL")
     replacement = _claim("CF0002R", [_line(1, "99393", "150.75", [1, 2]), _line(2, "90460", "25", [1])],
                          diagnoses=["Z00.129", "Z23"], frequency_code="7", original_claim_id="BCBS2026030500042",
                          rendering_npi=DR_PATEL.npi, rendering_provider=DR_PATEL, **child)
@@ -397,13 +402,15 @@ def test_service_lines(text: str) -> None:
     lines = [s for s in loop if s[0] in {"LX", "SV1", "DTP"}]
     assert lines == [
         ["LX", "1"], ["SV1", "HC:99214:25", "185.5", "UN", "1", "", "", "1:2:3:4"], ["DTP", "472", "D8", "20260302"],
-        ["LX", "2"], ["SV1", "HC:20610:RT:XS:GA:KX", "240.05", "UN", "1", "", "", "5:6"], ["DTP", "472", "D8", "20260302"],
+        ["LX", "2"], ["SV1", "HC:20610:RT:XS:GA:KX", "240.05", "UN", "1", "", "", "5:6"],
+        ["DTP", "472", "D8", "20260302"],
         ["LX", "3"], ["SV1", "HC:96372", "40", "UN", "2", "", "", "12"], ["DTP", "472", "D8", "20260302"],
     ]
 
 
 def test_delimiters_in_free_text_are_replaced(claims: list[ClaimSubmitted], x12_settings: Settings) -> None:
-    odd = replace(claims[1], patient_control_number="CF0099", patient_address=Address("1*2~3:4^5", "DENVER", "CO", "80203"),
+    odd = replace(claims[1], patient_control_number="CF0099",
+                  patient_address=Address("1*2~3:4^5", "DENVER", "CO", "80203"),
                   subscriber=replace(claims[1].subscriber, address=Address("1*2~3:4^5", "DENVER", "CO", "80203")))
     text = write_837p([odd], x12_settings, 1, CREATED)
     assert validate_837p(text) == []
@@ -466,5 +473,6 @@ def test_more_than_100_claims_for_one_patient_repeat_the_loop(claims: list[Claim
             for i in range(101)]
     text = write_837p(many, x12_settings, 1, CREATED)
     assert validate_837p(text) == []
-    assert [hl[2:] for hl in _hls(text)] == [("20", "1"), ("22", "0"), ("22", "0"), ("22", "1"), ("23", "0"), ("23", "0")]
+    assert [hl[2:] for hl in _hls(text)] == [("20", "1"), ("22", "0"), ("22", "0"), ("22", "1"),
+                                             ("23", "0"), ("23", "0")]
     assert len(read_837p(text)) == 202

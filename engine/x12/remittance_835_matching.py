@@ -1,71 +1,21 @@
-"""835 files out and in: which remittances a period's file holds (``claims export 835``),
-and how a payer's 835 becomes our remittances again (``claims ingest 835``).
-
-Out: the ``remittances`` topic read back, filtered by payment date (and payer), each
-remittance once (at-least-once delivery can repeat one), with the claims they answer from
-``claims-submitted``; ``engine.x12.remittance.write_835`` writes the file.
-
-In: ``match_payment`` turns one 835 transaction (``Payment835``) into ``Remittance`` events
-for the claims it pays, ``UnappliedPayment`` items for claim payments that match none of
-ours (never dropped), and one ``PaymentReceived`` with the check/EFT total and the PLB
-adjustments. Remittance ids are ``simulators.payer.adjudication.remittance_id`` (payer id, payer
-claim control number, CLP02, trace): an 835 written from our own remittances and read back
-yields the same ids, so posting (idempotent by remittance id) does not post twice.
-
-Which claim a CLP pays (``choose_claim``): CLP01 is our patient control number; the
-claims carrying it are the candidates (a replacement or void reuses its original's). When
-the 835 names its payer (REF*2U, else N1*PR N104) only claims billed to that payer are
-candidates: none left is a payer mismatch, unapplied. Among several candidates, in turn:
-
-1. the claim a remittance with this payer claim control number (CLP07) already went to
-   (``known``: from the remittances topic and earlier CLPs of the same file);
-2. when a replacement or void names CLP07 as its original (``original_claim_id`` holding
-   the payer's number, our 837's REF*F8), the latest claim submitted before it: the one
-   it replaced, which this CLP pays or reverses;
-3. keep the claims whose total charge is the CLP03 billed amount (negated for a
-   reversal), if any are;
-4. CLP02 22 (a reversal takes back an earlier payment): keep the claims another
-   candidate replaced or voided (its ``original_claim_id`` is their claim id), preferring
-   those replaced by a claim of frequency CLP09 (the reversal carries its cause's
-   frequency); then the earliest submitted (the claim that was paid before);
-5. any other status: keep the claims of frequency CLP09 (a replacement's payment is
-   CLP09 7, the original's first payment 1), then the latest submitted.
-
-Each "keep" narrows only when some candidate passes it.
-
-Which of our lines an SVC pays (``match_lines``), each claim line used once, in passes
-over all SVCs: REF*6R equal to our line number; SVC06 (the code as billed when the payer
-re-coded it) equal to our code and modifiers, then to our code alone; SVC01's code
-ignoring modifiers (a payer may drop one); then the remaining SVCs to the remaining lines
-by position. Within a pass ties go to the line whose charge and units the SVC repeats,
-then to the first in order. An SVC left over (a payer that split a line) reuses the line
-its REF*6R, SVC06 or code names, else gets line number 0.
-
-A remittance takes its ids, encounter and payer id from our claim; CLP01, CLP02, CLP07,
-CLP09 (default 1), amounts, CAS and remarks as the 835 has them (allowed: AMT*AU, else
-the lines'; a line's AMT*B6, else paid + Σ PR); the date of service from DTM*232, else
-ours; the outcome from ``outcome_of``; payment date, trace, payer name and payee NPI from
-the transaction and the method from ``payment_method_of``.
-
-Nothing here logs or prints patient names, member ids or birth dates: an unapplied
-item's raw segments (PHI) travel only inside the event.
-"""
+"""One 835 transaction matched to our claims by patient control number: remittances for the
+claims it pays, unapplied cash for what matches none of ours (never dropped), and the
+payment. Pure and deterministic, so ingest can be replayed. Rules: docs/x12.md, "Matching"."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections import ChainMap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import cast
 
+from engine.model.codes import ClaimStatusCode
 from engine.model.events import (
     Adjustment,
     ClaimLine,
-    ClaimStatusCode,
     ClaimSubmitted,
     GroupCode,
     PaymentReceived,
@@ -76,16 +26,11 @@ from engine.model.events import (
 )
 from engine.posting.ledger import remittance_id
 from engine.posting.routing import NOT_DENIALS
-from engine.runtime.kafka import read_topic
 from engine.runtime.stages import Emit
-from engine.settings import Settings
-from engine.wire.codec import Codec
-from engine.x12.export import submitted_claims
+from engine.wire.topics import Topic
+from engine.x12.remittance_835_read import ClaimPayment835, Line835, Payment835
+from engine.x12.segments import ZERO
 
-if TYPE_CHECKING:
-    from engine.x12.remittance import ClaimPayment835, Line835, Payment835
-
-ZERO = Decimal("0.00")
 REVERSAL = str(ClaimStatusCode.REVERSAL)
 DENIED = str(ClaimStatusCode.DENIED)
 #: (payer id, payer claim control number) → our claim id, as earlier remittances posted it.
@@ -94,47 +39,6 @@ KnownClaims = Mapping[tuple[str, str], str]
 
 def _digest(basis: str) -> str:
     return hashlib.blake2b(basis.encode(), digest_size=8).hexdigest().upper()
-
-
-# --- out: the remittances of a period ---------------------------------------------------
-
-
-def _export_order(r: Remittance) -> tuple:
-    """Payment date, payer, trace; a reversal before the payment of what replaced it."""
-    return (r.payment_date, r.payer_id, r.trace_number, r.adjudicated_at, r.claim_status_code != REVERSAL,
-            r.claim_id, r.remittance_id)
-
-
-def select_remittances(remittances: Iterable[Remittance], start: date | None = None, end: date | None = None,
-                       payer: str | None = None) -> list[Remittance]:
-    """Remittances paid in [start, end] (either open) by ``payer`` (None: any), each
-    remittance id once (the first seen), in export order."""
-    chosen: dict[str, Remittance] = {}
-    for r in remittances:
-        if (start is not None and r.payment_date < start) or (end is not None and r.payment_date > end):
-            continue
-        if payer is not None and r.payer_id != payer:
-            continue
-        chosen.setdefault(r.remittance_id, r)
-    return sorted(chosen.values(), key=_export_order)
-
-
-async def remittances_for_period(settings: Settings, bootstrap: str, codec: Codec, start: date | None,
-                                 end: date | None, payer: str | None) -> list[Remittance]:
-    """Every remittance on the ``remittances`` topic paid in [start, end] by ``payer``."""
-    records = await read_topic(bootstrap, settings.topic("remittances"), timeout_s=120.0)
-    return select_remittances((codec.decode(r.value, Remittance) for r in records), start, end, payer)
-
-
-async def claims_answered(settings: Settings, bootstrap: str, codec: Codec,
-                          remittances: Sequence[Remittance]) -> dict[str, ClaimSubmitted]:
-    """The submitted claims the remittances answer, by claim id (a claim past the topic's
-    retention is missing)."""
-    wanted = {r.claim_id for r in remittances}
-    return {c.claim_id: c for c in await submitted_claims(settings, bootstrap, codec) if c.claim_id in wanted}
-
-
-# --- in: matching one 835 transaction ---------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -150,9 +54,9 @@ class IngestResult:
     def emits(self) -> list[Emit]:
         """Remittances (key claim id), unapplied cash and the payment (key payer id)."""
         return [
-            *(Emit("remittances", r.claim_id, r) for r in self.remittances),
-            *(Emit("unapplied-cash", u.payer_id, u) for u in self.unapplied),
-            Emit("payments", self.payment.payer_id, self.payment),
+            *(Emit(Topic.REMITTANCES, r.claim_id, r) for r in self.remittances),
+            *(Emit(Topic.UNAPPLIED_CASH, u.payer_id, u) for u in self.unapplied),
+            Emit(Topic.PAYMENTS, self.payment.payer_id, self.payment),
         ]
 
 
@@ -173,10 +77,11 @@ def known_claims(remittances: Iterable[Remittance]) -> dict[tuple[str, str], str
 def match_payment(payment: Payment835, claims_by_pcn: Mapping[str, list[ClaimSubmitted]], source: str,
                   now: datetime, known: KnownClaims | None = None) -> IngestResult:
     """One 835 transaction → remittances for the claims it pays, unapplied cash for the
-    claim payments that match none of ours, and the payment itself (module docstring
-    for the rules). Pure and deterministic: the same input gives the same ids."""
+    claim payments that match none of ours, and the payment itself (docs/x12.md for the
+    rules). Pure and deterministic: the same input gives the same ids."""
     matched: dict[tuple[str, str], str] = {}
-    seen: KnownClaims = ChainMap(matched, known) if known else matched  # read-only: ``known`` is never copied
+    # ChainMap writes only to its first map, so ``known`` is read and never copied (typeshed wants it mutable).
+    seen: KnownClaims = ChainMap(matched, cast(MutableMapping[tuple[str, str], str], known)) if known else matched
     remittances: list[Remittance] = []
     unapplied: list[UnappliedPayment] = []
     item_bases: set[str] = set()
@@ -241,14 +146,14 @@ def _claim_for(payment: Payment835, cp: ClaimPayment835, claims_by_pcn: Mapping[
 
 def _narrow(claims: list[ClaimSubmitted], keep: list[bool]) -> list[ClaimSubmitted]:
     """The claims ``keep`` marks, unless that leaves none."""
-    kept = [c for c, k in zip(claims, keep) if k]
+    kept = [c for c, k in zip(claims, keep, strict=True) if k]
     return kept or claims
 
 
 def choose_claim(cp: ClaimPayment835, candidates: Sequence[ClaimSubmitted],
                  known: KnownClaims | None = None) -> ClaimSubmitted:
-    """The claim a CLP pays among claims sharing its patient control number (module
-    docstring, "Which claim a CLP pays"). ``candidates`` is not empty."""
+    """The claim a CLP pays among claims sharing its patient control number (docs/x12.md,
+    "Which claim a CLP pays"). ``candidates`` is not empty."""
     claims = sorted(candidates, key=_submitted)
     if len(claims) == 1:
         return claims[0]
@@ -321,7 +226,7 @@ def remittance_from(payment: Payment835, cp: ClaimPayment835, claim: ClaimSubmit
                     now: datetime) -> Remittance:
     """The remittance a CLP loop makes for ``claim`` (already chosen)."""
     ours = match_lines(cp.lines, claim.lines)
-    lines = [remittance_line(svc, line) for svc, line in zip(cp.lines, ours)]
+    lines = [remittance_line(svc, line) for svc, line in zip(cp.lines, ours, strict=True)]
     allowed = getattr(cp, "allowed_amount", None)
     if allowed is None:
         allowed = (sum((ln.allowed_amount for ln in lines), ZERO) if lines
@@ -379,7 +284,7 @@ def remittance_line(svc: Line835, ours: ClaimLine | None) -> RemittanceLine:
 
 
 def match_lines(svcs: Sequence[Line835], ours: Sequence[ClaimLine]) -> list[ClaimLine | None]:
-    """For each SVC, the claim line it pays (None: none of ours); module docstring for the passes."""
+    """For each SVC, the claim line it pays (None: none of ours); docs/x12.md for the passes."""
     assigned: list[ClaimLine | None] = [None] * len(svcs)
     free = list(ours)
 
@@ -412,8 +317,9 @@ def match_lines(svcs: Sequence[Line835], ours: Sequence[ClaimLine]) -> list[Clai
             if assigned[i] is None:
                 pool = candidates(svc, free)
                 if pool:
-                    assigned[i] = best(svc, pool)
-                    free.remove(assigned[i])
+                    chosen = best(svc, pool)
+                    assigned[i] = chosen
+                    free.remove(chosen)
     for i in range(len(svcs)):  # by position
         if assigned[i] is None and free:
             assigned[i] = free.pop(0)
@@ -450,42 +356,3 @@ def _unapplied(payment: Payment835, cp: ClaimPayment835, reason: str, source: st
         source=source,
         received_at=now,
     )
-
-
-# --- in: the reference data and publishing ------------------------------------------------
-
-
-async def ingest_reference(settings: Settings, bootstrap: str, codec: Codec
-                           ) -> tuple[dict[str, list[ClaimSubmitted]], dict[tuple[str, str], str]]:
-    """The claims by patient control number (claims-submitted) and the payer claim control
-    numbers already posted (remittances), read concurrently."""
-    claims, records = await asyncio.gather(
-        submitted_claims(settings, bootstrap, codec),
-        read_topic(bootstrap, settings.topic("remittances"), timeout_s=120.0),
-    )
-    return pcn_index(claims), known_claims(codec.decode(r.value, Remittance) for r in records)
-
-
-async def publish(settings: Settings, bootstrap: str, codec: Codec, emits: Sequence[Emit]) -> None:
-    """Produce ``emits`` and wait until the broker has them all."""
-    from engine.runtime.kafka import aiokafka_send, make_producer, produce_emits
-
-    producer = make_producer(settings, bootstrap)
-    await producer.start()
-    try:
-        await produce_emits(aiokafka_send(producer), settings, codec, emits)
-    finally:
-        await producer.stop()
-
-
-def totals(results: Sequence[IngestResult]) -> dict[str, object]:
-    """The summary of an ingest: counts and money (no PHI)."""
-    return {
-        "payments": len(results),
-        "claim payments": sum(r.payment.claim_payments for r in results),
-        "matched": sum(len(r.remittances) for r in results),
-        "unapplied": sum(len(r.unapplied) for r in results),
-        "total paid": sum((r.payment.payment_amount for r in results), ZERO),
-        "PLB total": sum((a.amount for r in results for a in r.payment.provider_adjustments), ZERO),
-    }
-

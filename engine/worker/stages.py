@@ -1,0 +1,122 @@
+"""The engine's worker, declared: each stage with the topic it reads, the event it decodes
+and the pure function it runs; the tables they keep; and the faust app that feeds them
+(``engine/runtime/faust_app.py``: batch agents, acks awaited per batch)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import faust
+
+from engine.claims.build import ClaimContext, ClaimStageState, bill_coded, on_eligibility
+from engine.claims.eligibility import EligibilityCache
+from engine.coding.review import recode_action, remember_opened
+from engine.coding.rules import CodingReference, code_encounter
+from engine.denials.actions import handle_denial_action
+from engine.model.events import CodedEncounter, CodingAction, DenialAction, EligibilityResponse, Encounter, Remittance
+from engine.posting.ledger import post_remittance
+from engine.posting.routing import DenialRouting
+from engine.reference.codesets import warm_up
+from engine.runtime.faust_app import add_stages, make_faust_app, run_app, string_table
+from engine.runtime.stages import Emit, SourceMessage, Stage
+from engine.settings import Settings
+from engine.wire.codec import Codec, default_codec
+from engine.wire.topics import Table, Topic
+
+#: The worker's tables, each keyed like the topic its stage reads (encounter id, or claim
+#: id for the ledger and the denied claims), so its changelog partition is the source's.
+TABLES = (
+    Table.CLAIMS_BY_ENCOUNTER,  # encounter id → claim id (dedupe)
+    Table.CODING_ITEMS_BY_ENCOUNTER,  # coder work items: the current revision, so a stale fix is rejected
+    Table.AWAITING_ELIGIBILITY,  # coded encounters waiting for their eligibility answer
+    # 271 answers by payer|member, reused for the TTL. Keyed by member, not encounter: with
+    # several workers each keeps the answers it asked for (a cache: a miss asks again).
+    Table.ELIGIBILITY_ANSWERS,
+    Table.CLAIM_LEDGER,  # claim id → posted amounts
+    Table.DENIED_CLAIMS,  # denied claim id → the biller actions handled, claims sent, write-offs made
+)
+
+
+@dataclass
+class WorkerContext:
+    """What the stages read besides their events: reference data, settings and tables
+    (faust tables in the worker, dicts in tests)."""
+
+    codec: Codec
+    coding: CodingReference
+    claims: ClaimContext
+    routing: DenialRouting
+    tables: Mapping[Table, MutableMapping[str, str]]
+    audit_rate: float
+    statement_due_days: int
+    claim_state: ClaimStageState = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.claim_state = ClaimStageState(
+            self.tables[Table.CLAIMS_BY_ENCOUNTER], self.tables[Table.AWAITING_ELIGIBILITY],
+            EligibilityCache(self.tables[Table.ELIGIBILITY_ANSWERS], self.codec, self.claims.eligibility_ttl))
+
+    @classmethod
+    def load(cls, settings: Settings, codec: Codec, tables: Mapping[Table, MutableMapping[str, str]]) -> WorkerContext:
+        return cls(codec, CodingReference.load(settings), ClaimContext.load(settings, codec),
+                   DenialRouting.load(settings.denial_routing_file), tables, settings.coding_audit_rate,
+                   settings.statement_due_days)
+
+
+def _code(ctx: WorkerContext, encounter: Encounter, message: SourceMessage, now: datetime) -> Iterable[Emit]:
+    emits = code_encounter(encounter, message.value or b"", ctx.coding, now, ctx.audit_rate)
+    return remember_opened(emits, ctx.tables[Table.CODING_ITEMS_BY_ENCOUNTER])
+
+
+def _recode(ctx: WorkerContext, action: CodingAction, message: SourceMessage, now: datetime) -> Iterable[Emit]:
+    """Coder actions: a correction is checked again like a new encounter."""
+    return recode_action(action, ctx.codec, ctx.coding, now, ctx.tables[Table.CODING_ITEMS_BY_ENCOUNTER])
+
+
+def _bill(ctx: WorkerContext, coded: CodedEncounter, message: SourceMessage, now: datetime) -> Iterable[Emit]:
+    return bill_coded(coded, message, ctx.claim_state, ctx.claims, now)
+
+
+def _decide_eligibility(ctx: WorkerContext, answer: EligibilityResponse, message: SourceMessage,
+                        now: datetime) -> Iterable[Emit]:
+    """The payer's 271 answers: the parked encounters go on to the claim or the front desk."""
+    return on_eligibility(answer, ctx.claim_state, ctx.claims, now)
+
+
+def _post(ctx: WorkerContext, remittance: Remittance, message: SourceMessage, now: datetime) -> Iterable[Emit]:
+    """Remittances: post to the claim's ledger, bill the patient's share, route denials."""
+    return post_remittance(remittance, ctx.tables[Table.CLAIM_LEDGER], ctx.routing, ctx.statement_due_days, now)
+
+
+def _act(ctx: WorkerContext, action: DenialAction, message: SourceMessage, now: datetime) -> Iterable[Emit]:
+    """Billers' actions: replacements and voids checked and sent; write-offs and appeal
+    payments on the claim's ledger."""
+    return handle_denial_action(action, ctx.tables[Table.DENIED_CLAIMS], ctx.tables[Table.CLAIM_LEDGER], ctx.codec,
+                                ctx.coding, ctx.claims, now)
+
+
+STAGES: tuple[Stage[WorkerContext], ...] = (
+    Stage("coding", Topic.ENCOUNTERS, Encounter, _code),
+    Stage("recoding", Topic.CODING_ACTIONS, CodingAction, _recode),
+    Stage("claims", Topic.CODED, CodedEncounter, _bill),
+    Stage("eligibility", Topic.ELIGIBILITY_RESPONSES, EligibilityResponse, _decide_eligibility),
+    Stage("posting", Topic.REMITTANCES, Remittance, _post),
+    Stage("denial-actions", Topic.DENIAL_ACTIONS, DenialAction, _act),  # not a topic: the stage's name
+)
+STAGE = {stage.name: stage for stage in STAGES}
+
+
+def make_app(settings: Settings, bootstrap_servers: str) -> faust.App:
+    app = make_faust_app(settings, settings.app_id, bootstrap_servers)
+    codec = default_codec(settings.schemas_dir)
+    context = WorkerContext.load(settings, codec, {table: string_table(app, table) for table in TABLES})
+    add_stages(app, settings, codec, STAGES, context)
+    warm_up()
+    return app
+
+
+def run_worker(settings: Settings, bootstrap_servers: str) -> None:
+    """Run the engine's agents in this process until SIGTERM/SIGINT."""
+    run_app(make_app(settings, bootstrap_servers), settings)
