@@ -1,48 +1,30 @@
-"""Claim generation: a coded encounter becomes one professional claim (837P semantics),
-once its member is known to be covered (eligibility) and once the claim passes the
-scrubber.
-
-The claim id is derived from the encounter id, so a redelivered or resent encounter
-yields the same id; the stage remembers which encounters it took on (a faust table in
-the worker, any mapping here) and drops the second one as a duplicate. Every coded
-encounter ends as exactly one of: claim submitted, scrub rejected, eligibility held
-(front desk), duplicate dropped.
-"""
+"""Claim building: a coded encounter becomes one professional claim (837P semantics), its
+id derived from the encounter's so a resent encounter yields the same claim id; the fee
+schedule and the reference data it is built from (docs/claims.md)."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
-from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from engine.claims.eligibility import EligibilityCache, covers, eligibility_request, front_desk_item_id
-from engine.claims.scrubber import ScrubContext, load_places_of_service, scrub_claim, scrub_item_id
-from engine.coding.findings import has_errors
+from engine.claims.scrubber import load_places_of_service
 from engine.model.codes import SELF
 from engine.model.events import (
     ClaimLine,
-    ClaimState,
-    ClaimStatus,
     ClaimSubmitted,
     CodedEncounter,
-    DuplicateDropped,
-    EligibilityResponse,
-    EligibilityStatus,
-    FrontDeskItem,
     Provider,
-    ScrubRejected,
     Subscriber,
 )
 from engine.model.money import CENTS
 from engine.reference.master_data import PayerInfo, Providers, load_payers
-from engine.runtime.stages import Emit, ProcessingError, SourceMessage
+from engine.runtime.stages import ProcessingError
 from engine.settings import Settings
 from engine.wire.codec import Codec
-from engine.wire.topics import Topic
 
 
 @dataclass(frozen=True)
@@ -155,83 +137,3 @@ def _provider(known: Provider | None, npi: str, entity_type: str) -> Provider:
     if known is not None and known.npi == npi:
         return known
     return Provider(npi=npi, entity_type=entity_type, name="", first_name="", taxonomy="", tax_id="", address=None)
-
-
-@dataclass(frozen=True)
-class ClaimStageState:
-    """What the claim stage remembers (faust tables in the worker, dicts in tests):
-    the claim id of every encounter it took on, the coded encounters waiting for an
-    eligibility answer, and the answers."""
-
-    billed: MutableMapping[str, str]
-    awaiting: MutableMapping[str, str]  # encounter id -> the coded event's framed Avro, latin-1 text
-    answers: EligibilityCache
-
-
-def bill_coded(
-    coded: CodedEncounter, message: SourceMessage, state: ClaimStageState, ctx: ClaimContext, now: datetime
-) -> list[Emit]:
-    """A coded encounter: dropped if already taken on (one original claim per encounter,
-    ever), else decided now from a cached eligibility answer, or parked while the payer
-    is asked."""
-    already = state.billed.get(coded.encounter_id)
-    if already is not None:
-        return [Emit(Topic.DUPLICATES, coded.encounter_id, DuplicateDropped(
-            claim_id=already, encounter_id=coded.encounter_id, source_topic=message.topic,
-            source_partition=message.partition, source_offset=message.offset, dropped_at=now,
-        ))]
-    answer = state.answers.get(coded.payer_id, coded.member_id, coded.date_of_service, now)
-    if answer is not None:
-        emits = decide(coded, message.value or b"", answer, ctx, now)  # may raise: then not taken on
-        state.billed[coded.encounter_id] = claim_id_for(coded.encounter_id)
-        return emits
-    state.billed[coded.encounter_id] = claim_id_for(coded.encounter_id)  # a resend while parked is a duplicate
-    state.awaiting[coded.encounter_id] = (message.value or b"").decode("latin-1")
-    return [Emit(Topic.ELIGIBILITY_REQUESTS, coded.encounter_id, eligibility_request(coded, now))]
-
-
-def on_eligibility(answer: EligibilityResponse, state: ClaimStageState, ctx: ClaimContext, now: datetime
-                   ) -> list[Emit]:
-    """The payer's answer: cache it, and decide the encounter that waited for it (none
-    if the answer is a redelivery and the encounter was already decided)."""
-    state.answers.put(answer)
-    parked = state.awaiting.get(answer.encounter_id)
-    if parked is None:
-        return []
-    coded_bytes = parked.encode("latin-1")
-    # Decided first, released after: if the claim cannot be built the answer is
-    # dead-lettered and the encounter stays parked, so replaying the answer retries it.
-    emits = decide(ctx.codec.decode(coded_bytes, CodedEncounter), coded_bytes, answer, ctx, now)
-    state.awaiting.pop(answer.encounter_id, None)
-    return emits
-
-
-def decide(coded: CodedEncounter, coded_bytes: bytes, answer: EligibilityResponse, ctx: ClaimContext,
-           now: datetime) -> list[Emit]:
-    """Not covered on the date of service: a front-desk item, no claim. Covered: the
-    claim is built and scrubbed; a clean claim is submitted, one with errors goes to
-    the scrub queue with its findings."""
-    if not covers(answer, coded.date_of_service):
-        reason = answer.reason or f"coverage not in force on {coded.date_of_service.isoformat()}"
-        return [Emit(Topic.FRONT_DESK, coded.encounter_id, FrontDeskItem(
-            work_item_id=front_desk_item_id(coded.encounter_id), encounter_id=coded.encounter_id,
-            payer_id=coded.payer_id,
-            status=answer.status if answer.status != EligibilityStatus.ACTIVE else EligibilityStatus.INACTIVE,
-            reason=reason, date_of_service=coded.date_of_service, coded=coded_bytes, created_at=now,
-        ))]
-    claim = build_claim(coded, ctx, now)
-    findings = scrub_claim(claim, ScrubContext(payer=ctx.payers.get(claim.payer_id), eligibility=answer,
-                                                today=now.date(), places_of_service=ctx.places_of_service))
-    if has_errors(findings):
-        return [Emit(Topic.SCRUB_REJECTED, claim.claim_id, ScrubRejected(
-            work_item_id=scrub_item_id(claim.claim_id), claim_id=claim.claim_id, encounter_id=claim.encounter_id,
-            payer_id=claim.payer_id, findings=findings, claim=ctx.codec.encode(claim), rejected_at=now,
-        ))]
-    return [
-        Emit(Topic.CLAIMS_SUBMITTED, claim.claim_id, claim),
-        Emit(Topic.CLAIM_STATUS, claim.claim_id, ClaimStatus(
-            claim_id=claim.claim_id, encounter_id=claim.encounter_id, payer_id=claim.payer_id,
-            status=ClaimState.SUBMITTED, billed_amount=claim.total_charge, paid_amount=None, denial_queue=None,
-            remittance_id=None, updated_at=now,
-        )),
-    ]

@@ -10,8 +10,9 @@ from datetime import datetime
 
 import faust
 
-from engine.claims.build import ClaimContext, ClaimStageState, bill_coded, on_eligibility
+from engine.claims.build import ClaimContext
 from engine.claims.eligibility import EligibilityCache
+from engine.claims.stage import ClaimStageState, bill_coded, on_eligibility
 from engine.coding.review import recode_action, remember_opened
 from engine.coding.rules import CodingReference, code_encounter
 from engine.denials.actions import handle_denial_action

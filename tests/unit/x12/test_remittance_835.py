@@ -43,7 +43,7 @@ from engine.x12.remittance_835_write import (
 )
 from engine.x12.validation import validate_835
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "x12"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "x12"
 CREATED = datetime(2026, 3, 20, 6, 45, tzinfo=UTC)
 CONTROL = 835017
 D = Decimal

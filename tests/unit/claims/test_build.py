@@ -11,20 +11,12 @@ from decimal import Decimal
 
 import pytest
 
-from engine.claims.build import (
-    SELF,
-    ClaimContext,
-    ClaimStageState,
-    FeeSchedule,
-    bill_coded,
-    build_claim,
-    claim_id_for,
-    decide,
-    on_eligibility,
-)
+from engine.claims.build import ClaimContext, FeeSchedule, build_claim, claim_id_for
 from engine.claims.eligibility import EligibilityCache, eligibility_request, front_desk_item_id
 from engine.claims.scrubber import ScrubContext, scrub_claim, scrub_item_id
+from engine.claims.stage import ClaimStageState, bill_coded, decide, on_eligibility
 from engine.coding.rules import code_encounter
+from engine.model.codes import SELF
 from engine.model.events import (
     Address,
     ClaimState,

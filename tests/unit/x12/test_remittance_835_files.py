@@ -52,7 +52,7 @@ from tests.unit.conftest import NOW, sample_events
 
 D = Decimal
 CO, PR, OA = GroupCode.CO, GroupCode.PR, GroupCode.OA
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "x12"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "x12"
 DOS = date(2026, 2, 27)
 PAID_ON = date(2026, 3, 20)
 TRACE = "EFT20260320PPO01"

@@ -9,8 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from engine.claims.build import ClaimStageState, bill_coded, on_eligibility
 from engine.claims.eligibility import EligibilityCache
+from engine.claims.stage import ClaimStageState, bill_coded, on_eligibility
 from engine.coding.rules import check_encounter, code_encounter
 from engine.model.events import EligibilityStatus, Encounter, Procedure, Severity
 from engine.reference.codesets import npi_is_valid

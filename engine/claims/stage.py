@@ -1,0 +1,107 @@
+"""The claim stage: one original claim per encounter, ever (the dedupe table), built once
+its member is known to be covered (parked while the payer answers the 270) and once it
+passes the scrubber. Every coded encounter ends as exactly one of: claim submitted, scrub
+rejected, eligibility held (front desk), duplicate dropped (docs/claims.md)."""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from engine.claims.build import ClaimContext, build_claim, claim_id_for
+from engine.claims.eligibility import EligibilityCache, covers, eligibility_request, front_desk_item_id
+from engine.claims.scrubber import ScrubContext, scrub_claim, scrub_item_id
+from engine.coding.findings import has_errors
+from engine.model.events import (
+    ClaimState,
+    ClaimStatus,
+    CodedEncounter,
+    DuplicateDropped,
+    EligibilityResponse,
+    EligibilityStatus,
+    FrontDeskItem,
+    ScrubRejected,
+)
+from engine.runtime.stages import Emit, SourceMessage
+from engine.wire.topics import Topic
+
+
+@dataclass(frozen=True)
+class ClaimStageState:
+    """What the claim stage remembers (faust tables in the worker, dicts in tests):
+    the claim id of every encounter it took on, the coded encounters waiting for an
+    eligibility answer, and the answers."""
+
+    billed: MutableMapping[str, str]
+    awaiting: MutableMapping[str, str]  # encounter id -> the coded event's framed Avro, latin-1 text
+    answers: EligibilityCache
+
+
+def bill_coded(
+    coded: CodedEncounter, message: SourceMessage, state: ClaimStageState, ctx: ClaimContext, now: datetime
+) -> list[Emit]:
+    """A coded encounter: dropped if already taken on (one original claim per encounter,
+    ever), else decided now from a cached eligibility answer, or parked while the payer
+    is asked."""
+    already = state.billed.get(coded.encounter_id)
+    if already is not None:
+        return [Emit(Topic.DUPLICATES, coded.encounter_id, DuplicateDropped(
+            claim_id=already, encounter_id=coded.encounter_id, source_topic=message.topic,
+            source_partition=message.partition, source_offset=message.offset, dropped_at=now,
+        ))]
+    answer = state.answers.get(coded.payer_id, coded.member_id, coded.date_of_service, now)
+    if answer is not None:
+        emits = decide(coded, message.value or b"", answer, ctx, now)  # may raise: then not taken on
+        state.billed[coded.encounter_id] = claim_id_for(coded.encounter_id)
+        return emits
+    state.billed[coded.encounter_id] = claim_id_for(coded.encounter_id)  # a resend while parked is a duplicate
+    state.awaiting[coded.encounter_id] = (message.value or b"").decode("latin-1")
+    return [Emit(Topic.ELIGIBILITY_REQUESTS, coded.encounter_id, eligibility_request(coded, now))]
+
+
+def on_eligibility(answer: EligibilityResponse, state: ClaimStageState, ctx: ClaimContext, now: datetime
+                   ) -> list[Emit]:
+    """The payer's answer: cache it, and decide the encounter that waited for it (none
+    if the answer is a redelivery and the encounter was already decided)."""
+    state.answers.put(answer)
+    parked = state.awaiting.get(answer.encounter_id)
+    if parked is None:
+        return []
+    coded_bytes = parked.encode("latin-1")
+    # Decided first, released after: if the claim cannot be built the answer is
+    # dead-lettered and the encounter stays parked, so replaying the answer retries it.
+    emits = decide(ctx.codec.decode(coded_bytes, CodedEncounter), coded_bytes, answer, ctx, now)
+    state.awaiting.pop(answer.encounter_id, None)
+    return emits
+
+
+def decide(coded: CodedEncounter, coded_bytes: bytes, answer: EligibilityResponse, ctx: ClaimContext,
+           now: datetime) -> list[Emit]:
+    """Not covered on the date of service: a front-desk item, no claim. Covered: the
+    claim is built and scrubbed; a clean claim is submitted, one with errors goes to
+    the scrub queue with its findings."""
+    if not covers(answer, coded.date_of_service):
+        reason = answer.reason or f"coverage not in force on {coded.date_of_service.isoformat()}"
+        return [Emit(Topic.FRONT_DESK, coded.encounter_id, FrontDeskItem(
+            work_item_id=front_desk_item_id(coded.encounter_id), encounter_id=coded.encounter_id,
+            payer_id=coded.payer_id,
+            status=answer.status if answer.status != EligibilityStatus.ACTIVE else EligibilityStatus.INACTIVE,
+            reason=reason, date_of_service=coded.date_of_service, coded=coded_bytes, created_at=now,
+        ))]
+    claim = build_claim(coded, ctx, now)
+    findings = scrub_claim(claim, ScrubContext(payer=ctx.payers.get(claim.payer_id), eligibility=answer,
+                                                today=now.date(), places_of_service=ctx.places_of_service))
+    if has_errors(findings):
+        return [Emit(Topic.SCRUB_REJECTED, claim.claim_id, ScrubRejected(
+            work_item_id=scrub_item_id(claim.claim_id), claim_id=claim.claim_id, encounter_id=claim.encounter_id,
+            payer_id=claim.payer_id, findings=findings, claim=ctx.codec.encode(claim), rejected_at=now,
+        ))]
+    return [
+        Emit(Topic.CLAIMS_SUBMITTED, claim.claim_id, claim),
+        Emit(Topic.CLAIM_STATUS, claim.claim_id, ClaimStatus(
+            claim_id=claim.claim_id, encounter_id=claim.encounter_id, payer_id=claim.payer_id,
+            status=ClaimState.SUBMITTED, billed_amount=claim.total_charge, paid_amount=None, denial_queue=None,
+            remittance_id=None, updated_at=now,
+        )),
+    ]
