@@ -14,10 +14,9 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from engine.cli.context import context, user_id
+from engine.cli.context import console, context, err, user_id
 from engine.cli.context import int_list as _ints
 from engine.cli.context import positions as _positions
 from engine.coding.findings import has_errors
@@ -38,8 +37,6 @@ from engine.wire.codec import Codec
 
 coding_app = typer.Typer(help="The coder review queue: list, show, fix, query, answer, audit.",
                          no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
 
 
 async def _read(settings: Settings, bootstrap: str, codec: Codec) -> dict[str, WorkItem]:

@@ -15,6 +15,7 @@ from engine.runtime.broker import BrokerError, resolve_bootstrap
 from engine.settings import Settings
 from engine.wire.codec import Codec, default_codec
 
+console = Console()
 err = Console(stderr=True)
 
 

@@ -14,11 +14,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from engine.cli.context import context, int_list, positions, user_id
+from engine.cli.context import console, context, err, int_list, positions, user_id
 from engine.denials.desk import ActionRefused, ActionRequest, DenialDesk, mask_member_id, today
 from engine.denials.work_items import (
     RECOVERED,
@@ -36,8 +35,6 @@ from engine.model.events import DenialActionType
 
 denials_app = typer.Typer(help="The denial work queues: queues, list, show, claim, resubmit, void, appeal, writeoff, "
                                "reopen.", no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
 
 ItemRef = Annotated[str, typer.Argument(metavar="ID", help="Work item id (or claim id).")]
 User = Annotated[str | None, typer.Option(help="Your user id (default: CLAIMS_USER or login).")]

@@ -1,5 +1,6 @@
-"""``topics.yaml``: the declaration of every topic, and ``apply`` which makes a cluster
-match it without destroying data (creates what is missing, reports drift)."""
+"""Topic names in one place (the ``Topic`` and ``Table`` enums), ``topics.yaml`` loaded, and
+``apply``, which makes a cluster match it without destroying data (creates what is missing,
+reports drift)."""
 
 from __future__ import annotations
 
