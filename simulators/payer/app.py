@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import MutableMapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -35,9 +35,9 @@ from engine.model.events import (
     EligibilityResponse,
     EligibilityStatus,
 )
-from engine.runtime.faust_app import add_batch_agent, faust_send, make_faust_app, run_app, string_table
+from engine.runtime.faust_app import add_stages, faust_send, make_faust_app, run_app, string_table
 from engine.runtime.kafka import produce_emits
-from engine.runtime.stages import Emit, ProcessingError, SourceMessage, StageResult, run_stage, utcnow
+from engine.runtime.stages import Emit, ProcessingError, SourceMessage, Stage
 from engine.settings import Settings
 from engine.wire.codec import Codec, default_codec
 from engine.wire.topics import Table, Topic
@@ -114,6 +114,8 @@ class PayerRuntime:
         self._members: dict[str, Coverage] | None = None
         self.calibration: dict[str, Calibration] = {}
         self.next_due: dict[str, float] = {}
+        #: payer|member → MemberState: the faust table in the simulator, a dict in tests.
+        self.member_table: MutableMapping[str, str] = {}
 
     @property
     def members(self) -> dict[str, Coverage]:
@@ -128,47 +130,6 @@ class PayerRuntime:
                                              load_authorizations(self.settings.master_data_dir), self.fees,
                                              self.settings.seed)
         return self._reference
-
-    def answer(self, messages: Sequence[SourceMessage]) -> StageResult:
-        now = utcnow()
-        return run_stage("payer-eligibility", messages, self.codec, EligibilityRequest,
-                         lambda request, msg: [Emit(Topic.ELIGIBILITY_RESPONSES, request.encounter_id,
-                                                    answer_eligibility(request, self.members, self.book, now))])
-
-    def appeals(self, messages: Sequence[SourceMessage]) -> StageResult:
-        now = utcnow()
-        return run_stage("payer-appeals", messages, self.codec, DenialAction,
-                         lambda action, msg: decide_appeal(action, self.book, self.settings.seed, now))
-
-    def intake(self, messages: Sequence[SourceMessage]) -> StageResult:
-        return run_stage("payer-intake", messages, self.codec, ClaimSubmitted,
-                         lambda claim, msg: [Emit(Topic.PAYER_CLAIMS, member_key(claim), msg.value or b"")])
-
-    def adjudicate(self, messages: Sequence[SourceMessage], table: Any) -> StageResult:
-        """Adjudicate each claim against its member's state; remittances wait in the state
-        until their payment date (or go at once when the time scale is 0)."""
-        now = utcnow()
-
-        def one(claim: ClaimSubmitted, msg: SourceMessage) -> list[Emit]:
-            key = member_key(claim)
-            state = MemberState.loads(table.get(key))
-            cal = self.calibration.setdefault(claim.payer_id, Calibration())
-            try:
-                result = adjudicate(claim, state, self.reference, cal, self.codec, now)
-            except ValueError as exc:
-                raise ProcessingError(str(exc)) from exc
-            emits = []
-            for remit, encoded in zip(result.remittances, result.encoded, strict=False):
-                due = release_at(claim, remit.payment_date, self.settings.payer_time_scale)
-                if self.settings.payer_time_scale <= 0:
-                    emits.append(Emit(Topic.REMITTANCES, remit.claim_id, remit))
-                else:
-                    state.pending.append(PendingPayment(due, encoded))
-                    self.next_due[key] = min(self.next_due.get(key, due), due)
-            table[key] = state.dumps()
-            return emits
-
-        return run_stage("payer", messages, self.codec, ClaimSubmitted, one)
 
     def due_payments(self, table: Any, now: float) -> list[tuple[str, MemberState, list[PendingPayment]]]:
         """Members with payments due by ``now``: (key, state, the due payments)."""
@@ -191,17 +152,59 @@ class PayerRuntime:
                 self.next_due[key] = min(self.next_due.get(key, float("inf")), min(p.due_at for p in pending))
 
 
+def _answer(runtime: PayerRuntime, request: EligibilityRequest, message: SourceMessage, now: datetime) -> list[Emit]:
+    return [Emit(Topic.ELIGIBILITY_RESPONSES, request.encounter_id,
+                 answer_eligibility(request, runtime.members, runtime.book, now))]
+
+
+def _intake(runtime: PayerRuntime, claim: ClaimSubmitted, message: SourceMessage, now: datetime) -> list[Emit]:
+    """Re-keyed by payer and member, the bytes passed on as they came."""
+    return [Emit(Topic.PAYER_CLAIMS, member_key(claim), message.value or b"")]
+
+
+def _adjudicate(runtime: PayerRuntime, claim: ClaimSubmitted, message: SourceMessage, now: datetime) -> list[Emit]:
+    """Adjudicate the claim against its member's state; remittances wait in the state until
+    their payment date (or go at once when the time scale is 0)."""
+    table = runtime.member_table
+    key = member_key(claim)
+    state = MemberState.loads(table.get(key))
+    cal = runtime.calibration.setdefault(claim.payer_id, Calibration())
+    try:
+        result = adjudicate(claim, state, runtime.reference, cal, runtime.codec, now)
+    except ValueError as exc:
+        raise ProcessingError(str(exc)) from exc
+    emits = []
+    for remit, encoded in zip(result.remittances, result.encoded, strict=False):
+        due = release_at(claim, remit.payment_date, runtime.settings.payer_time_scale)
+        if runtime.settings.payer_time_scale <= 0:
+            emits.append(Emit(Topic.REMITTANCES, remit.claim_id, remit))
+        else:
+            state.pending.append(PendingPayment(due, encoded))
+            runtime.next_due[key] = min(runtime.next_due.get(key, due), due)
+    table[key] = state.dumps()
+    return emits
+
+
+def _decide_appeal(runtime: PayerRuntime, action: DenialAction, message: SourceMessage, now: datetime) -> list[Emit]:
+    return decide_appeal(action, runtime.book, runtime.settings.seed, now)
+
+
+PAYER_STAGES: tuple[Stage[PayerRuntime], ...] = (
+    Stage("payer-eligibility", Topic.ELIGIBILITY_REQUESTS, EligibilityRequest, _answer),
+    Stage("payer-intake", Topic.CLAIMS_SUBMITTED, ClaimSubmitted, _intake),
+    Stage("payer", Topic.PAYER_CLAIMS, ClaimSubmitted, _adjudicate),
+    Stage("payer-appeals", Topic.DENIAL_ACTIONS, DenialAction, _decide_appeal),
+)
+PAYER_STAGE = {stage.name: stage for stage in PAYER_STAGES}
+
+
 def make_payer_app(settings: Settings, bootstrap_servers: str) -> faust.App:
     app = make_faust_app(settings, settings.payer_app_id, bootstrap_servers)
     codec = default_codec(settings.schemas_dir)
     runtime = PayerRuntime(settings, codec)
-    members = string_table(app, Table.PAYER_MEMBERS)  # payer|member → MemberState
+    members = runtime.member_table = string_table(app, Table.PAYER_MEMBERS)
     send = faust_send(app)
-
-    add_batch_agent(app, settings, codec, Topic.ELIGIBILITY_REQUESTS, runtime.answer)
-    add_batch_agent(app, settings, codec, Topic.CLAIMS_SUBMITTED, runtime.intake)
-    add_batch_agent(app, settings, codec, Topic.PAYER_CLAIMS, lambda msgs: runtime.adjudicate(msgs, members))
-    add_batch_agent(app, settings, codec, Topic.DENIAL_ACTIONS, runtime.appeals)
+    add_stages(app, settings, codec, PAYER_STAGES, runtime)
 
     last_scan = [0.0]
 

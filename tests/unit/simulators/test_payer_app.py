@@ -23,11 +23,11 @@ from engine.model.events import (
     RemittanceOutcome,
     Subscriber,
 )
-from engine.runtime.stages import SourceMessage
+from engine.runtime.stages import SourceMessage, StageResult
 from engine.settings import Settings
 from simulators.coverage import Authorization, Coverage, PatientRecord, write_master_data
 from simulators.payer.adjudication import Calibration, MemberState, release_at
-from simulators.payer.app import PayerRuntime, answer_eligibility, member_key
+from simulators.payer.app import PAYER_STAGE, PayerRuntime, answer_eligibility, member_key
 from tests import factories
 
 UTC = UTC
@@ -165,13 +165,19 @@ def messages(codec, *claims: ClaimSubmitted, topic: str = "claims.payer-claims")
     return [SourceMessage(topic, 0, i, member_key(c).encode(), codec.encode(c)) for i, c in enumerate(claims)]
 
 
+def adjudicate(runtime: PayerRuntime, batch: list[SourceMessage], table: dict[str, str]) -> StageResult:
+    """The payer's adjudication stage over ``table`` as its member table."""
+    runtime.member_table = table
+    return PAYER_STAGE["payer"].run(runtime, runtime.codec, batch)
+
+
 def test_the_runtime_answers_from_the_master_data_files(local, members, codec):
     runtime = PayerRuntime(local, codec)
     requests = [request_for("PPO000000001"), request_for("PPO000000002"), request_for("PPO999999999")]
     msgs = [SourceMessage("claims.eligibility-requests", 0, i, r.encounter_id.encode(), codec.encode(r))
             for i, r in enumerate(requests)]
     msgs.append(SourceMessage("claims.eligibility-requests", 0, 3, None, b"HL7|not-avro|"))
-    emits = runtime.answer(msgs).emits
+    emits = PAYER_STAGE["payer-eligibility"].run(runtime, codec, msgs).emits
     assert [(e.topic, e.key) for e in emits[:3]] == [("eligibility-responses", r.encounter_id) for r in requests]
     assert [e.event.status for e in emits[:3]] == [EligibilityStatus.ACTIVE, EligibilityStatus.INACTIVE,
                                                     EligibilityStatus.NOT_FOUND]
@@ -185,7 +191,7 @@ def test_intake_rekeys_by_payer_and_member_and_passes_the_bytes_on(local, codec,
     msgs = [SourceMessage("claims.claims-submitted", 2, i, c.claim_id.encode(), codec.encode(c))
             for i, c in enumerate(claims)]
     msgs.append(SourceMessage("claims.claims-submitted", 2, 9, b"C3", codec.encode(samples[Remittance])))
-    emits = runtime.intake(msgs).emits
+    emits = PAYER_STAGE["payer-intake"].run(runtime, codec, msgs).emits
     assert [(e.topic, e.key) for e in emits[:2]] == [("payer-claims", "PPO01|PPO000000001"),
                                                       ("payer-claims", "MCR01|MCR000000004")]
     assert [e.event for e in emits[:2]] == [m.value for m in msgs[:2]]  # unchanged: not re-encoded
@@ -201,7 +207,7 @@ def test_remittances_wait_for_their_payment_date(local, codec):
     table: dict[str, str] = {}
     claims = [make_claim("C1"),
               make_claim("C2", member_id="MCR000000004", payer_id="MCR01", submitted_at=NOW + timedelta(days=3))]
-    result = runtime.adjudicate(messages(codec, *claims), table)
+    result = adjudicate(runtime, messages(codec, *claims), table)
     assert result.emits == []
     for claim in claims:
         key = member_key(claim)
@@ -218,15 +224,15 @@ def test_time_scale_zero_emits_at_once_keyed_by_claim(local, codec):
     runtime = quiet(PayerRuntime(dataclasses.replace(local, payer_time_scale=0), codec))
     table: dict[str, str] = {}
     original = make_claim("C1")
-    (emit,) = runtime.adjudicate(messages(codec, original), table).emits
+    (emit,) = adjudicate(runtime, messages(codec, original), table).emits
     assert (emit.topic, emit.key, emit.event.claim_id) == ("remittances", "C1", "C1")
     assert emit.event.outcome == RemittanceOutcome.PAID
     state = MemberState.loads(table["PPO01|PPO000000001"])
     assert state.pending == [] and set(state.claims) == {"C1"} and runtime.next_due == {}
     # A redelivery gives nothing; a replacement gives the reversal (keyed by the original) and itself.
-    assert runtime.adjudicate(messages(codec, original), table).emits == []
+    assert adjudicate(runtime, messages(codec, original), table).emits == []
     replacement = make_claim("C1R", lines_of("99213", "36415"), frequency_code="7", original_claim_id="C1")
-    reversal, own = runtime.adjudicate(messages(codec, replacement), table).emits
+    reversal, own = adjudicate(runtime, messages(codec, replacement), table).emits
     assert [(e.topic, e.key, e.event.claim_status_code) for e in (reversal, own)] == [
         ("remittances", "C1", "22"), ("remittances", "C1R", "1")]
     assert reversal.event.paid_amount == -emit.event.paid_amount
@@ -237,7 +243,7 @@ def test_authorizations_come_from_the_master_data(local, codec):
     table: dict[str, str] = {}
     with_auth = make_claim("C1", lines_of("99213", "20610"))
     without = make_claim("C2", lines_of("99213", "20610"), member_id="PPO000000006")
-    first, second = runtime.adjudicate(messages(codec, with_auth, without), table).emits
+    first, second = adjudicate(runtime, messages(codec, with_auth, without), table).emits
     assert first.event.outcome == RemittanceOutcome.PAID
     assert second.event.outcome == RemittanceOutcome.PARTIALLY_PAID
     assert [a.carc for a in second.event.lines[1].adjustments] == ["197"]
@@ -260,7 +266,7 @@ def test_due_payments_releases_only_what_is_due(local, codec):
     early = make_claim("C1")
     late = make_claim("C2", member_id="MCR000000004", payer_id="MCR01", submitted_at=NOW + timedelta(days=40))
     again = make_claim("C3", lines_of("36415"), submitted_at=NOW + timedelta(days=60))  # the first member, later
-    runtime.adjudicate(messages(codec, early, late, again), table)
+    adjudicate(runtime, messages(codec, early, late, again), table)
     ppo, mcr = member_key(early), member_key(late)
     (due_early, _), (due_again, _) = pending_of(table, ppo, codec)
     ((due_late, _),) = pending_of(table, mcr, codec)
@@ -288,7 +294,7 @@ def test_rescan_finds_pending_payments_after_a_restart(local, codec):
     table: dict[str, str] = {}
     claims = [make_claim("C1"),
               make_claim("C2", member_id="MCR000000004", payer_id="MCR01", submitted_at=NOW + timedelta(days=5))]
-    first.adjudicate(messages(codec, *claims), table)
+    adjudicate(first, messages(codec, *claims), table)
     expected = dict(first.next_due)
     assert len(expected) == 2
     restarted = PayerRuntime(local, codec)  # the table survives (a changelog topic); the notes do not
@@ -311,7 +317,7 @@ def test_bad_claims_become_dead_letters(local, codec):
     unknown_payer = make_claim("C9", payer_id="NOPE9")
     msgs = [SourceMessage("claims.payer-claims", 1, 5, b"PPO01|X", b"HL7|not-avro|"),
             *messages(codec, unknown_payer), *messages(codec, make_claim("C1"))]
-    emits = runtime.adjudicate(msgs, table).emits
+    emits = adjudicate(runtime, msgs, table).emits
     assert [e.topic for e in emits] == ["dead-letter", "dead-letter", "remittances"]
     undecodable, unknown = emits[0].event, emits[1].event
     assert (undecodable.stage, undecodable.error_type, undecodable.original_value) == (
@@ -327,5 +333,5 @@ def test_calibration_is_kept_per_payer(local, codec):
     claims = [make_claim(f"C{i}", lines_of(*codes))
               for i, codes in enumerate([("99213",), ("36415",), ("99213", "36415")])]
     claims.append(make_claim("M1", member_id="MCR000000004", payer_id="MCR01"))
-    runtime.adjudicate(messages(codec, *claims), table)
+    adjudicate(runtime, messages(codec, *claims), table)
     assert {p: c.claims for p, c in runtime.calibration.items()} == {"PPO01": 3, "MCR01": 1}
