@@ -8,7 +8,7 @@ ARGS ?= --encounters 3000 --rate 150 --bad-rate 0.04 --summary run-summary.json
 # The browser tests drive Debian's Chromium through Playwright (no browser download).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup browser run test test-unit lint bench clean
+.PHONY: setup browser kafka run test test-unit lint bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,20 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { echo "installing Debian's chromium for the browser tests"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
+# Apache Kafka (the tests' second broker, `claims broker --kafka`) runs from the jars pom.xml
+# pins: Debian's JDK and Maven when missing, then Maven copies the jars into the cache.
+kafka: setup
+	@missing=""; command -v java >/dev/null 2>&1 || missing="openjdk-17-jre-headless"; \
+	  command -v mvn >/dev/null 2>&1 || missing="$$missing maven"; \
+	  if [ -n "$$missing" ]; then echo "installing Debian's $$missing for Apache Kafka"; \
+	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; fi
+	$(BIN)/python -c "from engine.runtime.kafka_cluster import ensure_classpath; from engine.settings import Settings; \
+	  print('Kafka jars:', ensure_classpath(Settings().kafka_lib_dir))"
+
 run: setup
 	$(BIN)/claims run $(ARGS)
 
-test: setup browser
+test: setup browser kafka
 	$(BIN)/python -m pytest
 
 # The lint and type gate (.ci/run runs it before the tests; pre-commit runs the same).

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "engine" / "reference" / "data"
+#: The brokers Claimflow can start on loopback.
+BROKERS = ("tansu", "kafka")
 
 
 def _env(name: str, default: str) -> str:
@@ -37,11 +39,27 @@ class Settings:
     # --- Kafka -------------------------------------------------------------
     #: Empty means: start (or reuse) the embedded Tansu broker on loopback.
     bootstrap_servers: str = field(default_factory=lambda: _env("CLAIMS_KAFKA_BOOTSTRAP", ""))
+    #: The broker `claims run` starts when none is configured or running: ``tansu`` (the
+    #: embedded default, memory only) or ``kafka`` (Apache Kafka from the jars pom.xml pins).
+    broker: str = field(default_factory=lambda: _env("CLAIMS_BROKER", "tansu"))
+    #: Nodes of a loopback Kafka cluster (combined broker+controller; 3 gives RF 3, min ISR 2).
+    kafka_nodes: int = field(default_factory=lambda: _env_int("CLAIMS_KAFKA_NODES", 1))
+    kafka_heap_mb: int = field(default_factory=lambda: _env_int("CLAIMS_KAFKA_HEAP_MB", 512))
+    #: Where Maven copies the broker's jars (shared by every state directory).
+    kafka_lib_dir: Path = field(
+        default_factory=lambda: Path(_env("CLAIMS_KAFKA_LIB_DIR", str(Path.home() / ".claimflow" / "kafka-lib")))
+    )
     #: Prefix of every topic name, so several environments can share a cluster.
     topic_prefix: str = field(default_factory=lambda: _env("CLAIMS_TOPIC_PREFIX", "claims."))
     topics_file: Path = field(
         default_factory=lambda: Path(_env("CLAIMS_TOPICS_FILE", str(PROJECT_ROOT / "topics.yaml")))
     )
+    #: A block under ``environments`` in topics.yaml whose keys override its defaults
+    #: (and single topics) for this deployment, without a copy of the file.
+    topics_env: str = field(default_factory=lambda: _env("CLAIMS_TOPICS_ENV", ""))
+    #: Replicas of every topic, over topics.yaml; 0: as declared (``auto``: the cluster's
+    #: brokers, at most 3).
+    replication_factor: int = field(default_factory=lambda: _env_int("CLAIMS_REPLICATION_FACTOR", 0))
     schemas_dir: Path = field(
         default_factory=lambda: Path(_env("CLAIMS_SCHEMAS_DIR", str(PROJECT_ROOT / "schemas")))
     )
@@ -157,9 +175,18 @@ class Settings:
     )
     log_level: str = field(default_factory=lambda: _env("CLAIMS_LOG_LEVEL", "WARNING"))
 
+    def __post_init__(self) -> None:
+        if self.broker not in BROKERS:
+            raise ValueError(f"CLAIMS_BROKER={self.broker!r}: expected one of {', '.join(BROKERS)}")
+
     @property
     def broker_state_file(self) -> Path:
         return self.state_dir / "broker.json"
+
+    @property
+    def kafka_dir(self) -> Path:
+        """A `claims broker --kafka` cluster's configuration and data (kept across restarts)."""
+        return self.state_dir / "kafka"
 
     @property
     def master_data_dir(self) -> Path:

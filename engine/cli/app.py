@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -21,6 +22,8 @@ from engine.cli.denials import denials_app
 from engine.cli.simulate import simulate_app
 from engine.cli.x12 import export_app, ingest_app
 from engine.runtime.broker import EmbeddedBroker
+from engine.runtime.kafka_cluster import kafka_version, replication_for
+from engine.runtime.local_broker import kafka_cluster
 from engine.wire.topics import Topic
 
 app = typer.Typer(help="Claimflow: encounter → coded → claim → remittance → denial queues, on Kafka.",
@@ -56,6 +59,9 @@ def run(
                                         help="Run the coder simulator on the coding-review queue.")] = True,
     web: Annotated[bool, typer.Option("--web/--no-web",
                                       help="Serve the billers' denial-queue page (CLAIMS_WEB_PORT).")] = True,
+    broker: Annotated[str | None, typer.Option(help="When no broker is configured or running: tansu (embedded, "
+                                                   "memory only) or kafka (a loopback Apache Kafka, "
+                                                   "CLAIMS_KAFKA_NODES nodes). Default CLAIMS_BROKER, tansu.")] = None,
     stay: Annotated[bool, typer.Option("--stay",
                                        help="Once settled, keep the engine, the payer and the page up until Ctrl-C "
                                             "(work the queues meanwhile).")] = False,
@@ -64,6 +70,12 @@ def run(
     from engine.cli.run import RunFailed, RunOptions, run_closed_loop
 
     settings = _settings()
+    if broker is not None:
+        try:
+            settings = dataclasses.replace(settings, broker=broker)
+        except ValueError as exc:
+            err.print(str(exc).replace("CLAIMS_BROKER", "--broker"), style="red")
+            raise typer.Exit(2) from None
     if rate is None:
         rate = None if encounters is not None else settings.rate
     options = RunOptions(
@@ -163,28 +175,51 @@ def show(claim_id: Annotated[str, typer.Argument(help="A claim id (any version: 
 
 
 @app.command()
-def broker(port: Annotated[int, typer.Option(help="Loopback port; 0 picks a free one.")] = 0) -> None:
-    """Run the embedded Tansu broker alone, in the foreground (memory only)."""
+def broker(
+    port: Annotated[int, typer.Option(help="Loopback port (Kafka: the first node's; the others follow); "
+                                           "0 picks free ones.")] = 0,
+    kafka: Annotated[bool, typer.Option("--kafka", help="Apache Kafka (KRaft, from the jars pom.xml pins; data "
+                                                         "kept under the state directory) instead of Tansu.")] = False,
+    nodes: Annotated[int | None, typer.Option(help="Kafka nodes (3: replication factor 3, min.insync.replicas 2); "
+                                                   "default CLAIMS_KAFKA_NODES, 1.")] = None,
+) -> None:
+    """Run a broker alone, in the foreground, until Ctrl-C: the embedded Tansu (memory only) or Apache Kafka."""
     settings = _settings()
+    if nodes is not None and not kafka:
+        err.print("--nodes needs --kafka (Tansu runs one node)", style="red")
+        raise typer.Exit(2)
 
     async def serve() -> None:
-        embedded = EmbeddedBroker(port=port, state_file=settings.broker_state_file)
-        await embedded.start_and_wait()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        try:
+        if kafka:
+            cluster = kafka_cluster(settings, settings.kafka_dir, nodes=nodes, port=port,
+                                    state_file=settings.broker_state_file)
+            async with cluster:
+                rf, isr = replication_for(cluster.nodes)
+                console.print(f"bootstrap servers: {cluster.bootstrap_servers}")
+                console.print(f"Apache Kafka {kafka_version()}, {cluster.nodes} KRaft node(s), replication factor "
+                              f"{rf}, min.insync.replicas {isr}; data in {escape(str(settings.kafka_dir))}. "
+                              "Ctrl-C to stop.")
+                _print_reach(cluster.bootstrap_servers, rf)
+                await stop.wait()
+            return
+        async with EmbeddedBroker(port=port, state_file=settings.broker_state_file) as embedded:
             console.print(f"bootstrap servers: {embedded.bootstrap_servers}")
             console.print("embedded Tansu broker, memory only: data is lost when it stops. Ctrl-C to stop.")
-            console.print(f"other terminals: CLAIMS_KAFKA_BOOTSTRAP={embedded.bootstrap_servers} (or nothing: "
-                          "commands on this machine find it)")
-            sys.stdout.flush()
+            _print_reach(embedded.bootstrap_servers, 1)
             await stop.wait()
-        finally:
-            embedded.stop()
 
     asyncio.run(serve())
+
+
+def _print_reach(bootstrap_servers: str, replication_factor: int) -> None:
+    extra = f" CLAIMS_REPLICATION_FACTOR={replication_factor}" if replication_factor > 1 else ""
+    console.print(f"other terminals: CLAIMS_KAFKA_BOOTSTRAP={bootstrap_servers}{extra} (or nothing: "
+                  "commands on this machine find it)")
+    sys.stdout.flush()
 
 
 @topics_app.command("apply")

@@ -25,7 +25,8 @@ from rich.table import Table
 
 from engine.ops.reconciliation import ReadBack, Tally, all_settled, summarize
 from engine.posting.routing import DenialRouting
-from engine.runtime.broker import EmbeddedBroker, _die_with_parent, running_broker_address
+from engine.runtime.broker import _die_with_parent, running_broker_address
+from engine.runtime.local_broker import run_broker
 from engine.settings import Settings
 from engine.wire.codec import default_codec
 from engine.wire.topics import apply_topics, load_topics
@@ -61,17 +62,13 @@ class RunFailed(RuntimeError):
 @contextlib.asynccontextmanager
 async def broker_for(settings: Settings) -> AsyncIterator[str]:
     """The configured cluster, else a `claims broker` running on this machine, else an
-    embedded Tansu broker for the duration of the run."""
+    embedded broker (``CLAIMS_BROKER``: Tansu, or a loopback Kafka) for the duration of the run."""
     existing = settings.bootstrap_servers or running_broker_address(settings)
     if existing:
         yield existing
         return
-    broker = EmbeddedBroker(state_file=settings.broker_state_file)
-    await broker.start_and_wait()
-    try:
-        yield broker.bootstrap_servers
-    finally:
-        broker.stop()
+    async with run_broker(settings, settings.broker) as bootstrap:
+        yield bootstrap
 
 
 def start_worker(settings: Settings, bootstrap_servers: str, command: tuple[str, ...] = ("worker",),
