@@ -4,10 +4,11 @@ reports drift)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import os
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -103,30 +104,58 @@ def retention_ms(value: str | int) -> int:
     return int(match.group(1)) * _UNIT_MS[match.group(2)]
 
 
+#: ``auto`` replication: the cluster's brokers, at most this many.
+MAX_AUTO_REPLICATION = 3
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     logical_name: str
     name: str
     schema: str
     partitions: int
-    replication_factor: int
+    #: None: ``auto`` until ``for_cluster`` knows the brokers.
+    replication_factor: int | None
+    min_insync_replicas: int | None
     retention_ms: int
     cleanup_policy: str
+    max_message_bytes: int
+
+    def for_cluster(self, brokers: int) -> TopicSpec:
+        """The spec with ``auto`` replication resolved for a cluster of ``brokers``: as
+        many replicas as brokers up to three, and two in sync from three on."""
+        rf = self.replication_factor or min(brokers, MAX_AUTO_REPLICATION)
+        isr = self.min_insync_replicas or (2 if rf >= 3 else 1)
+        return replace(self, replication_factor=rf, min_insync_replicas=isr)
 
     @property
     def configs(self) -> dict[str, str]:
-        return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+        configs = {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms),
+                   "max.message.bytes": str(self.max_message_bytes)}
+        if self.min_insync_replicas is not None:
+            configs["min.insync.replicas"] = str(self.min_insync_replicas)
+        return configs
+
+
+def _auto_or_int(value: object) -> int | None:
+    return None if value in (None, "auto") else int(str(value))
 
 
 def load_topics(settings: Settings, path: Path | None = None) -> dict[str, TopicSpec]:
-    """Topic specs by logical name, with prefixes and defaults applied."""
+    """Topic specs by logical name, with prefixes, defaults and the environment's overrides
+    (``CLAIMS_TOPICS_ENV``: a block under ``environments``) applied."""
     doc = yaml.safe_load((path or settings.topics_file).read_text())
-    defaults = doc.get("defaults", {})
-    replication = int(os.environ.get("CLAIMS_REPLICATION_FACTOR", defaults.get("replication_factor", 1)))
+    environments = doc.get("environments") or {}
+    if settings.topics_env and settings.topics_env not in environments:
+        raise ValueError(f"CLAIMS_TOPICS_ENV={settings.topics_env!r}: topics.yaml declares "
+                         f"{', '.join(sorted(environments)) or 'no environment'}")
+    environment = environments.get(settings.topics_env, {}) if settings.topics_env else {}
+    defaults = {**doc.get("defaults", {}), **environment.get("defaults", {})}
+    per_topic = environment.get("topics", {})
     specs: dict[str, TopicSpec] = {}
     for entry in doc["topics"]:
-        merged = {**defaults, **entry}
         logical = str(entry["name"]).format(app_id=settings.app_id)
+        merged = {**defaults, **entry, **per_topic.get(str(entry["name"]), {})}
         name = logical if entry.get("absolute") else settings.topic(Topic(logical))
         cleanup = str(merged["cleanup"])
         if cleanup not in ("delete", "compact"):
@@ -136,11 +165,18 @@ def load_topics(settings: Settings, path: Path | None = None) -> dict[str, Topic
             name=name,
             schema=str(merged["schema"]),
             partitions=int(merged["partitions"]),
-            replication_factor=replication,
+            replication_factor=settings.replication_factor or _auto_or_int(merged.get("replication_factor")),
+            min_insync_replicas=_auto_or_int(merged.get("min_insync_replicas")),
             retention_ms=retention_ms(merged["retention"]),
             cleanup_policy=cleanup,
+            max_message_bytes=int(merged["max_message_bytes"]),
         )
     return specs
+
+
+def max_message_bytes(specs: dict[str, TopicSpec]) -> int:
+    """The largest record any topic takes: the producers' ``max_request_size``."""
+    return max(spec.max_message_bytes for spec in specs.values())
 
 
 @dataclass(frozen=True)
@@ -164,6 +200,12 @@ async def apply_topics(bootstrap_servers: str, specs: dict[str, TopicSpec]) -> A
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
     await admin.start()
     try:
+        brokers = len((await admin.describe_cluster())["brokers"])
+        specs = {logical: spec.for_cluster(brokers) for logical, spec in specs.items()}
+        too_wide = [s.name for s in specs.values() if (s.replication_factor or 1) > brokers]
+        if too_wide:
+            raise ValueError(f"{len(too_wide)} topics declare more replicas than the cluster's {brokers} brokers "
+                             f"(e.g. {too_wide[0]}): lower replication_factor or CLAIMS_REPLICATION_FACTOR")
         existing = set(await admin.list_topics())
         missing = [spec for spec in specs.values() if spec.name not in existing]
         created: list[str] = []
@@ -176,6 +218,7 @@ async def apply_topics(bootstrap_servers: str, specs: dict[str, TopicSpec]) -> A
             except TopicAlreadyExistsError:  # a concurrent apply won the race: fine
                 pass
             created = [s.name for s in missing]
+            await _wait_for_leaders(admin, created)
         present = [spec for spec in specs.values() if spec.name in existing]
         drift = await _drift(admin, present) if present else []
         drifted = {line.split(":", 1)[0] for line in drift}
@@ -185,14 +228,34 @@ async def apply_topics(bootstrap_servers: str, specs: dict[str, TopicSpec]) -> A
         await admin.close()
 
 
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+    """Until every partition of the new topics has a leader: Kafka creates them
+    asynchronously, and a producer that comes first logs errors while it waits."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        described = await admin.describe_topics(names)
+        pending = [t["topic"] for t in described
+                   if t["error_code"] or not t["partitions"] or any(p["leader"] < 0 for p in t["partitions"])]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"topics without a leader after {timeout_s:.0f}s: {', '.join(pending[:5])}")
+        await asyncio.sleep(0.1)
+
+
 async def _drift(admin: AIOKafkaAdminClient, specs: list[TopicSpec]) -> list[str]:
     drift: list[str] = []
     described = await admin.describe_topics([s.name for s in specs])
-    partitions = {t["topic"]: len(t["partitions"]) for t in described}
+    by_name = {t["topic"]: t["partitions"] for t in described}
     for spec in specs:
-        actual = partitions.get(spec.name)
-        if actual is not None and actual != spec.partitions:
-            drift.append(f"{spec.name}: {actual} partitions, declared {spec.partitions}")
+        partitions = by_name.get(spec.name)
+        if not partitions:
+            continue
+        if len(partitions) != spec.partitions:
+            drift.append(f"{spec.name}: {len(partitions)} partitions, declared {spec.partitions}")
+        replicas = min(len(p["replicas"]) for p in partitions)
+        if replicas != spec.replication_factor:
+            drift.append(f"{spec.name}: replication factor {replicas}, declared {spec.replication_factor}")
     try:
         responses = await admin.describe_configs(
             [ConfigResource(ConfigResourceType.TOPIC, s.name) for s in specs]
