@@ -41,7 +41,6 @@ class QueueReader:
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False,
                                           auto_offset_reset="earliest")
         await self._consumer.start()
-        await self._consumer.topics()
         self._partitions = await assign_all(self._consumer, list(self._logical))
         await self.refresh()
         return self

@@ -499,7 +499,6 @@ class ReadBack:
 
     async def start(self) -> None:
         await self.consumer.start()
-        await self.consumer.topics()  # metadata for every topic, so partitions are known
         self.partitions = await assign_all(self.consumer, list(self.logical))
 
     async def stop(self) -> None:

@@ -82,12 +82,30 @@ def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, source: To
     send = faust_send(app)
 
     async def process(stream: faust.StreamT[bytes]) -> None:
+        await track_table_changelogs(app)
         async for events in typing.cast(faust.Stream[bytes], stream).take_events(settings.batch_max,
                                                                                  within=settings.batch_within_s):
             await produce_emits(send, settings, codec, stage(source_messages(events)).emits)
 
     process.__name__ = f"{source.replace('-', '_')}_agent"
     app.agent(raw_topic(app, settings, source), name=f"{app.conf.id}.{process.__name__}")(process)
+
+
+async def track_table_changelogs(app: faust.App) -> None:
+    """Make the producer's metadata hold every table's changelog before a table is written.
+
+    A table write picks its changelog partition from the producer's metadata, synchronously
+    (``use_partitioner``). aiokafka's producer refreshes metadata for the topics it has sent
+    to only; Kafka answers exactly those (Tansu answers every topic), so on Kafka the first
+    write of a table whose changelog had not been produced to failed. ``partitions_for``
+    adds a topic to the producer's tracked set for good.
+    """
+    if getattr(app, "claimflow_changelogs_tracked", False):
+        return
+    aioproducer = typing.cast(Any, app.producer)._ensure_producer()  # faust's aiokafka producer
+    for table in app.tables.values():
+        await aioproducer.partitions_for(table.changelog_topic.get_topic_name())
+    app.claimflow_changelogs_tracked = True  # type: ignore[attr-defined]
 
 
 def add_stages(app: faust.App, settings: Settings, codec: Codec, stages: Sequence[Stage[C]], context: C) -> None:

@@ -100,12 +100,19 @@ async def consume_batches(
 
 
 async def assign_all(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[TopicPartition]:
-    """Assign every partition of ``topics`` (no group) and seek to the beginning."""
+    """Assign every partition of ``topics`` (no group) and seek to the beginning.
+
+    The partitions come from a fresh all-topics Metadata request: a consumer without a
+    subscription knows no topic on Kafka (its bootstrap asks for none; Tansu answers every
+    topic to that), and ``consumer.topics()`` does not keep what it fetched.
+    """
+    cluster = await consumer._client.fetch_all_metadata()
     partitions = [
-        TopicPartition(topic, p) for topic in topics for p in sorted(consumer.partitions_for_topic(topic) or ())
+        TopicPartition(topic, p) for topic in topics for p in sorted(cluster.partitions_for_topic(topic) or ())
     ]
     consumer.assign(partitions)
-    await consumer.seek_to_beginning(*partitions)
+    if partitions:  # a topic not created yet has none (and seek_to_beginning() means "all assigned")
+        await consumer.seek_to_beginning(*partitions)
     return partitions
 
 
@@ -136,7 +143,6 @@ async def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 30.0
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()
         partitions = await assign_all(consumer, [topic])
         records: list[ConsumerRecord[bytes, bytes]] = []
         await read_to_highwater(consumer, partitions, timeout_s, records.extend)

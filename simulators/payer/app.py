@@ -35,7 +35,14 @@ from engine.model.events import (
     EligibilityResponse,
     EligibilityStatus,
 )
-from engine.runtime.faust_app import add_stages, faust_send, make_faust_app, run_app, string_table
+from engine.runtime.faust_app import (
+    add_stages,
+    faust_send,
+    make_faust_app,
+    run_app,
+    string_table,
+    track_table_changelogs,
+)
 from engine.runtime.kafka import produce_emits
 from engine.runtime.stages import Emit, ProcessingError, SourceMessage, Stage
 from engine.settings import Settings
@@ -224,7 +231,11 @@ def make_payer_app(settings: Settings, bootstrap_servers: str) -> faust.App:
             members[key] = current.dumps()
 
 
-    app.timer(interval=settings.payer_release_interval_s)(release_due_payments)
+    async def release_timer() -> None:
+        await track_table_changelogs(app)
+        await release_due_payments()
+
+    app.timer(interval=settings.payer_release_interval_s)(release_timer)
     return app
 
 
