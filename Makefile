@@ -35,8 +35,10 @@ kafka: setup
 run: setup
 	$(BIN)/claims run $(ARGS)
 
+# Two processes: the tests of each broker stay together (tests/conftest.py), so the Tansu
+# half, the Kafka half and the clusters of the fault and security tests run side by side.
 test: setup browser kafka
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # The lint and type gate (.ci/run runs it before the tests; pre-commit runs the same).
 lint: setup

@@ -18,6 +18,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "engine" / "reference" / "data"
 #: The brokers Claimflow can start on loopback.
 BROKERS = ("tansu", "kafka")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 def _env(name: str, default: str) -> str:
@@ -69,6 +71,24 @@ class Settings:
     #: 10 s keeps the first event a few seconds away instead of ~30 s.
     session_timeout_s: float = field(default_factory=lambda: _env_float("CLAIMS_SESSION_TIMEOUT_S", 10.0))
     heartbeat_interval_s: float = field(default_factory=lambda: _env_float("CLAIMS_HEARTBEAT_S", 1.0))
+    #: TLS and SASL for every client (producers, consumers, admin, faust): PLAINTEXT, SSL,
+    #: SASL_PLAINTEXT or SASL_SSL; SASL mechanism PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    security_protocol: str = field(default_factory=lambda: _env("CLAIMS_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"))
+    sasl_mechanism: str = field(default_factory=lambda: _env("CLAIMS_KAFKA_SASL_MECHANISM", "PLAIN"))
+    sasl_username: str = field(default_factory=lambda: _env("CLAIMS_KAFKA_SASL_USERNAME", ""))
+    sasl_password: str = field(default_factory=lambda: _env("CLAIMS_KAFKA_SASL_PASSWORD", ""), repr=False)
+    #: PEM files: the CA that signed the brokers' certificates; a client certificate and key
+    #: when the brokers ask for one (mutual TLS).
+    ssl_cafile: str = field(default_factory=lambda: _env("CLAIMS_KAFKA_SSL_CA", ""))
+    ssl_certfile: str = field(default_factory=lambda: _env("CLAIMS_KAFKA_SSL_CERT", ""))
+    ssl_keyfile: str = field(default_factory=lambda: _env("CLAIMS_KAFKA_SSL_KEY", ""))
+    #: Idempotent producers: ``auto`` asks the broker once (Kafka: yes; Tansu refuses
+    #: InitProducerId), ``on`` or ``off`` say so.
+    idempotence: str = field(default_factory=lambda: _env("CLAIMS_IDEMPOTENCE", "auto"))
+    #: Every client's request timeout and the pause between retries (a leader election on a
+    #: real cluster takes seconds; producers retry until the request timeout).
+    request_timeout_ms: int = field(default_factory=lambda: _env_int("CLAIMS_KAFKA_REQUEST_TIMEOUT_MS", 30_000))
+    retry_backoff_ms: int = field(default_factory=lambda: _env_int("CLAIMS_KAFKA_RETRY_BACKOFF_MS", 200))
     producer_linger_ms: int = field(default_factory=lambda: _env_int("CLAIMS_PRODUCER_LINGER_MS", 5))
     producer_max_batch_bytes: int = field(
         default_factory=lambda: _env_int("CLAIMS_PRODUCER_MAX_BATCH_BYTES", 256 * 1024)
@@ -178,6 +198,22 @@ class Settings:
     def __post_init__(self) -> None:
         if self.broker not in BROKERS:
             raise ValueError(f"CLAIMS_BROKER={self.broker!r}: expected one of {', '.join(BROKERS)}")
+        if self.idempotence not in ("auto", "on", "off"):
+            raise ValueError(f"CLAIMS_IDEMPOTENCE={self.idempotence!r}: expected auto, on or off")
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise ValueError(f"CLAIMS_KAFKA_SECURITY_PROTOCOL={self.security_protocol!r}: expected one of "
+                             f"{', '.join(SECURITY_PROTOCOLS)}")
+        if self.sasl_mechanism not in SASL_MECHANISMS:
+            raise ValueError(f"CLAIMS_KAFKA_SASL_MECHANISM={self.sasl_mechanism!r}: expected one of "
+                             f"{', '.join(SASL_MECHANISMS)}")
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The largest record a topic in topics.yaml takes (``max_message_bytes``): what a
+        producer may send and a consumer must fetch in one partition."""
+        from engine.wire.topics import load_topics, max_message_bytes
+
+        return max_message_bytes(load_topics(self))
 
     @property
     def broker_state_file(self) -> Path:

@@ -27,3 +27,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                             "(a test that needs the broker goes there; a unit test drops the marker)")
     if problems:
         raise pytest.UsageError("the integration marker is misplaced:\n  " + "\n  ".join(problems))
+    for item in items:
+        group = broker_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def broker_group(item: pytest.Item) -> str | None:
+    """Under ``pytest -n 2 --dist loadgroup`` (``make test``), the tests of one broker stay in one
+    worker process, so each process starts only the brokers its tests use: the Tansu half, the
+    one-node Kafka half, and the modules that start clusters of their own."""
+    if INTEGRATION_DIR not in Path(item.path).resolve().parents:
+        return None
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "backend" in callspec.params:
+        return str(callspec.params["backend"])
+    return f"own-brokers:{Path(item.path).stem}"

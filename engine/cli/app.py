@@ -228,7 +228,7 @@ def topics_apply() -> None:
     from engine.wire.topics import apply_topics, load_topics
 
     settings = _settings()
-    report = asyncio.run(apply_topics(_bootstrap(settings), load_topics(settings)))
+    report = asyncio.run(apply_topics(settings.with_bootstrap(_bootstrap(settings)), load_topics(settings)))
     for line in report.lines():
         console.print(line)
     if report.drift:

@@ -4,6 +4,7 @@ work-queue CLIs (``coding``, ``denials``)."""
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import logging
 import os
@@ -12,6 +13,7 @@ import typer
 from rich.console import Console
 
 from engine.runtime.broker import BrokerError, resolve_bootstrap
+from engine.runtime.kafka import ClusterRefused, check_connection
 from engine.settings import Settings
 from engine.wire.codec import Codec, default_codec
 
@@ -26,11 +28,13 @@ def load_settings() -> Settings:
 
 
 def bootstrap(settings: Settings) -> str:
-    """The broker address, or exit 2 saying how to get one."""
+    """The broker address, or exit 2 saying how to get one (or that it refused us)."""
     try:
-        return resolve_bootstrap(settings)
-    except BrokerError as exc:
-        err.print(f"[red]{exc}[/red]")
+        address = resolve_bootstrap(settings)
+        asyncio.run(check_connection(settings.with_bootstrap(address)))
+        return address
+    except (BrokerError, ClusterRefused) as exc:
+        err.print(str(exc), style="red", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 

@@ -26,6 +26,7 @@ from rich.table import Table
 from engine.ops.reconciliation import ReadBack, Tally, all_settled, summarize
 from engine.posting.routing import DenialRouting
 from engine.runtime.broker import _die_with_parent, running_broker_address
+from engine.runtime.kafka import ClusterRefused, check_connection, connection_environment, resolve_idempotence
 from engine.runtime.local_broker import run_broker
 from engine.settings import Settings
 from engine.wire.codec import default_codec
@@ -78,7 +79,8 @@ def start_worker(settings: Settings, bootstrap_servers: str, command: tuple[str,
     (``worker.log``), off the live screen."""
     env = {**os.environ, "CLAIMS_KAFKA_BOOTSTRAP": bootstrap_servers, "CLAIMS_TOPIC_PREFIX": settings.topic_prefix,
            "CLAIMS_APP_ID": settings.app_id, "CLAIMS_SEED": str(settings.seed),
-           "CLAIMS_STATE_DIR": str(settings.state_dir)}
+           "CLAIMS_STATE_DIR": str(settings.state_dir), "CLAIMS_IDEMPOTENCE": settings.idempotence,
+           **connection_environment(settings)}
     log_path = log_path or settings.worker_log_file
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log_file:
@@ -193,7 +195,12 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
     t0 = time.monotonic()
     async with broker_for(settings) as bootstrap:
         console.print(f"broker: {bootstrap}")
-        report = await apply_topics(bootstrap, load_topics(settings))
+        try:
+            await check_connection(settings.with_bootstrap(bootstrap))
+        except ClusterRefused as exc:
+            raise RunFailed(str(exc)) from None
+        settings = await resolve_idempotence(settings, bootstrap)  # asked once; the children inherit it
+        report = await apply_topics(settings.with_bootstrap(bootstrap), load_topics(settings))
         console.print(f"topics: {report.lines()[-1]}")
         worker = start_worker(settings, bootstrap)
         console.print(f"worker: pid {worker.pid}, log {settings.worker_log_file}")

@@ -13,12 +13,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import ConsumerRecord
 
 from engine.coding.review import WorkItem, fold_items
 from engine.model.events import CodingAction, CodingReviewItem
-from engine.runtime.kafka import assign_all, make_producer, read_to_highwater
+from engine.runtime.kafka import assign_all, make_consumer, make_producer, read_to_highwater
 from engine.runtime.stages import utcnow
 from engine.settings import Settings
 from engine.wire.codec import Codec
@@ -38,8 +37,8 @@ class QueueReader:
 
     async def __aenter__(self) -> QueueReader:
         self._logical = {self.settings.topic(t): t for t in QUEUE_TOPICS}
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False,
-                                          auto_offset_reset="earliest")
+        self._consumer = make_consumer(self.settings.with_bootstrap(self.bootstrap_servers),
+                                       auto_offset_reset="earliest")
         await self._consumer.start()
         self._partitions = await assign_all(self._consumer, list(self._logical))
         await self.refresh()

@@ -37,6 +37,7 @@ from engine.ops.metrics import (
 )
 from engine.ops.reconciliation import COUNTED_TOPICS, ReadBack, summarize
 from engine.posting.routing import DenialRouting
+from engine.runtime.kafka import make_admin
 from engine.settings import Settings
 from engine.wire.codec import Codec
 from engine.wire.topics import Topic
@@ -68,7 +69,7 @@ class Monitor:
         """Connect (the reader, if it is ours, and the admin client for lag); no sampling."""
         if self.owns_reader:
             await self.readback.start()
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        self._admin = make_admin(self.settings.with_bootstrap(self.bootstrap))
         await self._admin.start()
 
     async def start(self) -> None:

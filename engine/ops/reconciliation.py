@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from engine.coding.review import VERDICTS
 from engine.denials.work_items import FoldedQueues, WorkItemAccounting, fold_work_items, work_item_accounting
 from engine.model.events import DenialAction, DenialWorkItem, Remittance
 from engine.ops.metrics import Latencies, Outstanding
 from engine.posting.routing import DenialRouting, denied_sum
-from engine.runtime.kafka import assign_all, read_to_highwater
+from engine.runtime.kafka import assign_all, make_consumer, read_to_highwater
 from engine.settings import Settings
 from engine.wire.codec import Codec, UndecodableEvent, from_record
 from engine.wire.topics import Topic
@@ -488,12 +488,8 @@ class ReadBack:
         self.settings = settings
         self.codec = codec
         self.logical = {settings.topic(t): t for t in (*COUNTED_TOPICS, *denial_queues)}
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=4 * 1024 * 1024,
-        )
+        self.consumer = make_consumer(settings.with_bootstrap(bootstrap_servers), auto_offset_reset="earliest",
+                                      max_partition_fetch_bytes=4 * 1024 * 1024)
         self.tally = Tally(not_denials=DenialRouting.load(settings.denial_routing_file).not_denials)
         self.partitions: list[TopicPartition] = []
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import faust
 from faust.types import EventT
 
-from engine.runtime.kafka import SendFn, produce_emits
+from engine.runtime.kafka import SendFn, produce_emits, ssl_context
 from engine.runtime.stages import SourceMessage, Stage, StageResult
 from engine.settings import Settings
 from engine.wire.codec import Codec
@@ -50,17 +50,43 @@ def make_faust_app(settings: Settings, app_id: str, bootstrap_servers: str) -> f
         producer_linger=settings.producer_linger_ms / 1000,
         producer_max_batch_size=settings.producer_max_batch_bytes,
         producer_acks=-1,
+        producer_max_request_size=settings.max_request_bytes,
+        consumer_max_fetch_size=max(settings.max_request_bytes, 1 << 20),
         stream_wait_empty=False,
         stream_buffer_maxsize=settings.batch_max * 4,
+        broker_credentials=faust_credentials(settings),
+        broker_request_timeout=max(settings.request_timeout_ms / 1000, settings.session_timeout_s + 1),
         web_enabled=False,
         table_standby_replicas=0,
     )
+
+    if settings.idempotence == "on":
+        _idempotent_producer(app)
 
     @app.on_after_configured.connect
     def _quiet(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:  # pragma: no cover - faust signal
         logging.getLogger().setLevel(settings.log_level)
 
     return app
+
+
+def faust_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """The same TLS and SASL as the aiokafka clients (``client_options``), as faust takes them."""
+    if settings.security_protocol == "PLAINTEXT":
+        return None
+    context = ssl_context(settings) if settings.security_protocol.endswith("SSL") else None
+    if settings.security_protocol.startswith("SASL_"):
+        return faust.SASLCredentials(username=settings.sasl_username, password=settings.sasl_password,
+                                     ssl_context=context, mechanism=settings.sasl_mechanism)
+    return faust.SSLCredentials(context)
+
+
+def _idempotent_producer(app: faust.App) -> None:
+    """faust asks aiokafka for idempotence only in its transaction mode; our producer is
+    idempotent whenever the broker supports it (``Settings.idempotence``)."""
+    producer = typing.cast(Any, app.producer)
+    extra = producer._settings_extra
+    producer._settings_extra = lambda: {**extra(), "enable_idempotence": True}
 
 
 def string_table(app: faust.App, name: str) -> Any:

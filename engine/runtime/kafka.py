@@ -4,11 +4,19 @@ producer/consumer factories tuned for Tansu, and producing a stage's emits."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TypeVar
+from dataclasses import replace
+from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.conn import create_conn
+from aiokafka.errors import KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanismError, for_code
+from aiokafka.helpers import create_ssl_context
+from aiokafka.protocol.transaction import InitProducerIdRequest
 from aiokafka.structs import ConsumerRecord
 
 from engine.runtime import kafka_compat
@@ -19,16 +27,66 @@ from engine.wire.topics import Topic
 
 kafka_compat.apply()
 
+log = logging.getLogger(__name__)
+
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """TLS and SASL for an aiokafka client (producer, consumer, admin), from ``settings``."""
+    options: dict[str, Any] = {"security_protocol": settings.security_protocol}
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = ssl_context(settings)
+    if settings.security_protocol.startswith("SASL_"):
+        options.update(sasl_mechanism=settings.sasl_mechanism, sasl_plain_username=settings.sasl_username,
+                       sasl_plain_password=settings.sasl_password)
+    return options
+
+
+def connection_environment(settings: Settings) -> dict[str, str]:
+    """The settings a child process needs to reach the same cluster the same way."""
+    return {
+        "CLAIMS_KAFKA_SECURITY_PROTOCOL": settings.security_protocol,
+        "CLAIMS_KAFKA_SASL_MECHANISM": settings.sasl_mechanism,
+        "CLAIMS_KAFKA_SASL_USERNAME": settings.sasl_username,
+        "CLAIMS_KAFKA_SASL_PASSWORD": settings.sasl_password,
+        "CLAIMS_KAFKA_SSL_CA": settings.ssl_cafile,
+        "CLAIMS_KAFKA_SSL_CERT": settings.ssl_certfile,
+        "CLAIMS_KAFKA_SSL_KEY": settings.ssl_keyfile,
+    }
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=settings.ssl_cafile or None, certfile=settings.ssl_certfile or None,
+        keyfile=settings.ssl_keyfile or None)
+    return context
+
+
+def make_admin(settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                               request_timeout_ms=settings.request_timeout_ms, **client_options(settings))
+
+
+def make_consumer(settings: Settings, **config: Any) -> AIOKafkaConsumer:
+    """A consumer outside any group (reading topics whole, the read-back)."""
+    defaults: dict[str, Any] = {"enable_auto_commit": False,
+                                "max_partition_fetch_bytes": max(settings.max_request_bytes, 1 << 20)}
+    return AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
+                            **{**defaults, **client_options(settings), **config})
+
 
 def make_producer(settings: Settings, bootstrap_servers: str) -> AIOKafkaProducer:
-    # acks=all and no idempotence: Tansu answers aiokafka's InitProducerId v0 with an
-    # error (BROKER.md), so delivery is at-least-once and every stage is idempotent.
+    """acks=all; idempotent when ``settings.idempotence`` is ``on`` (``resolve_idempotence``:
+    Kafka yes, Tansu no). Either way every stage absorbs a redelivery (at-least-once)."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         acks="all",
         linger_ms=settings.producer_linger_ms,
         max_batch_size=settings.producer_max_batch_bytes,
-        enable_idempotence=False,
+        max_request_size=settings.max_request_bytes,
+        request_timeout_ms=settings.request_timeout_ms,
+        retry_backoff_ms=settings.retry_backoff_ms,
+        enable_idempotence=settings.idempotence == "on",
+        **client_options(settings),
     )
 
 
@@ -44,6 +102,10 @@ def make_group_consumer(
         session_timeout_ms=int(settings.session_timeout_s * 1000),
         heartbeat_interval_ms=int(settings.heartbeat_interval_s * 1000),
         max_poll_records=settings.batch_max,
+        max_partition_fetch_bytes=max(settings.max_request_bytes, 1 << 20),
+        request_timeout_ms=max(settings.request_timeout_ms, int(settings.session_timeout_s * 1000) + 1000),
+        retry_backoff_ms=settings.retry_backoff_ms,
+        **client_options(settings),
     )
 
 
@@ -136,11 +198,10 @@ async def read_to_highwater(
     raise TimeoutError(f"not read to the high watermark of {len(partitions)} partitions in {timeout_s}s")
 
 
-async def read_topic(bootstrap_servers: str, topic: str, timeout_s: float = 30.0
-                     ) -> list[ConsumerRecord[bytes, bytes]]:
+async def read_topic(settings: Settings, topic: str, timeout_s: float = 30.0) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record on ``topic`` now, without a consumer group: read to each partition's
-    fetch high watermark, bounded by ``timeout_s``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    fetch high watermark, bounded by ``timeout_s`` (on ``settings.bootstrap_servers``)."""
+    consumer = make_consumer(settings)
     await consumer.start()
     try:
         partitions = await assign_all(consumer, [topic])
@@ -191,9 +252,64 @@ async def read_events(settings: Settings, bootstrap_servers: str, codec: Codec, 
     """Every event of ``event_type`` on the logical ``topic`` now (``read_topic``), decoded; a
     record that does not decode is skipped: the stage that met it dead-lettered it."""
     decoded = []
-    for record in await read_topic(bootstrap_servers, settings.topic(topic)):
+    for record in await read_topic(settings.with_bootstrap(bootstrap_servers), settings.topic(topic)):
         try:
             decoded.append(codec.decode(record.value, event_type))
         except UndecodableEvent:
             continue
     return decoded
+
+
+async def broker_supports_idempotence(settings: Settings) -> bool:
+    """Whether the broker hands aiokafka a producer id (InitProducerId v0, as aiokafka's
+    idempotent producer asks): Kafka does; Tansu answers UNKNOWN_SERVER_ERROR (BROKER.md)."""
+    client = AIOKafkaClient(bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=5000,
+                            **client_options(settings))
+    try:
+        await client.bootstrap()
+        for _ in range(50):  # a fresh Kafka answers COORDINATOR_LOAD_IN_PROGRESS for a while
+            response = await client.send(client.get_random_node(), InitProducerIdRequest(None, 60_000))
+            code = int(response.error_code)
+            if code == 0 or not for_code(code).retriable:
+                return code == 0
+            await asyncio.sleep(0.2)
+        return False
+    except KafkaError:
+        return False
+    finally:
+        await client.close()
+
+
+async def resolve_idempotence(settings: Settings, bootstrap_servers: str) -> Settings:
+    """``CLAIMS_IDEMPOTENCE=auto`` made ``on`` or ``off`` for this broker, once per process
+    (the children of ``claims run`` inherit the answer)."""
+    if settings.idempotence != "auto":
+        return settings
+    supported = await broker_supports_idempotence(settings.with_bootstrap(bootstrap_servers))
+    log.info("broker at %s %s idempotent producers", bootstrap_servers, "supports" if supported else "refuses")
+    return replace(settings, idempotence="on" if supported else "off")
+
+
+class ClusterRefused(RuntimeError):
+    """The cluster refused this client's TLS handshake or SASL credentials (one line)."""
+
+
+async def check_connection(settings: Settings) -> None:
+    """Connect once the way every client will, so a wrong password or CA is one clear line
+    (``ClusterRefused``) instead of every client's retries in the log. Unreachable brokers
+    are left to the clients, which wait for them."""
+    if settings.security_protocol == "PLAINTEXT":
+        return
+    host, _, port = settings.bootstrap_servers.split(",")[0].strip().rpartition(":")
+    options = client_options(settings)
+    try:
+        conn = await create_conn(host, int(port), request_timeout_ms=settings.request_timeout_ms, **options)
+    except (ssl.SSLError, SaslAuthenticationFailed, UnsupportedSaslMechanismError) as exc:
+        who = (f"user {settings.sasl_username!r} ({settings.sasl_mechanism})"
+               if settings.security_protocol.startswith("SASL_") else "this client")
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ClusterRefused(f"Kafka at {host}:{port} refused {who} over {settings.security_protocol}: "
+                             f"{reason}") from None
+    except (TimeoutError, OSError, KafkaError):
+        return
+    conn.close()

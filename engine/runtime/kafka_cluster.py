@@ -17,10 +17,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from aiokafka import AIOKafkaClient
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
 
 from engine.runtime.broker import BrokerError, _die_with_parent, free_loopback_port
 from engine.settings import PROJECT_ROOT
@@ -111,6 +113,68 @@ def ensure_classpath(lib_root: Path, pom: Path = POM) -> Path:
     return lib
 
 
+@dataclass(frozen=True)
+class ListenerSecurity:
+    """TLS and SASL on the client listener (also the inter-broker one): PEM files and the
+    users it knows, PLAIN from the JAAS line and SCRAM written at format time."""
+
+    protocol: str  # SSL, SASL_PLAINTEXT or SASL_SSL
+    ca_file: Path | None = None  # PEM: the CA clients and brokers trust
+    key_file: Path | None = None  # PEM: the brokers' private key (PKCS#8, unencrypted)
+    cert_file: Path | None = None  # PEM: the brokers' certificate chain
+    client_auth: str = "none"  # required: clients must present a certificate the CA signed
+    users: Mapping[str, str] = field(default_factory=dict)  # name -> password, for PLAIN and SCRAM
+    mechanisms: tuple[str, ...] = ("PLAIN", "SCRAM-SHA-512")
+    admin: str = "admin"  # the brokers' own user (inter-broker, the launcher's checks)
+
+    def broker_properties(self) -> dict[str, str]:
+        listener = self.protocol.lower()
+        props: dict[str, str] = {}
+        if self.protocol in ("SSL", "SASL_SSL"):
+            if self.key_file is None or self.cert_file is None or self.ca_file is None:
+                raise BrokerError(f"{self.protocol} needs the CA, the brokers' key and their certificate")
+            keystore = self.key_file.with_name("broker-keystore.pem")  # key, then its chain: one file
+            keystore.write_text(self.key_file.read_text().strip() + "\n" + self.cert_file.read_text())
+            props.update({
+                "ssl.keystore.type": "PEM",
+                "ssl.keystore.location": str(keystore),
+                "ssl.truststore.type": "PEM",
+                "ssl.truststore.location": str(self.ca_file),
+                "ssl.client.auth": self.client_auth,
+            })
+        if self.protocol.startswith("SASL_"):
+            plain_users = " ".join(f'user_{name}="{password}"' for name, password in self.users.items())
+            props.update({
+                "sasl.enabled.mechanisms": ",".join(self.mechanisms),
+                "sasl.mechanism.inter.broker.protocol": "PLAIN",
+                f"listener.name.{listener}.plain.sasl.jaas.config":
+                    "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                    f'username="{self.admin}" password="{self.users[self.admin]}" {plain_users};',
+            })
+            for mechanism in self.mechanisms:
+                if mechanism.startswith("SCRAM-"):
+                    props[f"listener.name.{listener}.{mechanism.lower()}.sasl.jaas.config"] = (
+                        "org.apache.kafka.common.security.scram.ScramLoginModule required;")
+        return props
+
+    def scram_arguments(self) -> list[str]:
+        """``StorageTool format --add-scram`` for every user and SCRAM mechanism."""
+        return [argument for mechanism in self.mechanisms if mechanism.startswith("SCRAM-")
+                for name, password in self.users.items()
+                for argument in ("--add-scram", f"{mechanism}=[name={name},password={password}]")]
+
+    def admin_client_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"security_protocol": self.protocol}
+        if self.protocol in ("SSL", "SASL_SSL"):
+            options["ssl_context"] = create_ssl_context(cafile=str(self.ca_file))
+            if self.client_auth == "required":
+                raise BrokerError("the launcher's checks present no client certificate: use client_auth='requested'")
+        if self.protocol.startswith("SASL_"):
+            options.update(sasl_mechanism="PLAIN", sasl_plain_username=self.admin,
+                           sasl_plain_password=self.users[self.admin])
+        return options
+
+
 @dataclass
 class KafkaNode:
     node_id: int
@@ -157,6 +221,7 @@ class KafkaCluster:
     heap_mb: int = 512
     extra_settings: Mapping[str, str] = field(default_factory=dict)
     state_file: Path | None = None  # where other commands on this machine find it
+    security: ListenerSecurity | None = None  # the client listener's TLS/SASL; None: PLAINTEXT
     members: list[KafkaNode] = field(default_factory=list)
     cluster_id: str = ""
     _classpath: str = ""
@@ -164,6 +229,11 @@ class KafkaCluster:
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(node.address for node in self.members)
+
+    @property
+    def client_options(self) -> dict[str, Any]:
+        """How the launcher's own checks connect: as the cluster's admin user."""
+        return self.security.admin_client_options() if self.security else {}
 
     @property
     def replication_factor(self) -> int:
@@ -229,17 +299,19 @@ class KafkaCluster:
 
     def node_properties(self, node: KafkaNode) -> dict[str, str]:
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.members)
+        protocol = self.security.protocol if self.security else "PLAINTEXT"
         return {
             "process.roles": "broker,controller",
             "node.id": str(node.node_id),
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{node.broker_port},CONTROLLER://127.0.0.1:{node.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.broker_port}",
+            "listeners": f"{protocol}://127.0.0.1:{node.broker_port},CONTROLLER://127.0.0.1:{node.controller_port}",
+            "advertised.listeners": f"{protocol}://127.0.0.1:{node.broker_port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": protocol,
+            "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{protocol}:{protocol}",
             "log.dirs": str(node.data_dir),
             **broker_settings(self.nodes),
+            **(self.security.broker_properties() if self.security else {}),
             **self.extra_settings,
         }
 
@@ -252,7 +324,8 @@ class KafkaCluster:
         self._write_config(node)
         result = subprocess.run(
             self._java_command("kafka.tools.StorageTool", "format", "-t", self.cluster_id,
-                               "-c", str(node.config_file), "--ignore-formatted"),
+                               "-c", str(node.config_file), "--ignore-formatted",
+                               *(self.security.scram_arguments() if self.security else ())),
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
@@ -284,7 +357,7 @@ class KafkaCluster:
                 last = "no node listening yet"
                 await asyncio.sleep(0.1)
                 continue
-            client = AIOKafkaClient(bootstrap_servers=",".join(live), request_timeout_ms=3000)
+            client = AIOKafkaClient(bootstrap_servers=",".join(live), request_timeout_ms=3000, **self.client_options)
             try:
                 await client.bootstrap()
                 last = f"{len(client.cluster.brokers())} of {want} brokers registered"
@@ -303,7 +376,8 @@ class KafkaCluster:
         deadline = time.monotonic() + timeout_s
         lagging: list[str] = []
         while time.monotonic() < deadline:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000)
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000,
+                                        **self.client_options)
             try:
                 await admin.start()
                 described = await admin.describe_topics(await admin.list_topics())
@@ -319,7 +393,8 @@ class KafkaCluster:
         raise BrokerError(f"replicas not in sync within {timeout_s}s: {', '.join(lagging[:5])}")
 
     async def leader_of(self, topic: str, partition: int = 0) -> int:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers, request_timeout_ms=5000,
+                                    **self.client_options)
         await admin.start()
         try:
             (described,) = await admin.describe_topics([topic])

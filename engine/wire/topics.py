@@ -192,12 +192,15 @@ class ApplyReport:
         return out
 
 
-async def apply_topics(bootstrap_servers: str, specs: dict[str, TopicSpec]) -> ApplyReport:
-    """Create missing topics; compare existing ones with the declaration.
+async def apply_topics(settings: Settings, specs: dict[str, TopicSpec]) -> ApplyReport:
+    """Create missing topics on ``settings.bootstrap_servers``; compare existing ones with
+    the declaration.
 
     Never deletes or repartitions: drift is reported for a human to decide.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    from engine.runtime.kafka import make_admin  # the runtime imports this module's enums
+
+    admin = make_admin(settings)
     await admin.start()
     try:
         brokers = len((await admin.describe_cluster())["brokers"])

@@ -4,6 +4,7 @@ and the pure function it runs; the tables they keep; and the faust app that feed
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +22,7 @@ from engine.posting.ledger import post_remittance
 from engine.posting.routing import DenialRouting
 from engine.reference.codesets import warm_up
 from engine.runtime.faust_app import add_stages, make_faust_app, run_app, string_table
+from engine.runtime.kafka import resolve_idempotence
 from engine.runtime.stages import Emit, SourceMessage, Stage
 from engine.settings import Settings
 from engine.wire.codec import Codec, default_codec
@@ -120,4 +122,5 @@ def make_app(settings: Settings, bootstrap_servers: str) -> faust.App:
 
 def run_worker(settings: Settings, bootstrap_servers: str) -> None:
     """Run the engine's agents in this process until SIGTERM/SIGINT."""
+    settings = asyncio.run(resolve_idempotence(settings, bootstrap_servers))
     run_app(make_app(settings, bootstrap_servers), settings)

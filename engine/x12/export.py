@@ -17,7 +17,8 @@ from engine.x12.segments import MAX_CONTROL_NUMBER  # the counter wraps after 99
 async def submitted_claims(settings: Settings, bootstrap_servers: str, codec: Codec,
                            since: datetime | None = None) -> list[ClaimSubmitted]:
     """Every claim on claims-submitted (submitted at or after ``since``), oldest first."""
-    records = await read_topic(bootstrap_servers, settings.topic(Topic.CLAIMS_SUBMITTED), timeout_s=120.0)
+    records = await read_topic(settings.with_bootstrap(bootstrap_servers), settings.topic(Topic.CLAIMS_SUBMITTED),
+                               timeout_s=120.0)
     claims = [codec.decode(r.value, ClaimSubmitted) for r in records]
     chosen = [c for c in claims if since is None or c.submitted_at >= since]
     return sorted(chosen, key=lambda c: (c.submitted_at, c.claim_id))

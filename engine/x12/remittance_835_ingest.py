@@ -24,7 +24,7 @@ async def ingest_reference(settings: Settings, bootstrap: str, codec: Codec
     numbers already posted (remittances), read concurrently."""
     claims, records = await asyncio.gather(
         submitted_claims(settings, bootstrap, codec),
-        read_topic(bootstrap, settings.topic(Topic.REMITTANCES), timeout_s=120.0),
+        read_topic(settings.with_bootstrap(bootstrap), settings.topic(Topic.REMITTANCES), timeout_s=120.0),
     )
     return pcn_index(claims), known_claims(codec.decode(r.value, Remittance) for r in records)
 

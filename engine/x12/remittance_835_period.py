@@ -39,7 +39,7 @@ def select_remittances(remittances: Iterable[Remittance], start: date | None = N
 async def remittances_for_period(settings: Settings, bootstrap: str, codec: Codec, start: date | None,
                                  end: date | None, payer: str | None) -> list[Remittance]:
     """Every remittance on the ``remittances`` topic paid in [start, end] by ``payer``."""
-    records = await read_topic(bootstrap, settings.topic(Topic.REMITTANCES), timeout_s=120.0)
+    records = await read_topic(settings.with_bootstrap(bootstrap), settings.topic(Topic.REMITTANCES), timeout_s=120.0)
     return select_remittances((codec.decode(r.value, Remittance) for r in records), start, end, payer)
 
 

@@ -18,6 +18,7 @@ Four agents and a timer:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import MutableMapping
@@ -43,7 +44,7 @@ from engine.runtime.faust_app import (
     string_table,
     track_table_changelogs,
 )
-from engine.runtime.kafka import produce_emits
+from engine.runtime.kafka import produce_emits, resolve_idempotence
 from engine.runtime.stages import Emit, ProcessingError, SourceMessage, Stage
 from engine.settings import Settings
 from engine.wire.codec import Codec, default_codec
@@ -241,4 +242,5 @@ def make_payer_app(settings: Settings, bootstrap_servers: str) -> faust.App:
 
 def run_payer(settings: Settings, bootstrap_servers: str) -> None:
     """Run the payer simulator in this process until SIGTERM/SIGINT."""
+    settings = asyncio.run(resolve_idempotence(settings, bootstrap_servers))
     run_app(make_payer_app(settings, bootstrap_servers), settings)

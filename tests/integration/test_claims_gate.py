@@ -23,7 +23,7 @@ from engine.x12.export import submitted_claims
 from engine.x12.validation import validate_837p
 from simulators.ehr import ELIGIBILITY_KINDS, EXPECTED_SCRUB_RULE, SCRUB_KINDS, plan_encounters, practice_for
 from simulators.payer.adjudication import PayerBook
-from tests.fixtures.kafka import SettingsFactory, read_topic
+from tests.fixtures.kafka import SettingsFactory, on_broker, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +38,7 @@ X12_FIELDS = ("patient_control_number", "frequency_code", "original_claim_id", "
               "patient_sex")
 
 
+@on_broker("tansu")
 async def test_a_run_with_lapsed_coverage_and_bad_data_holds_rejects_and_exports_clean_x12(
     settings_factory: SettingsFactory, tmp_path: Path
 ) -> None:
@@ -65,9 +66,9 @@ async def test_a_run_with_lapsed_coverage_and_bad_data_holds_rejects_and_exports
     # Every held or rejected encounter is findable, with the reason meant for it.
     bootstrap = settings.bootstrap_servers
     held = {codec.decode(r.value, FrontDeskItem).encounter_id: codec.decode(r.value, FrontDeskItem)
-            for r in await read_topic(bootstrap, settings.topic("front-desk"))}
+            for r in await read_topic(settings, settings.topic("front-desk"))}
     rejected = {codec.decode(r.value, ScrubRejected).encounter_id: codec.decode(r.value, ScrubRejected)
-                for r in await read_topic(bootstrap, settings.topic("scrub-rejected"))}
+                for r in await read_topic(settings, settings.topic("scrub-rejected"))}
     for record in planned:
         if record.kind in ELIGIBILITY_KINDS:
             assert held[record.encounter_id].reason

@@ -71,7 +71,7 @@ async def test_ctrl_c_midway_leaves_no_broker_or_worker(tmp_path: Path) -> None:
         bootstrap = state["bootstrap_servers"]
         deadline = time.monotonic() + 90
         codec = default_codec(Settings().schemas_dir)
-        while not [r for r in await read_topic(bootstrap, "claims.claim-status")
+        while not [r for r in await read_topic(Settings().with_bootstrap(bootstrap), "claims.claim-status")
                    if codec.decode(r.value, ClaimStatus).status == ClaimState.PAID]:
             assert time.monotonic() < deadline, "no claim got paid within 90 s"
             await asyncio.sleep(0.5)  # polling the topic, bounded by the deadline

@@ -75,17 +75,16 @@ async def _every_bad_encounter_is_findable(settings: Settings, planned: list) ->
     """Each bad encounter is in the dead-letter topic (with the exact bytes found at its
     source offset) or in the coding-review queue (with the original event)."""
     codec = default_codec(settings.schemas_dir)
-    bootstrap = settings.bootstrap_servers
-    sent = {(r.partition, r.offset): r for r in await read_topic(bootstrap, settings.topic("encounters"))}
+    sent = {(r.partition, r.offset): r for r in await read_topic(settings, settings.topic("encounters"))}
     letters = {
         letter.source_key: letter
         for letter in (codec.decode(r.value, DeadLetter)
-                       for r in await read_topic(bootstrap, settings.topic("dead-letter")))
+                       for r in await read_topic(settings, settings.topic("dead-letter")))
     }
     reviews = {
         item.encounter_id: item
         for item in (codec.decode(r.value, CodingReviewItem)
-                     for r in await read_topic(bootstrap, settings.topic("coding-review")))
+                     for r in await read_topic(settings, settings.topic("coding-review")))
     }
     for record in planned:
         if record.kind in UNREADABLE_KINDS:
@@ -102,5 +101,5 @@ async def _every_bad_encounter_is_findable(settings: Settings, planned: list) ->
 
 
 async def _no_claim_id_twice(settings: Settings) -> None:
-    keys = [r.key for r in await read_topic(settings.bootstrap_servers, settings.topic("claims-submitted"))]
+    keys = [r.key for r in await read_topic(settings, settings.topic("claims-submitted"))]
     assert keys and len(keys) == len(set(keys))

@@ -122,11 +122,11 @@ async def test_a_corrected_item_reaches_a_remittance_and_a_query_waits_for_its_a
         assert fixed.returncode == 0, fixed.stderr
         assert "RESOLVED" in fixed.stdout
 
-        submitted = await wait_for_record(settings.bootstrap_servers, settings.topic("claims-submitted"),
+        submitted = await wait_for_record(settings, settings.topic("claims-submitted"),
                                           lambda r: r.key is not None and b"ENC-CR-1" in (r.value or b""), WAIT_S)
         claim = codec.decode(submitted.value, ClaimSubmitted)
         assert claim.encounter_id == "ENC-CR-1" and claim.diagnoses == ["M54.50"]
-        remitted = await wait_for_record(settings.bootstrap_servers, settings.topic("remittances"),
+        remitted = await wait_for_record(settings, settings.topic("remittances"),
                                          lambda r: r.key == claim.claim_id.encode(), WAIT_S)
         assert codec.decode(remitted.value, Remittance).encounter_id == "ENC-CR-1"
 

@@ -19,12 +19,13 @@ from engine.model.events import DenialAction, DenialWorkItem
 from engine.posting.routing import DenialRouting
 from engine.runtime.kafka import read_events
 from engine.wire.codec import default_codec
-from tests.fixtures.kafka import SettingsFactory
+from tests.fixtures.kafka import SettingsFactory, on_broker
 from tests.integration.test_coding_review import claims
 
 pytestmark = pytest.mark.integration
 
 
+@on_broker("tansu")
 async def test_a_biller_works_the_queues_of_a_seeded_run(settings_factory: SettingsFactory) -> None:
     settings = settings_factory()
     codec = default_codec(settings.schemas_dir)

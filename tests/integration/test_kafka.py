@@ -1,7 +1,8 @@
 """engine.runtime.kafka and its client fixes (engine.runtime.kafka_compat) against a real broker: a
 consumer that stops leaves its group even from the first generation (Tansu numbers it 0,
 and aiokafka alone would not leave it); a partition without a committed offset is read
-again from its beginning after faust's recovery seek."""
+again from its beginning after faust's recovery seek; whether the broker takes idempotent
+producers is asked, not assumed."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import asyncio
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from engine.runtime.kafka import make_group_consumer, make_producer
+from engine.runtime.kafka import broker_supports_idempotence, make_group_consumer, make_producer
 from engine.runtime.kafka_compat import seek_to_committed_or_beginning
 from engine.settings import Settings
+from tests.fixtures.kafka import Backend
 
 pytestmark = pytest.mark.integration
 
@@ -77,3 +79,10 @@ async def test_the_recovery_seek_rereads_a_partition_that_has_no_committed_offse
         assert await consumer.position(partition_1) == 0
     finally:
         await consumer.stop()
+
+
+async def test_the_broker_is_asked_whether_it_takes_idempotent_producers(backend: Backend) -> None:
+    """Kafka hands out producer ids (after its coordinator loaded); Tansu 0.6.0 answers
+    aiokafka's InitProducerId v0 with an error, so producers there are plain at-least-once."""
+    supported = await broker_supports_idempotence(Settings().with_bootstrap(backend.bootstrap_servers))
+    assert supported is (backend.name == "kafka")

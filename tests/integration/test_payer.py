@@ -96,7 +96,7 @@ async def _until(settings: Settings, codec: Codec, topic: str, event_type: type,
     in CI can be read without a rerun."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
-        events = [codec.decode(r.value, event_type) for r in await read_topic(settings.bootstrap_servers,
+        events = [codec.decode(r.value, event_type) for r in await read_topic(settings,
                                                                                settings.topic(topic), timeout_s=2.0)]
         if done(events):
             return events

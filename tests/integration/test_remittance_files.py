@@ -22,7 +22,7 @@ from engine.runtime.kafka import read_events
 from engine.settings import Settings
 from engine.wire.codec import Codec, default_codec
 from engine.x12.validation import validate_835
-from tests.fixtures.kafka import SettingsFactory, read_topic
+from tests.fixtures.kafka import SettingsFactory, on_broker, read_topic
 from tests.integration.test_coding_review import claims
 
 pytestmark = pytest.mark.integration
@@ -43,7 +43,7 @@ async def _caught_up(settings: Settings, group_id: str, topic: str) -> None:
     try:
         async with asyncio.timeout(WAIT_S):
             while True:
-                records = await read_topic(settings.bootstrap_servers, settings.topic(topic), timeout_s=5.0)
+                records = await read_topic(settings, settings.topic(topic), timeout_s=5.0)
                 ends = Counter[int]()
                 for r in records:
                     ends[r.partition] = max(ends[r.partition], r.offset + 1)
@@ -56,6 +56,7 @@ async def _caught_up(settings: Settings, group_id: str, topic: str) -> None:
         await admin.close()
 
 
+@on_broker("kafka")
 async def test_an_exported_835_validates_and_ingests_back_into_the_same_remittances(
         settings_factory: SettingsFactory, tmp_path: Path) -> None:
     settings = settings_factory()
@@ -65,7 +66,7 @@ async def test_an_exported_835_validates_and_ingests_back_into_the_same_remittan
     summary = await run_closed_loop(settings, options, Console(file=io.StringIO()))
     assert summary["settled"] is True
     original = await _events(settings, codec, "remittances", Remittance)
-    statuses_before = len(await read_topic(settings.bootstrap_servers, settings.topic("claim-status"), timeout_s=10.0))
+    statuses_before = len(await read_topic(settings, settings.topic("claim-status"), timeout_s=10.0))
     assert original and statuses_before
 
     exported = tmp_path / "loop.835"

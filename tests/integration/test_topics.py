@@ -15,9 +15,9 @@ pytestmark = pytest.mark.integration
 async def test_apply_creates_every_declared_topic_then_is_a_no_op(settings_factory: SettingsFactory) -> None:
     settings = settings_factory()
     specs = load_topics(settings)
-    first = await apply_topics(settings.bootstrap_servers, specs)
+    first = await apply_topics(settings, specs)
     assert sorted(first.created) == sorted(s.name for s in specs.values())
-    second = await apply_topics(settings.bootstrap_servers, specs)
+    second = await apply_topics(settings, specs)
     assert second.created == [] and second.drift == []
     assert sorted(second.unchanged) == sorted(first.created)
 
@@ -46,7 +46,7 @@ async def test_drift_is_reported_and_data_kept(settings_factory: SettingsFactory
     await producer.send_and_wait(encounters, b"keep me", key=b"k")
     await producer.stop()
 
-    report = await apply_topics(settings.bootstrap_servers, specs)
+    report = await apply_topics(settings, specs)
     assert f"{encounters}: 4 partitions, declared 8" in report.drift
     assert encounters not in report.created
-    assert [r.value for r in await read_topic(settings.bootstrap_servers, encounters)] == [b"keep me"]
+    assert [r.value for r in await read_topic(settings, encounters)] == [b"keep me"]

@@ -30,7 +30,7 @@ from engine.settings import Settings
 from engine.web.app import WebServer
 from engine.wire.codec import default_codec
 from simulators.payer.adjudication import PayerBook
-from tests.fixtures.kafka import SettingsFactory
+from tests.fixtures.kafka import SettingsFactory, on_broker
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +70,7 @@ async def follow(page: Page, selector: str) -> None:
         await page.click(selector)
 
 
+@on_broker("kafka")
 async def test_a_biller_resubmits_a_denied_claim_in_the_browser_and_sees_it_paid(
         settings_factory: SettingsFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     if not Path(CHROMIUM).is_file():
