@@ -1,5 +1,6 @@
-"""aiokafka plumbing shared by the simulators, the read-back monitor and the CLI:
-producer/consumer factories tuned for Tansu, and producing a stage's emits."""
+"""aiokafka plumbing shared by the simulators, the read-back monitor and the CLI: every
+client's factory (one configuration for Tansu and Apache Kafka: acks, idempotence, sizes,
+timeouts, TLS and SASL), reading topics whole, and producing a stage's emits."""
 
 from __future__ import annotations
 
