@@ -211,9 +211,9 @@ class Settings:
     def max_request_bytes(self) -> int:
         """The largest record a topic in topics.yaml takes (``max_message_bytes``): what a
         producer may send and a consumer must fetch in one partition."""
-        from engine.wire.topics import load_topics, max_message_bytes
+        from engine.wire.topics import declared_max_message_bytes
 
-        return max_message_bytes(load_topics(self))
+        return declared_max_message_bytes(self.topics_file, self.topics_env)
 
     @property
     def broker_state_file(self) -> Path:

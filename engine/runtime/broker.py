@@ -54,21 +54,27 @@ def free_loopback_port() -> int:
         return int(sock.getsockname()[1])
 
 
+async def accepts_connections(host: str, port: int) -> bool:
+    """Whether something listens on ``host:port`` (a TCP connect, no Kafka request)."""
+    try:
+        _, writer = await asyncio.open_connection(host, port)
+    except OSError:
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True
+
+
 async def wait_until_ready(bootstrap_servers: str, timeout_s: float = 15.0) -> None:
     """Wait until the broker answers a Metadata request (not merely accepts TCP)."""
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
     host, _, port = bootstrap_servers.split(",")[0].rpartition(":")
     while time.monotonic() < deadline:  # first the port, so aiokafka does not log refusals
-        try:
-            _, writer = await asyncio.open_connection(host, int(port))
-        except OSError as exc:
-            last_error = exc
-            await asyncio.sleep(0.02)
-            continue
-        writer.close()
-        await writer.wait_closed()
-        break
+        if await accepts_connections(host, int(port)):
+            break
+        last_error = ConnectionRefusedError(f"{host}:{port} accepts no connection yet")
+        await asyncio.sleep(0.02)
     while time.monotonic() < deadline:
         client = AIOKafkaClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=2000)
         try:

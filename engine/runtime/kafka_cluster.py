@@ -24,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
-from engine.runtime.broker import BrokerError, _die_with_parent, free_loopback_port
+from engine.runtime.broker import BrokerError, _die_with_parent, accepts_connections, free_loopback_port
 from engine.settings import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -352,7 +352,8 @@ class KafkaCluster:
                 if node.process is not None and node.process.poll() is not None and not node.stopped:
                     raise BrokerError(f"kafka node {node.node_id} exited with {node.process.returncode}: "
                                       f"{_tail(node.log_file)}")
-            live = [n.address for n in self.members if n.running and await _accepts(n.broker_port)]
+            live = [n.address for n in self.members
+                    if n.running and await accepts_connections("127.0.0.1", n.broker_port)]
             if not live:  # not yet listening: ask no client (it would log every refusal)
                 last = "no node listening yet"
                 await asyncio.sleep(0.1)
@@ -466,16 +467,6 @@ class KafkaCluster:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await asyncio.to_thread(self.stop)
-
-
-async def _accepts(port: int) -> bool:
-    try:
-        _, writer = await asyncio.open_connection("127.0.0.1", port)
-    except OSError:
-        return False
-    writer.close()
-    await writer.wait_closed()
-    return True
 
 
 def _terminate(node: KafkaNode, timeout_s: float) -> None:

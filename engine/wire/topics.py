@@ -5,6 +5,7 @@ reports drift)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -177,6 +178,14 @@ def load_topics(settings: Settings, path: Path | None = None) -> dict[str, Topic
 def max_message_bytes(specs: dict[str, TopicSpec]) -> int:
     """The largest record any topic takes: the producers' ``max_request_size``."""
     return max(spec.max_message_bytes for spec in specs.values())
+
+
+@functools.lru_cache(maxsize=8)
+def declared_max_message_bytes(topics_file: Path, topics_env: str) -> int:
+    """``max_message_bytes`` of a topics file, read once per process (every client asks)."""
+    from engine.settings import Settings
+
+    return max_message_bytes(load_topics(Settings(topics_file=topics_file, topics_env=topics_env)))
 
 
 @dataclass(frozen=True)
