@@ -15,7 +15,14 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.conn import create_conn
-from aiokafka.errors import KafkaError, SaslAuthenticationFailed, UnsupportedSaslMechanismError, for_code
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    UnsupportedSaslMechanismError,
+    for_code,
+)
 from aiokafka.helpers import create_ssl_context
 from aiokafka.protocol.transaction import InitProducerIdRequest
 from aiokafka.structs import ConsumerRecord
@@ -159,7 +166,27 @@ async def consume_batches(
             continue
         messages = [source_message(r) for records in batches.values() for r in records]
         await handle(messages)
-        await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+        await commit_handled(consumer, {tp: records[-1].offset + 1 for tp, records in batches.items()})
+
+
+async def commit_handled(consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
+    """Commit a handled batch's offsets for the partitions this member still owns.
+
+    A rebalance while the batch was handled (a member joined, or this one stalled past
+    its session) moves partitions away: their offsets are not committed and the new owner
+    reads those records again (every stage recognises a redelivered event by its id),
+    rather than the loop dying on the refused commit.
+    """
+    owned = consumer.assignment()
+    kept = {tp: offset for tp, offset in offsets.items() if tp in owned}
+    try:
+        if kept:
+            await consumer.commit(kept)
+    except (CommitFailedError, IllegalStateError) as refused:
+        kept = {}
+        log.warning("group rebalanced during a batch: its commit was refused (%s)", type(refused).__name__)
+    if len(kept) < len(offsets):
+        log.info("left %d partition(s) of a handled batch uncommitted for their new owner", len(offsets) - len(kept))
 
 
 async def assign_all(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[TopicPartition]:

@@ -7,14 +7,24 @@ producers is asked, not assumed."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
+from collections.abc import Sequence
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from engine.runtime.kafka import broker_supports_idempotence, make_group_consumer, make_producer
+from engine.runtime.kafka import (
+    SourceMessage,
+    broker_supports_idempotence,
+    consume_batches,
+    make_group_consumer,
+    make_producer,
+)
 from engine.runtime.kafka_compat import seek_to_committed_or_beginning
 from engine.settings import Settings
-from tests.fixtures.kafka import Backend
+from engine.wire.topics import apply_topics, load_topics
+from tests.fixtures.kafka import Backend, SettingsFactory
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +57,110 @@ async def test_a_stopping_member_of_the_first_generation_leaves_its_group(topic_
         await consumer.stop()
     assert await _members(settings, group_id) == []
 
+
+async def test_a_batch_whose_partitions_moved_during_handling_is_left_to_their_new_owner(
+    topic_settings: Settings,
+) -> None:
+    """A second member joins while the first handles a batch: the first one's commit is
+    refused (the group rebalanced), so it commits nothing for partitions it lost and goes
+    on; the newcomer reads those records again (outputs are deduplicated by event id)."""
+    settings = topic_settings
+    topic = settings.topic("encounters")
+    producer = make_producer(settings, settings.bootstrap_servers)
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(topic))
+        for partition in partitions:
+            await producer.send_and_wait(topic, f"record-{partition}".encode(), partition=partition)
+    finally:
+        await producer.stop()
+    group_id = f"{settings.app_id}-moved"
+    first = make_group_consumer(settings, settings.bootstrap_servers, group_id, topic)
+    newcomer = make_group_consumer(settings, settings.bootstrap_servers, group_id, topic)
+    stop = asyncio.Event()
+    handled: list[bytes] = []
+    await first.start()
+    try:
+
+        async def handle(messages: Sequence[SourceMessage]) -> None:
+            handled.extend(m.value for m in messages)
+            if len(handled) < len(partitions):
+                return
+            before = first._coordinator.generation
+            await newcomer.start()
+            while not newcomer.assignment() or first._coordinator.generation == before:
+                await newcomer.getmany(timeout_ms=200)
+            stop.set()  # the loop commits this batch once more, then ends
+
+        async with asyncio.timeout(WAIT_S):
+            await consume_batches(first, handle, stop)
+            moved = set(newcomer.assignment())
+            assert moved and moved.isdisjoint(first.assignment())
+            reread: set[bytes] = set()
+            expected = {f"record-{tp.partition}".encode() for tp in moved}
+            while reread != expected:
+                for records in (await newcomer.getmany(timeout_ms=200)).values():
+                    reread |= {r.value for r in records}
+        assert sorted(handled) == sorted(f"record-{p}".encode() for p in partitions)
+    finally:
+        await first.stop()
+        await newcomer.stop()
+
+
+@pytest.mark.not_on("tansu", reason="Tansu 0.6.0 never expires a silent member's session (kept 60 s, no heartbeat)")
+async def test_a_member_that_stalled_past_its_session_leaves_its_batch_to_be_read_again(
+    settings_factory: SettingsFactory,
+) -> None:
+    """The process stalls (a starved machine: the event loop blocked, no heartbeat) until
+    the broker drops it from the group; its commit is then refused. The loop goes on: it
+    rejoins and reads the uncommitted records again instead of dying."""
+    settings = settings_factory(session_timeout_s=6.0)  # Kafka's group.min.session.timeout.ms
+    await apply_topics(settings, load_topics(settings))
+    topic = settings.topic("encounters")
+    producer = make_producer(settings, settings.bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"stalled", partition=0)
+    finally:
+        await producer.stop()
+    group_id = f"{settings.app_id}-stalled"
+    consumer = make_group_consumer(settings, settings.bootstrap_servers, group_id, topic)
+    stop = asyncio.Event()
+    handled: list[bytes] = []
+    await consumer.start()
+    try:
+
+        async def handle(messages: Sequence[SourceMessage]) -> None:
+            handled.extend(m.value or b"" for m in messages)
+            if len(handled) == 1:
+                _block_until_dropped(settings, group_id, consumer._coordinator.member_id, WAIT_S)
+            else:
+                stop.set()
+
+        async with asyncio.timeout(WAIT_S * 2):
+            await consume_batches(consumer, handle, stop)
+        assert handled == [b"stalled", b"stalled"]
+    finally:
+        await consumer.stop()
+
+
+def _block_until_dropped(settings: Settings, group_id: str, member_id: str, timeout_s: float) -> None:
+    """Hold the calling event loop (nothing of it runs: no heartbeat) until the broker no
+    longer lists ``member_id`` in ``group_id``; another thread with its own loop watches."""
+    dropped = threading.Event()
+
+    async def watch() -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if member_id not in await _members(settings, group_id):
+                dropped.set()
+                return
+            await asyncio.sleep(0.2)  # the broker's describe, polled: the event comes from outside
+
+    watcher = threading.Thread(target=asyncio.run, args=(watch(),), daemon=True)
+    watcher.start()
+    watcher.join(timeout_s + 5)
+    assert dropped.is_set(), f"the broker kept {member_id} in {group_id} for {timeout_s:.0f}s without a heartbeat"
 
 
 async def test_the_recovery_seek_rereads_a_partition_that_has_no_committed_offset(topic_settings: Settings) -> None:
