@@ -166,8 +166,8 @@ class Settings:
             _env("CLAIMS_PAYER_PROFILES", str(PROJECT_ROOT / "simulators" / "payer" / "profiles.yaml"))
         )
     )
-    #: The coder simulator's consumer group (it reads the coder work queue).
-    coder_group_id: str = field(default_factory=lambda: _env("CLAIMS_CODER_GROUP_ID", "claimflow-coder-simulator"))
+    #: The coder simulator's consumer group (it reads the coder work queue); empty: ``coder_group_id``.
+    coder_group: str = field(default_factory=lambda: _env("CLAIMS_CODER_GROUP_ID", ""))
     seed: int = field(default_factory=lambda: _env_int("CLAIMS_SEED", 1))
     #: Simulated seconds per real second for payer latency: a payment due 14–30 days
     #: after submission is released 14–30 × 86,400 / scale seconds later (default: a
@@ -233,6 +233,12 @@ class Settings:
     def payer_app_id(self) -> str:
         """The payer simulator's faust app (its own consumer group and tables)."""
         return f"{self.app_id}-payer"
+
+    @property
+    def coder_group_id(self) -> str:
+        """The coder simulator's consumer group: its own per app, so two loops on one cluster
+        (or two tests on one broker) never share a group across their topics."""
+        return self.coder_group or f"{self.app_id}-coder-simulator"
 
     @property
     def worker_log_file(self) -> Path:

@@ -194,7 +194,7 @@ async def test_the_dashboard_shows_the_run_live_and_metrics_carry_the_summary(
                if s.name.endswith("_count")}
     assert latency["end_to_end"] > 0 and latency["coding"] >= summary["coded_first_pass"]
     groups = {s.labels["group"] for s in families["claimflow_consumer_lag"].samples}
-    assert groups == {settings.app_id, settings.payer_app_id, "claimflow-coder-simulator"}
+    assert groups == {settings.app_id, settings.payer_app_id, settings.coder_group_id}
     denial = {s.labels["payer"]: s.value for s in families["claimflow_first_pass_denial_rate"].samples}
     assert denial == {payer: seen["denial_rate"] for payer, seen in summary["first_pass_by_payer"].items()}
     assert summary["settled"] is True

@@ -84,3 +84,10 @@ def test_the_password_stays_out_of_the_settings_repr() -> None:
 def test_a_setting_out_of_its_choices_is_named(field: str, value: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         replace(Settings(), **{field: value})
+
+
+def test_the_coder_simulators_group_is_its_apps_own_unless_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLAIMS_CODER_GROUP_ID", raising=False)
+    assert replace(Settings(), app_id="claimflow-t1").coder_group_id == "claimflow-t1-coder-simulator"
+    monkeypatch.setenv("CLAIMS_CODER_GROUP_ID", "coders")
+    assert replace(Settings(), app_id="claimflow-t1").coder_group_id == "coders"
