@@ -23,7 +23,7 @@ from engine.coding.rules import Chart, CodingReference, check_encounter
 from engine.model.events import CodingAction, CodingActionType, CodingReviewItem, Encounter, Finding
 from engine.reference.codesets import icd10_leaves, is_external_cause, with_placeholders, with_seventh_character
 from engine.runtime.kafka import run_consumer_stage
-from engine.runtime.stages import Emit, SourceMessage, run_stage, utcnow
+from engine.runtime.stages import Emit, SourceMessage, StageResult, run_stage, utcnow
 from engine.settings import Settings
 from engine.wire.codec import Codec
 from engine.wire.topics import Topic
@@ -163,10 +163,10 @@ class CoderSimulator:
         self.ref = CodingReference.load(settings)
         self.stop = asyncio.Event()
 
-    def process(self, messages: Sequence[SourceMessage]) -> list[Emit]:
-        return run_stage("coder-sim", messages, self.codec, CodingReviewItem,
-                         lambda item, msg: work_item(item, self.codec, self.ref)).emits
+    def process(self, messages: Sequence[SourceMessage]) -> StageResult:
+        return run_stage(ACTOR, messages, self.codec, CodingReviewItem,
+                         lambda item, msg: work_item(item, self.codec, self.ref))
 
     async def run(self) -> None:
         await run_consumer_stage(self.settings, self.bootstrap_servers, self.codec, self.settings.coder_group_id,
-                                 Topic.CODING_REVIEW, self.process, self.stop)
+                                 Topic.CODING_REVIEW, ACTOR, self.process, self.stop)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from itertools import permutations
 
-from engine.coding.findings import error, errors_first, has_errors, registrar, warning
+from engine.coding.findings import error, errors_first, for_work_item, has_errors, registrar, warning
 from engine.model.events import (
     CodedEncounter,
     CodedLine,
@@ -442,7 +442,7 @@ def code_encounter(
         item = CodingReviewItem(
             work_item_id=review_work_item_id or review_item_id(enc.encounter_id),
             encounter_id=enc.encounter_id,
-            findings=findings,
+            findings=for_work_item(findings),
             is_audit=False,
             encounter=encounter_bytes,
             created_at=now,
@@ -454,7 +454,7 @@ def code_encounter(
         audit = CodingReviewItem(
             work_item_id=review_item_id(enc.encounter_id),
             encounter_id=enc.encounter_id,
-            findings=findings,
+            findings=for_work_item(findings),
             is_audit=True,
             encounter=encounter_bytes,
             created_at=now,

@@ -613,7 +613,7 @@ class DuplicateDropped:
 
 @dataclass(slots=True)
 class DeadLetter:
-    """An event a stage could not decode or process, kept with everything needed to replay it."""
+    """An event a stage could not decode, process or deliver, kept with everything needed to replay it."""
 
     SCHEMA: ClassVar[str] = f"{NAMESPACE}.DeadLetter"
     #: The stage that gave up (coding, claims, payer, denials).
@@ -630,10 +630,17 @@ class DeadLetter:
     source_offset: int
     #: The original key bytes.
     source_key: bytes | None
-    #: The original value bytes, untouched.
+    #: The original value bytes: whole, or their first bytes when the dead letter would not fit its topic
+    #: (original_truncated).
     original_value: bytes
     #: When it was dead-lettered.
     failed_at: datetime
+    #: Size of the original value in bytes (-1: not recorded, a version 1 letter).
+    original_size: int = -1
+    #: Hex SHA-256 of the whole original value, to match the record still at its source offset.
+    original_sha256: str = ''
+    #: True when original_value holds only the first bytes.
+    original_truncated: bool = False
 
 
 @dataclass(slots=True)

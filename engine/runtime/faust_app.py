@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 import faust
 from faust.types import EventT
 
-from engine.runtime.kafka import SendFn, produce_emits, ssl_context
-from engine.runtime.stages import SourceMessage, Stage, StageResult
+from engine.runtime.delivery import OutputLimits, SendFn, deliver_result
+from engine.runtime.kafka import ssl_context
+from engine.runtime.stages import SourceMessage, Stage, StageResult, utcnow
 from engine.settings import Settings
 from engine.wire.codec import Codec
 from engine.wire.topics import Topic
@@ -102,19 +103,48 @@ def raw_topic(app: faust.App, settings: Settings, logical: Topic) -> Any:
                      key_serializer="raw", value_serializer="raw", allow_empty=True)
 
 
-def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, source: Topic,
+def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, name: str, source: Topic,
                     stage: Callable[[Sequence[SourceMessage]], StageResult]) -> None:
-    """An agent on ``source`` that hands each batch to ``stage`` and produces its emits."""
+    """An agent on ``source`` that hands each batch to ``stage`` and delivers its outputs;
+    the batch is acknowledged (its offsets may be committed) only once they are delivered."""
     send = faust_send(app)
+    limits = OutputLimits.of(settings)
 
     async def process(stream: faust.StreamT[bytes]) -> None:
         await track_table_changelogs(app)
-        async for events in typing.cast(faust.Stream[bytes], stream).take_events(settings.batch_max,
-                                                                                 within=settings.batch_within_s):
-            await produce_emits(send, settings, codec, stage(source_messages(events)).emits)
+        batches = typing.cast(faust.Stream[bytes], stream)
+        gate = AckGate(batches)
+        async for events in batches.take_events(settings.batch_max, within=settings.batch_within_s):
+            gate.hold()
+            await deliver_result(send, name, stage(source_messages(events)), codec, limits, settings.topic, utcnow)
+            gate.release()
 
     process.__name__ = f"{source.replace('-', '_')}_agent"
     app.agent(raw_topic(app, settings, source), name=f"{app.conf.id}.{process.__name__}")(process)
+
+
+class AckGate:
+    """Acks of a stream's batch only after its outputs were delivered.
+
+    faust's ``take_events`` acks every event of a batch in a ``finally``: also when the
+    agent's body raised or was cancelled (a shutdown mid-produce), so offsets were
+    committed for records whose outputs never reached the broker. Held, the gate drops
+    those acks: the records stay uncommitted and are read again after the restart.
+    """
+
+    def __init__(self, stream: faust.Stream[bytes]) -> None:
+        self._ack = stream.ack
+        self._open = True
+        stream.ack = self.ack  # type: ignore[method-assign]
+
+    def hold(self) -> None:
+        self._open = False
+
+    def release(self) -> None:
+        self._open = True
+
+    async def ack(self, event: EventT[bytes]) -> bool:
+        return await self._ack(event) if self._open else False
 
 
 async def track_table_changelogs(app: faust.App) -> None:
@@ -137,7 +167,7 @@ async def track_table_changelogs(app: faust.App) -> None:
 def add_stages(app: faust.App, settings: Settings, codec: Codec, stages: Sequence[Stage[C]], context: C) -> None:
     """A batch agent per declared stage, each handed ``context``."""
     for stage in stages:
-        add_batch_agent(app, settings, codec, stage.source, functools.partial(stage.run, context, codec))
+        add_batch_agent(app, settings, codec, stage.name, stage.source, functools.partial(stage.run, context, codec))
 
 
 def source_messages(events: Sequence[EventT[bytes]]) -> list[SourceMessage]:

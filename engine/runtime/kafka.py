@@ -28,7 +28,8 @@ from aiokafka.protocol.transaction import InitProducerIdRequest
 from aiokafka.structs import ConsumerRecord
 
 from engine.runtime import kafka_compat
-from engine.runtime.stages import Emit, SourceMessage
+from engine.runtime.delivery import OutputLimits, SendFn, deliver_result
+from engine.runtime.stages import Emit, SourceMessage, StageResult, utcnow
 from engine.settings import Settings
 from engine.wire.codec import Codec, UndecodableEvent
 from engine.wire.topics import Topic
@@ -124,15 +125,9 @@ def encode_emit(settings: Settings, codec: Codec, emit: Emit) -> tuple[str, byte
     return settings.topic(emit.topic), emit.key.encode(), value
 
 
-SendFn = Callable[[str, bytes, bytes], Awaitable[Awaitable[object]]]
-
-
 async def produce_emits(send: SendFn, settings: Settings, codec: Codec, emits: Iterable[Emit]) -> None:
-    """Send every emit and wait until the broker has them all (before committing).
-
-    ``send(topic, key, value)`` enqueues one record and returns its delivery future:
-    aiokafka's producer in the simulators, faust's in the worker.
-    """
+    """Send every emit and wait until the broker has them all: for producers that are not
+    a stage (timers, file ingest); a stage's batch goes through ``deliver_result``."""
     futures: list[Awaitable[object]] = []
     for emit in emits:
         futures.append(await send(*encode_emit(settings, codec, emit)))
@@ -251,20 +246,22 @@ async def run_consumer_stage(
     codec: Codec,
     group_id: str,
     source: Topic,
-    process: Callable[[Sequence[SourceMessage]], list[Emit]],
+    stage: str,
+    process: Callable[[Sequence[SourceMessage]], StageResult],
     stop: asyncio.Event,
 ) -> None:
     """An aiokafka stage outside faust (the simulators): consume ``source`` in a group,
-    produce what ``process`` emits, commit after the acks, until ``stop``."""
+    deliver what ``process`` emits, commit after the acks, until ``stop``."""
     consumer = make_group_consumer(settings, bootstrap_servers, group_id, settings.topic(source))
     producer = make_producer(settings, bootstrap_servers)
     await producer.start()
     await consumer.start()
     send = aiokafka_send(producer)
+    limits = OutputLimits.of(settings)
     try:
 
         async def handle(messages: Sequence[SourceMessage]) -> None:
-            await produce_emits(send, settings, codec, process(messages))
+            await deliver_result(send, stage, process(messages), codec, limits, settings.topic, utcnow)
 
         await consume_batches(consumer, handle, stop)
     finally:

@@ -7,6 +7,7 @@ the reason, the source topic/partition/offset and the original bytes, and goes o
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,13 @@ T = TypeVar("T")
 C = TypeVar("C")
 
 DEAD_LETTER_TOPIC = Topic.DEAD_LETTER
+
+#: The most of an original value a dead letter carries: the first bytes, with the whole
+#: value's size and digest (the record itself stays at its source offset, for replay).
+#: The dead-letter topic's ``max_message_bytes`` takes a letter this size (a test checks).
+DEAD_LETTER_KEEP_BYTES = 512 * 1024
+#: The most of a source key a dead letter carries.
+DEAD_LETTER_KEY_BYTES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +55,13 @@ class Emit:
 
 @dataclass(slots=True)
 class StageResult:
-    emits: list[Emit] = field(default_factory=list)
+    """Each source message with what the stage emits for it, in source order."""
+
+    outputs: list[tuple[SourceMessage, list[Emit]]] = field(default_factory=list)
+
+    @property
+    def emits(self) -> list[Emit]:
+        return [emit for _, emits in self.outputs for emit in emits]
 
     @property
     def dead_letters(self) -> list[DeadLetter]:
@@ -66,6 +80,9 @@ def utcnow() -> datetime:
 
 
 def dead_letter(stage: str, message: SourceMessage, exc: BaseException, now: datetime) -> Emit:
+    """The dead letter of ``message``: why, where from, and its bytes (cut beyond
+    ``DEAD_LETTER_KEEP_BYTES``, with the whole value's size and SHA-256)."""
+    value = message.value if message.value is not None else b""
     letter = DeadLetter(
         stage=stage,
         error_type=type(exc).__name__,
@@ -73,9 +90,12 @@ def dead_letter(stage: str, message: SourceMessage, exc: BaseException, now: dat
         source_topic=message.topic,
         source_partition=message.partition,
         source_offset=message.offset,
-        source_key=message.key,
-        original_value=message.value if message.value is not None else b"",
+        source_key=message.key[:DEAD_LETTER_KEY_BYTES] if message.key is not None else None,
+        original_value=value[:DEAD_LETTER_KEEP_BYTES],
         failed_at=now,
+        original_size=len(value),
+        original_sha256=hashlib.sha256(value).hexdigest(),
+        original_truncated=len(value) > DEAD_LETTER_KEEP_BYTES,
     )
     return Emit(DEAD_LETTER_TOPIC, f"{message.topic}:{message.partition}:{message.offset}", letter)
 
@@ -98,16 +118,15 @@ def run_stage(
             event = codec.decode(message.value, event_type)
             emits = list(handler(event, message))
         except (UndecodableEvent, ProcessingError) as exc:
-            result.emits.append(dead_letter(stage, message, exc, now()))
+            emits = [dead_letter(stage, message, exc, now())]
             # Offsets only: the event's content may be PHI.
             log.warning("%s: dead-lettered %s[%d]@%d: %s", stage, message.topic, message.partition,
                         message.offset, type(exc).__name__)
         except Exception as exc:  # a bug must not stop the stage: keep the event, say why
-            result.emits.append(dead_letter(stage, message, exc, now()))
+            emits = [dead_letter(stage, message, exc, now())]
             log.exception("%s: unexpected error on %s[%d]@%d", stage, message.topic, message.partition,
                           message.offset)
-        else:
-            result.emits.extend(emits)
+        result.outputs.append((message, emits))
     return result
 
 

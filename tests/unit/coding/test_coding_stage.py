@@ -12,6 +12,7 @@ from datetime import date
 import pytest
 
 from engine.coding import rules as coding
+from engine.coding.findings import FINDINGS_LISTED
 from engine.coding.rules import (
     MAX_DIAGNOSES,
     MAX_DX_POINTERS,
@@ -489,3 +490,25 @@ def test_a_reference_with_other_demographic_edits_does_not_reuse_the_cache(codin
     assert coding_ref.demographic_edits_for("N40.0") != ()
     without_edits = dataclasses.replace(coding_ref, demographic_edits=())
     assert without_edits.demographic_edits_for("N40.0") == ()
+
+
+def test_a_review_item_names_an_absurd_code_by_its_first_characters(make_encounter, coding_ref, codec, now):
+    enc = make_encounter(diagnoses=["E11.9" + "9" * 400_000, "I10"])
+    original = codec.encode(enc)
+    (emit,) = code_encounter(enc, original, coding_ref, now)
+    item = emit.event
+    assert isinstance(item, CodingReviewItem) and item.encounter == original
+    assert item.findings and all(len(f.element) <= 250 and len(f.message) <= 250 for f in item.findings)
+    assert any(f.element.endswith(" characters)") for f in item.findings)  # cut, and says so
+    assert len(codec.encode(item)) < len(original) + 16_000  # the encounter once, the findings small
+
+
+def test_a_review_item_lists_a_bounded_number_of_findings_and_counts_the_rest(make_encounter, coding_ref, codec,
+                                                                              now):
+    enc = make_encounter(diagnoses=["ZZZ.99"] * 20_000)
+    (emit,) = code_encounter(enc, codec.encode(enc), coding_ref, now)
+    findings = emit.event.findings
+    assert len(findings) == FINDINGS_LISTED + 1
+    assert findings[-1].severity == Severity.ERROR
+    listed = FINDINGS_LISTED
+    assert f"{len(coding.check_chart(coding.Chart.of(enc, coding_ref))) - listed} more" in findings[-1].message

@@ -1,0 +1,103 @@
+"""engine.runtime.delivery: what a stage emits is fitted to its topic's size limit
+before it is produced; what does not fit becomes a dead letter of its source record."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from engine.model.events import DeadLetter, Encounter
+from engine.runtime.delivery import RECORD_OVERHEAD_BYTES, OutputLimits, fit_outputs
+from engine.runtime.stages import (
+    DEAD_LETTER_KEEP_BYTES,
+    DEAD_LETTER_TOPIC,
+    Emit,
+    SourceMessage,
+    StageResult,
+    dead_letter,
+    run_stage,
+)
+from engine.wire.topics import Topic
+
+NOW = datetime(2026, 3, 2, 16, 0, tzinfo=UTC)
+
+
+def message(value: bytes, offset: int = 7) -> SourceMessage:
+    return SourceMessage("t.encounters", 3, offset, b"ENC-1", value)
+
+
+def test_a_small_original_is_kept_whole_with_its_size_and_digest() -> None:
+    letter: DeadLetter = dead_letter("coding", message(b"\x00garbage"), ValueError("bad"), NOW).event
+    assert letter.original_value == b"\x00garbage"
+    assert letter.original_size == 8
+    assert letter.original_sha256 == hashlib.sha256(b"\x00garbage").hexdigest()
+    assert letter.original_truncated is False
+
+
+def test_a_large_original_is_cut_to_its_first_bytes_and_keeps_the_whole_ones_size_and_digest() -> None:
+    value = bytes(range(256)) * 4000  # 1,024,000 bytes: under Kafka's 1 MiB, over what a letter may carry
+    letter: DeadLetter = dead_letter("coding", message(value), ValueError("bad"), NOW).event
+    assert letter.original_value == value[:DEAD_LETTER_KEEP_BYTES]
+    assert letter.original_size == len(value)
+    assert letter.original_sha256 == hashlib.sha256(value).hexdigest()
+    assert letter.original_truncated is True
+
+
+def test_an_output_over_its_topics_limit_becomes_a_dead_letter_of_its_source(codec, make_encounter) -> None:
+    small = codec.encode(make_encounter(encounter_id="ENC-SMALL"))
+    big = codec.encode(make_encounter(encounter_id="ENC-BIG", clinical_note="n" * 50_000))
+    limits = OutputLimits({Topic.CODED: 20_000, DEAD_LETTER_TOPIC: 1 << 20})
+    result = run_stage(
+        "coding",
+        [message(small, 1), message(big, 2)],
+        codec,
+        Encounter,
+        lambda enc, m: [Emit(Topic.CODED, enc.encounter_id, enc)],
+        now=lambda: NOW,
+    )
+
+    fitted = fit_outputs("coding", result, codec, limits, lambda topic: f"t.{topic}", lambda: NOW)
+
+    (first,), (second,) = fitted
+    assert (first.topic, first.key) == ("t.coded", b"ENC-SMALL")
+    assert codec.decode(first.value, Encounter).encounter_id == "ENC-SMALL"
+    assert second.topic == "t.dead-letter" and second.key == b"t.encounters:3:2"
+    letter = codec.decode(second.value, DeadLetter)
+    assert letter.error_type == "OutputTooLarge"
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == ("t.encounters", 3, 2)
+    assert "coded" in letter.reason and "20000" in letter.reason
+    assert letter.original_value == big and letter.original_size == len(big)
+    assert "n" * 100 not in letter.reason  # sizes, not content (PHI)
+
+
+def test_an_output_just_under_the_limit_goes_as_it_is(codec, make_encounter) -> None:
+    encounter = make_encounter()
+    size = len(codec.encode(encounter)) + len(encounter.encounter_id) + RECORD_OVERHEAD_BYTES
+    limits = OutputLimits({Topic.CODED: size, DEAD_LETTER_TOPIC: 1 << 20})
+    result = run_stage(
+        "coding",
+        [message(codec.encode(encounter))],
+        codec,
+        Encounter,
+        lambda enc, m: [Emit(Topic.CODED, enc.encounter_id, enc)],
+        now=lambda: NOW,
+    )
+    assert [r.topic for (r,) in fit_outputs("coding", result, codec, limits, str, lambda: NOW)] == ["coded"]
+    tighter = OutputLimits({Topic.CODED: size - 1, DEAD_LETTER_TOPIC: 1 << 20})
+    assert [r.topic for (r,) in fit_outputs("coding", result, codec, tighter, str, lambda: NOW)] == ["dead-letter"]
+
+
+def test_a_passed_through_record_is_not_encoded_again(codec) -> None:
+    framed = b"\x00\x00\x00\x00\x01already framed"
+    result = StageResult([(message(framed), [Emit(Topic.CODED, "k", framed)])])
+    ((record,),) = fit_outputs("coding", result, codec, OutputLimits({Topic.CODED: 1 << 20}), str, lambda: NOW)
+    assert record.value == framed
+
+
+def test_the_dead_letter_topic_takes_the_largest_letter_a_stage_writes() -> None:
+    from engine.settings import Settings
+    from engine.wire.topics import load_topics
+
+    specs = load_topics(Settings())
+    largest_letter = DEAD_LETTER_KEEP_BYTES + 64 * 1024  # reason ≤ 1000 chars, key ≤ 1 KiB, ids: well under
+    assert specs[DEAD_LETTER_TOPIC].max_message_bytes >= largest_letter
