@@ -1,6 +1,7 @@
-"""Three fixes to the client stack, found running faust and aiokafka against Tansu (a
+"""Four fixes to the client stack, found running faust and aiokafka against Tansu (a
 claim submitted while the payer restarted was never adjudicated), applied once, when
-``engine.runtime.kafka`` is imported (faust's consumers get them too).
+``engine.runtime.kafka`` is imported (faust's consumers get them too); its retry logs
+are quieted there as well (``engine.runtime.logs``).
 
 - **Leave the group from generation 0.** aiokafka sends LeaveGroup only when
   ``generation > 0``; Tansu numbers a group's first generation 0 (Kafka starts at 1), so a
@@ -19,20 +20,29 @@ claim submitted while the payer restarted was never adjudicated), applied once, 
   for a partition with no commit (or a commit of 0). With the ``earliest`` reset policy
   every stage uses, "no commit" means "from the beginning". Records read twice this way
   are redeliveries, which every stage already absorbs (at-least-once).
+- **Recover tables to the fetch high watermark.** faust reads a table's changelog up to the
+  end offsets from ListOffsets, which Tansu answers too low (the last batch's base offset
+  + 1: 1–44 records short per partition), so a restarted worker missed its newest table
+  entries (lost encounters, claims billed twice). The end offset is the larger of that
+  answer and the high watermark of a fetch; on Kafka both agree.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.errors import KafkaError
+from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.protocol.group import LeaveGroupRequest
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from mode.utils.queues import FlowControlEvent
+
+from engine.runtime.logs import quiet_client_retries
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +71,35 @@ async def seek_to_committed_or_beginning(consumer: AIOKafkaConsumer) -> Mapping[
     return committed
 
 
+#: The Fetch that reads a high watermark waits at most this long for a byte (Tansu
+#: answers a Fetch that may not wait with no partitions at all).
+FETCH_WAIT_MS = 100
+
+
+async def fetched_end_offsets(consumer: AIOKafkaConsumer, partitions: list[TopicPartition]
+                              ) -> dict[TopicPartition, int]:
+    """End offsets of ``partitions`` that hold on Tansu too: the larger of ListOffsets'
+    answer and the high watermark of a one-byte Fetch at that offset, sent on the
+    consumer's own connections (its positions do not move). A partition ListOffsets
+    calls empty has no batch at all: that answer is right."""
+    listed: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
+    client = consumer._client
+    by_leader: dict[int, dict[str, list[tuple[int, int, int]]]] = defaultdict(lambda: defaultdict(list))
+    for tp in partitions:
+        leader = client.cluster.leader_for_partition(tp)
+        if listed[tp] > 0 and leader is not None and leader >= 0:
+            by_leader[leader][tp.topic].append((tp.partition, listed[tp], 1))
+    ends = dict(listed)
+    for leader, topics in by_leader.items():
+        response = await client.send(leader, FetchRequest(FETCH_WAIT_MS, 1, 1 << 20, 0, list(topics.items())))
+        for topic, answers in response.topics:
+            for partition, error_code, highwater, *_ in answers:
+                tp = TopicPartition(topic, partition)
+                if error_code == 0 and tp in ends:
+                    ends[tp] = max(ends[tp], highwater)
+    return ends
+
+
 def resume_flow(flow_control: FlowControlEvent, original: Any) -> None:
     """Resume (and drop the stale queued records) only if the flow was suspended."""
     if not flow_control.is_active():
@@ -71,6 +110,7 @@ def apply() -> None:
     """Install the fixes (idempotent)."""
     if getattr(GroupCoordinator, "claimflow_fixes", False):
         return
+    quiet_client_retries()
     original_leave = GroupCoordinator._maybe_leave_group
 
     async def _maybe_leave_group(self: GroupCoordinator) -> None:
@@ -84,7 +124,14 @@ def apply() -> None:
     def resume(self: FlowControlEvent) -> None:
         resume_flow(self, original_resume)
 
+    async def fetched_highwaters(self: AIOKafkaConsumerThread, partitions: list[TopicPartition]) -> Any:
+        if self.consumer.in_transaction:  # faust's exactly-once mode: its own answer
+            return await original_highwaters(self, partitions)
+        return await fetched_end_offsets(self._ensure_consumer(), list(partitions))
+
+    original_highwaters = AIOKafkaConsumerThread._highwaters
     GroupCoordinator._maybe_leave_group = _maybe_leave_group
+    AIOKafkaConsumerThread._highwaters = fetched_highwaters  # type: ignore[method-assign]
     AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
     FlowControlEvent.resume = resume  # type: ignore[method-assign]
     GroupCoordinator.claimflow_fixes = True

@@ -10,18 +10,21 @@ import asyncio
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
+from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from engine.runtime.kafka import (
     SourceMessage,
     broker_supports_idempotence,
     consume_batches,
+    make_consumer,
     make_group_consumer,
     make_producer,
 )
-from engine.runtime.kafka_compat import seek_to_committed_or_beginning
+from engine.runtime.kafka_compat import fetched_end_offsets, seek_to_committed_or_beginning
 from engine.settings import Settings
 from engine.wire.topics import apply_topics, load_topics
 from tests.fixtures.kafka import Backend, SettingsFactory
@@ -200,3 +203,32 @@ async def test_the_broker_is_asked_whether_it_takes_idempotent_producers(backend
     aiokafka's InitProducerId v0 with an error, so producers there are plain at-least-once."""
     supported = await broker_supports_idempotence(Settings().with_bootstrap(backend.bootstrap_servers))
     assert supported is (backend.name == "kafka")
+
+
+async def test_end_offsets_for_recovery_are_the_fetch_high_watermark(topic_settings: Settings) -> None:
+    """faust reads a table's changelog up to these end offsets when a worker starts: on
+    Tansu, ListOffsets answers the last batch's base offset + 1 (BROKER.md), so they come
+    from the fetch high watermark; on Kafka both agree."""
+    settings = topic_settings
+    topic = settings.topic("encounters")
+    producer = make_producer(replace(settings, producer_linger_ms=50), settings.bootstrap_servers)
+    await producer.start()
+    try:
+        for _ in range(5):  # five batches of 100: the last batch's base offset is 400
+            await asyncio.gather(*[await producer.send(topic, b"entry", partition=0) for _ in range(100)])
+    finally:
+        await producer.stop()
+    empty = TopicPartition(topic, 1)
+    filled = TopicPartition(topic, 0)
+    consumer = make_consumer(settings)
+    await consumer.start()
+    try:
+        assert await fetched_end_offsets(consumer, [filled, empty]) == {filled: 500, empty: 0}
+    finally:
+        await consumer.stop()
+
+
+def test_faust_recovery_asks_the_fetch_high_watermark() -> None:
+    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+    assert AIOKafkaConsumerThread._highwaters.__qualname__.endswith("fetched_highwaters")
