@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Mapping
 from urllib.parse import urlencode
 
@@ -29,8 +30,10 @@ from engine.web.auth import (
     SESSION_COOKIE,
     SESSION_TTL_S,
     SESSIONS,
+    THROTTLE,
     TOKEN,
     Actor,
+    LoginThrottle,
     Sessions,
     bearer,
     csrf_matches,
@@ -157,13 +160,21 @@ async def login(request: web.Request) -> web.StreamResponse:
                                      user if valid_user_id(user) else "", error)
         return response
 
+    throttle, client = request.app[THROTTLE], _client(request)
+    wait = throttle.retry_after(client)
+    if wait:
+        response = again(f"Too many failed logins from this address: try again in {math.ceil(wait)} s.", 429)
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
     if not expected or not csrf_matches(form.get("csrf", ""), expected):
         return again("The login form expired (or cookies are off): try again.", 403)
     if not valid_user_id(user):
         return again("User id: letters, digits, '.', '_', '@' or '-', no spaces (an id, not a name).", 400)
     if not token_matches(form.get("token"), request.app[TOKEN]):
+        throttle.failed(client)
         log.warning("web: failed login for user %s", user)  # the id only; never the token given
         return again("Wrong user id or token.", 401)
+    throttle.succeeded(client)
     request.app[SESSIONS].drop(request.cookies.get(SESSION_COOKIE))
     session_id, session = request.app[SESSIONS].new(user)
     session.flash.append(("ok", f"Logged in as {user}."))
@@ -185,6 +196,11 @@ async def logout(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def _client(request: web.Request) -> str:
+    """The address failures are counted against: the peer (a proxy in front is one client)."""
+    return request.remote or "unknown"
+
+
 def _refuse_unauthenticated(request: web.Request, ref: str, token_given: bool) -> web.Response:
     if token_given:
         return web.json_response({"error": "invalid token"}, status=401,
@@ -202,8 +218,15 @@ async def authenticate(request: web.Request, form: Mapping[str, str]) -> Actor |
     ref = request.match_info.get("work_item_id", "")
     header = request.headers.get("Authorization")
     if header is not None:
+        throttle, client = request.app[THROTTLE], _client(request)
+        wait = throttle.retry_after(client)
+        if wait:
+            return web.json_response({"error": "too many failed logins from this address"}, status=429,
+                                     headers={"Retry-After": str(math.ceil(wait))})
         if not token_matches(bearer(header), request.app[TOKEN]):
+            throttle.failed(client)
             return _refuse_unauthenticated(request, ref, True)
+        throttle.succeeded(client)
         user = form.get("user", "").strip()
         if not valid_user_id(user):
             return web.json_response({"error": "a user id is required: letters, digits, '.', '_', '@' or '-'"},
@@ -264,6 +287,7 @@ def make_app(desk: DenialDesk, token: str, monitor: Monitor | None = None) -> we
     app[DESK] = desk
     app[TOKEN] = token
     app[SESSIONS] = Sessions()
+    app[THROTTLE] = LoginThrottle()
     app[ROUTING] = DenialRouting.load(desk.settings.denial_routing_file)
     app.add_routes([
         web.get("/", overview),

@@ -9,6 +9,8 @@ import hmac
 import re
 import secrets
 import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -23,7 +25,15 @@ MAX_SESSIONS = 10_000  # a bound on memory: the oldest session goes first
 USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 RESERVED_USERS = frozenset({"engine"})
 
+#: Failed logins (form or bearer token) a client may make in ``LOGIN_WINDOW_S`` before it
+#: waits: a person mistyping is not stopped, a script guessing the token is.
+LOGIN_FAILURES_ALLOWED = 5
+LOGIN_WINDOW_S = 300.0
+MAX_THROTTLED_CLIENTS = 10_000  # a bound on memory: the oldest client goes first
+
 HEADERS = {
+    # No software or version for a scanner to match (aiohttp would send its own).
+    "Server": "claimflow",
     # No script, no frame, no external anything: the page needs none of it.
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
                                "frame-ancestors 'none'; base-uri 'none'",
@@ -119,7 +129,42 @@ class Actor:
     session: Session | None = None
 
 
+class LoginThrottle:
+    """Failed logins per client address in a sliding window; past ``allowed`` the client
+    waits until its oldest failure leaves the window (also with the right token)."""
+
+    def __init__(self, allowed: int = LOGIN_FAILURES_ALLOWED, window_s: float = LOGIN_WINDOW_S,
+                 clock: Callable[[], float] = time.monotonic, max_clients: int = MAX_THROTTLED_CLIENTS) -> None:
+        self.allowed, self.window_s, self.clock, self.max_clients = allowed, window_s, clock, max_clients
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, client: str) -> deque[float]:
+        failures = self._failures.get(client, deque())
+        while failures and failures[0] <= self.clock() - self.window_s:
+            failures.popleft()
+        return failures
+
+    def retry_after(self, client: str) -> float:
+        """Seconds the client must wait before trying again; 0 when it may try now."""
+        failures = self._recent(client)
+        if len(failures) < self.allowed:
+            return 0.0
+        return failures[-self.allowed] + self.window_s - self.clock()
+
+    def failed(self, client: str) -> None:
+        failures = self._recent(client)
+        failures.append(self.clock())
+        self._failures.pop(client, None)
+        while len(self._failures) >= self.max_clients:
+            self._failures.pop(next(iter(self._failures)))
+        self._failures[client] = failures
+
+    def succeeded(self, client: str) -> None:
+        self._failures.pop(client, None)
+
+
 TOKEN = web.AppKey("token", str)
+THROTTLE = web.AppKey("login_throttle", LoginThrottle)
 SESSIONS = web.AppKey("sessions", Sessions)
 
 

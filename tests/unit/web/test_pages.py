@@ -43,7 +43,17 @@ from engine.model.events import (
 )
 from engine.settings import Settings
 from engine.web.app import make_app
-from engine.web.auth import LOGIN_COOKIE, SESSION_COOKIE, Sessions, bearer, local_path, token_matches, valid_user_id
+from engine.web.auth import (
+    LOGIN_COOKIE,
+    LOGIN_FAILURES_ALLOWED,
+    SESSION_COOKIE,
+    LoginThrottle,
+    Sessions,
+    bearer,
+    local_path,
+    token_matches,
+    valid_user_id,
+)
 from engine.web.forms import ACTIONS, FormError, allowed_actions, parse_action, parse_corrections, redact, refusal_lines
 from engine.web.render import esc, money, render_forms, render_item, render_work_list, resubmit_fields
 
@@ -460,3 +470,40 @@ async def test_the_resubmit_form_posts_the_corrections(web: tuple[TestClient[Any
     (_, request), = desk.acted
     assert request.kind == A.RESUBMIT and request.user == "biller-7" and request.note == "line 2 was billed twice"
     assert request.corrections == ClaimCorrections(remove_lines=frozenset({2})) and not request.force
+
+
+async def test_failed_logins_are_throttled_per_client(web: tuple[TestClient[Any, Any], FakeDesk]) -> None:
+    client, _ = web
+    for _ in range(LOGIN_FAILURES_ALLOWED):
+        assert (await _login(client, token="guess")).status == 401
+    throttled = await _login(client, token="guess")
+    assert throttled.status == 429 and int(throttled.headers["Retry-After"]) > 0
+    assert "Too many failed logins" in await throttled.text()
+    right_token = await _login(client)  # the right token waits too: guessing must not pay
+    assert right_token.status == 429
+    bearer = await client.post("/items/DN-1/claim", data={"user": "biller-7"},
+                               headers={"Authorization": "Bearer guess"})
+    assert bearer.status == 429
+
+
+def test_the_throttle_forgets_failures_older_than_its_window() -> None:
+    now = [1000.0]
+    throttle = LoginThrottle(allowed=2, window_s=60.0, clock=lambda: now[0])
+    throttle.failed("10.0.0.1")
+    throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") == pytest.approx(60.0)
+    assert throttle.retry_after("10.0.0.2") == 0  # per client
+    now[0] += 61
+    assert throttle.retry_after("10.0.0.1") == 0
+    throttle.failed("10.0.0.1")
+    throttle.succeeded("10.0.0.1")
+    throttle.failed("10.0.0.1")
+    assert throttle.retry_after("10.0.0.1") == 0  # a success clears the count
+
+
+async def test_no_server_software_or_version_in_the_headers(web: tuple[TestClient[Any, Any], FakeDesk]) -> None:
+    client, _ = web
+    for path in ("/health", "/login", "/no-such-page"):
+        response = await client.get(path)
+        server = response.headers.get("Server", "")
+        assert "aiohttp" not in server.lower() and "python" not in server.lower(), (path, server)
