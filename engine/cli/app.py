@@ -96,7 +96,9 @@ def run(
     try:
         result = asyncio.run(run_closed_loop(settings, options, console))
     except RunFailed as exc:
-        err.print(f"[red]run failed: {exc}[/red]")
+        err.print(f"run failed: {exc}", style="red", markup=False, soft_wrap=True)
+        if exc.summary is not None:  # how far it got
+            console.print_json(json.dumps({k: v for k, v in exc.summary.items() if k != "identities"}))
         raise typer.Exit(1) from None
     console.print_json(json.dumps({k: v for k, v in result.items() if k != "identities"}))
     for name, identity in result["identities"].items():

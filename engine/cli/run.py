@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -27,7 +28,7 @@ from engine.ops.reconciliation import ReadBack, Tally, all_settled, summarize
 from engine.posting.routing import DenialRouting
 from engine.runtime.broker import _die_with_parent, running_broker_address
 from engine.runtime.kafka import ClusterRefused, check_connection, connection_environment, resolve_idempotence
-from engine.runtime.local_broker import run_broker
+from engine.runtime.local_broker import RunBroker, run_broker
 from engine.settings import Settings
 from engine.wire.codec import default_codec
 from engine.wire.topics import apply_topics, load_topics
@@ -57,19 +58,23 @@ class RunOptions:
 
 
 class RunFailed(RuntimeError):
-    pass
+    """The run could not go on; ``summary`` is how far it got, when it got that far."""
+
+    def __init__(self, reason: str, summary: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.summary = summary
 
 
 @contextlib.asynccontextmanager
-async def broker_for(settings: Settings) -> AsyncIterator[str]:
+async def broker_for(settings: Settings) -> AsyncIterator[RunBroker]:
     """The configured cluster, else a `claims broker` running on this machine, else an
     embedded broker (``CLAIMS_BROKER``: Tansu, or a loopback Kafka) for the duration of the run."""
     existing = settings.bootstrap_servers or running_broker_address(settings)
     if existing:
-        yield existing
+        yield RunBroker(existing)
         return
-    async with run_broker(settings, settings.broker) as bootstrap:
-        yield bootstrap
+    async with run_broker(settings, settings.broker) as broker:
+        yield broker
 
 
 def start_worker(settings: Settings, bootstrap_servers: str, command: tuple[str, ...] = ("worker",),
@@ -96,10 +101,18 @@ def start_worker(settings: Settings, bootstrap_servers: str, command: tuple[str,
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+    stop_processes([process], timeout_s)
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]], timeout_s: float) -> None:
+    """SIGTERM to all at once, then SIGKILL to whatever still runs after ``timeout_s``."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for process in processes:
         try:
-            process.wait(timeout_s)
+            process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -193,7 +206,10 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
     practice = practice_for(options.seed, book)
     write_master_data(practice.records(), settings.master_data_dir, practice.authorizations)
     t0 = time.monotonic()
-    async with broker_for(settings) as bootstrap:
+    failure: RunFailed | None = None
+    elapsed, interrupted, started = 0.0, False, t0
+    async with broker_for(settings) as broker:
+        bootstrap = broker.bootstrap_servers
         console.print(f"broker: {bootstrap}")
         try:
             await check_connection(settings.with_bootstrap(bootstrap))
@@ -229,33 +245,78 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
                     tasks.append(asyncio.create_task(
                         _send_endless(settings, bootstrap, codec, book, options, sent, stop_ehr, practice), name="ehr"))
                 started = time.monotonic()
-                processes = {"engine worker": worker, "payer simulator": payer}
-                elapsed, interrupted = await _watch(settings, readback, processes, tasks, expected, options, console,
-                                                    started, sent)
+                processes = {**broker.processes, "engine worker": worker, "payer simulator": payer}
+                elapsed, interrupted = await _watch(settings, readback, processes, tasks, expected, options,
+                                                    console, started, sent)
                 if options.stay and not interrupted:  # Ctrl-C is how a stay ends: not an interruption
-                    console.print(f"settled after {elapsed:.1f} s; the engine, the payer and the page stay up for "
-                                  f"the billers: Ctrl-C stops them")
-                    await _watch(settings, readback, processes, tasks, -1, replace(options, timeout_s=float("inf")),
-                                 console, started, sent)
+                    console.print(f"settled after {elapsed:.1f} s; the engine, the payer and the page stay up "
+                                  f"for the billers: Ctrl-C stops them")
+                    await _watch(settings, readback, processes, tasks, -1,
+                                 replace(options, timeout_s=float("inf")), console, started, sent)
+        except RunFailed as exc:
+            failure, elapsed = exc, time.monotonic() - started
+        except (KafkaError, OSError) as exc:  # the broker went away under the run
+            failure, elapsed = RunFailed(_broker_lost(broker, exc)), time.monotonic() - started
         finally:
-            stop_ehr.set()
-            if coder is not None:
-                coder.stop.set()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(task, 10)
-            await readback.stop()
-            stop_process(worker)
-            stop_process(payer)
+            await _stop_run(stop_ehr, coder, tasks, readback, [worker, payer],
+                            broker_gone=any(p.poll() is not None for p in broker.processes.values()))
     summary = summarize(readback.tally, settings, elapsed)
     summary["denials_vs_payer_profiles"] = profile_fit(summary["first_pass_by_payer"], book)
     summary["seed"] = options.seed
     summary["startup_s"] = round(started - t0, 2)
     summary["interrupted"] = interrupted
-    summary["settled"] = not interrupted and all(i["holds"] for i in summary["identities"].values())
+    summary["settled"] = failure is None and not interrupted and all(i["holds"] for i in summary["identities"].values())
+    if failure is not None:
+        summary["failure"] = str(failure)
     if options.summary_path is not None:
         options.summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    if failure is not None:
+        raise RunFailed(str(failure), summary)
     return summary
+
+
+def _broker_lost(broker: RunBroker, error: BaseException) -> str:
+    """Why the run lost its broker, in one line: the embedded broker's exit if it died."""
+    for name, process in broker.processes.items():
+        if process.poll() is not None:
+            return f"the {name} exited with code {process.returncode}"
+    return f"lost the broker at {broker.bootstrap_servers}: {type(error).__name__}: {error}"
+
+
+#: How long children get to stop after SIGTERM: to flush and commit; with the broker gone
+#: there is nothing to flush to, so they get less before SIGKILL.
+STOP_S = 20.0
+STOP_WITHOUT_BROKER_S = 5.0
+
+
+async def _stop_run(stop_ehr: asyncio.Event, coder: CoderSimulator | None, tasks: list[asyncio.Task[Any]],
+                    readback: ReadBack, children: list[subprocess.Popen[bytes]], broker_gone: bool) -> None:
+    """Stop everything a run started, each step bounded and none able to skip the next:
+    the children first (an error in the read-back's stop must not leave them running)."""
+    stop_ehr.set()
+    if coder is not None:
+        coder.stop.set()
+    stop_processes(children, STOP_WITHOUT_BROKER_S if broker_gone else STOP_S)
+    for task in tasks:
+        await _finish(task, TASK_STOP_S)
+    await _finish(asyncio.ensure_future(readback.stop()), TASK_STOP_S)
+
+
+#: How long the run's own tasks (EHR, coder, read-back) get to finish when it stops.
+TASK_STOP_S = 10.0
+
+
+async def _finish(task: asyncio.Future[Any], timeout_s: float) -> None:
+    """Wait up to ``timeout_s`` for ``task``, then cancel it and wait a moment more; never
+    raise (its error was reported already, or does not matter on the way out)."""
+    done, _ = await asyncio.wait({task}, timeout=timeout_s)
+    if not done:
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=1.0)
+        if not done:
+            log.warning("%s did not stop: left to the interpreter's exit", task)
+    if task.done() and not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" on exit
 
 
 def _setter(box: list[int]) -> Any:
