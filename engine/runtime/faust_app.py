@@ -90,12 +90,26 @@ def _idempotent_producer(app: faust.App) -> None:
     producer._settings_extra = lambda: {**extra(), "enable_idempotence": True}
 
 
+class StringTable(faust.Table[str, str]):
+    """A faust table of str → str whose changelog records carry the key and value as their
+    UTF-8 bytes (faust's default is JSON, so ``"E1"`` went out as ``b'"E1"'``).
+
+    With the raw key, the producer's partitioner puts an entry in the same partition as
+    the records keyed the same way on the topic its stage reads, and faust assigns
+    changelog partition N with source partition N: state follows its partition when
+    workers join and leave.
+    """
+
+    def _serializer_from_type(self, typ: Any) -> Any:
+        return "raw" if typ is str else super()._serializer_from_type(typ)
+
+
 def string_table(app: faust.App, name: str) -> Any:
-    """A table of str → str whose changelog partition follows the key, as our producers
-    partition the topics keyed the same way (so a rebalance moves key and state together,
-    and a timer may write it outside a stream)."""
-    return app.Table(name, default=None, key_type=str, value_type=str, partitions=TABLE_PARTITIONS,
-                     use_partitioner=True)
+    """A ``StringTable`` on ``app``, partitioned by its key as our producers partition the
+    topics keyed the same way (so a timer may write it outside a stream, too)."""
+    table = StringTable(app, name=name, default=None, beacon=app.tables.beacon, key_type=str, value_type=str,
+                        partitions=TABLE_PARTITIONS, use_partitioner=True)
+    return app.tables.add(table)
 
 
 def raw_topic(app: faust.App, settings: Settings, logical: Topic) -> Any:

@@ -13,6 +13,8 @@ from engine.cli.run import RunOptions, run_closed_loop
 from engine.model.events import CodingReviewItem, DeadLetter, Encounter, Severity
 from engine.settings import Settings
 from engine.wire.codec import default_codec
+from engine.wire.topics import Table, Topic
+from engine.worker.stages import STAGES
 from simulators.ehr import CODING_ERROR_KINDS, EXPECTED_RULE, UNREADABLE_KINDS, Kind, plan_encounters
 from simulators.payer.adjudication import PayerBook
 from tests.fixtures.kafka import SettingsFactory, read_topic
@@ -69,6 +71,7 @@ async def test_closed_loop_settles_and_balances(settings_factory: SettingsFactor
 
     await _every_bad_encounter_is_findable(settings, planned)
     await _no_claim_id_twice(settings)
+    await _tables_follow_their_sources(settings)
 
 
 async def _every_bad_encounter_is_findable(settings: Settings, planned: list) -> None:  # type: ignore[type-arg]
@@ -103,3 +106,29 @@ async def _every_bad_encounter_is_findable(settings: Settings, planned: list) ->
 async def _no_claim_id_twice(settings: Settings) -> None:
     keys = [r.key for r in await read_topic(settings, settings.topic("claims-submitted"))]
     assert keys and len(keys) == len(set(keys))
+
+
+#: Each worker table and the topics whose stages read and write it (keyed the same way).
+TABLE_SOURCES = {
+    Table.CLAIMS_BY_ENCOUNTER: (Topic.CODED,),
+    Table.CODING_ITEMS_BY_ENCOUNTER: (Topic.ENCOUNTERS, Topic.CODING_ACTIONS),
+    Table.AWAITING_ELIGIBILITY: (Topic.CODED, Topic.ELIGIBILITY_RESPONSES),
+    Table.CLAIM_LEDGER: (Topic.REMITTANCES, Topic.DENIAL_ACTIONS),
+}
+
+
+async def _tables_follow_their_sources(settings: Settings) -> None:
+    """Every table entry sits in the changelog partition of the records its stage reads
+    with the same key, its key the same bytes: state follows its partition when workers
+    join and leave (faust assigns changelog partition N with source partition N)."""
+    assert {topic for topics in TABLE_SOURCES.values() for topic in topics} <= {s.source for s in STAGES}
+    for table, sources in TABLE_SOURCES.items():
+        where: dict[bytes, set[int]] = {}
+        for source in sources:
+            for record in await read_topic(settings, settings.topic(source)):
+                where.setdefault(record.key, set()).add(record.partition)
+        entries = await read_topic(settings, table.changelog(settings.app_id))
+        shared = [entry for entry in entries if entry.key in where]
+        assert entries and len(shared) == len(entries), table  # keys are the sources' keys, not JSON
+        misplaced = [entry.key for entry in shared if where[entry.key] != {entry.partition}]
+        assert not misplaced, (table, len(misplaced), len(shared))
