@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
 from engine.runtime.stages import Emit, SourceMessage, StageResult, dead_letter
 from engine.settings import Settings
@@ -50,11 +50,13 @@ class DeliveryFailed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Outbound:
-    """One record to produce: real topic name, key and framed value."""
+    """One record to produce: real topic name, key and framed value; ``instead`` when it is
+    its source's dead letter, sent instead of outputs that could not be delivered."""
 
     topic: str
     key: bytes
     value: bytes
+    instead: bool = False
 
     @property
     def size(self) -> int:
@@ -105,29 +107,31 @@ def fit_outputs(
             log.warning(
                 "%s: %s[%d]@%d dead-lettered: %s", stage, message.topic, message.partition, message.offset, reason
             )
-            records = [_encode(dead_letter(stage, message, OutputTooLarge(reason), now()), codec, real_topic)]
+            records = [_encode(dead_letter(stage, message, OutputTooLarge(reason), now()), codec, real_topic,
+                               instead=True)]
         fitted.append(records)
     return fitted
 
 
-def _encode(emit: Emit, codec: Codec, real_topic: Callable[[Topic], str]) -> Outbound:
+def _encode(emit: Emit, codec: Codec, real_topic: Callable[[Topic], str], instead: bool = False) -> Outbound:
     value = emit.event if isinstance(emit.event, bytes) else codec.encode(emit.event)
-    return Outbound(real_topic(emit.topic), emit.key.encode(), value)
+    return Outbound(real_topic(emit.topic), emit.key.encode(), value, instead)
 
 
 async def deliver(
     send: SendFn,
     batch: Sequence[tuple[SourceMessage, list[Outbound]]],
     refused: Callable[[SourceMessage, BaseException], Outbound],
-) -> None:
+) -> set[int]:
     """Produce every record of ``batch`` and wait for the broker's acknowledgements.
 
     Per source message: all its records taken → done; one refused for good → its dead
     letter (``refused``) goes instead; the broker not answering (retriable errors, after
     the producer's own retries) → that message is sent again after a capped backoff, for
     as long as it takes (a redelivered output is recognised downstream by its id).
-    Returns only when every message is delivered; raises ``DeliveryFailed`` when even a
-    dead letter is refused. Cancellation (shutdown) leaves the batch unacknowledged.
+    Returns only when every message is delivered, with the ``id()`` of each message whose
+    dead letter went instead of its outputs; raises ``DeliveryFailed`` when even a dead
+    letter is refused. Cancellation (shutdown) leaves the batch unacknowledged.
     """
     pending = list(batch)
     lettered: set[int] = set()
@@ -167,6 +171,7 @@ async def deliver(
                 )
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, RETRY_CAP_S)
+    return lettered
 
 
 async def _send_each(send: SendFn, batch: Sequence[tuple[SourceMessage, list[Outbound]]]) -> list[BaseException | None]:
@@ -197,7 +202,10 @@ async def _send_each(send: SendFn, batch: Sequence[tuple[SourceMessage, list[Out
 
 
 def _retriable(error: BaseException) -> bool:
-    return isinstance(error, KafkaError) and bool(error.retriable)
+    """aiokafka marks ``KafkaTimeoutError`` (a batch expired unsent, no room in the buffer:
+    the broker away for longer than the request timeout) not retriable; for us it is the
+    broker not answering, not refusing, so the record is sent again rather than lettered."""
+    return isinstance(error, KafkaTimeoutError) or (isinstance(error, KafkaError) and bool(error.retriable))
 
 
 def refused_letter(
@@ -215,7 +223,7 @@ def refused_letter(
             message.offset,
             type(error).__name__,
         )
-        return _encode(dead_letter(stage, message, reason, now()), codec, real_topic)
+        return _encode(dead_letter(stage, message, reason, now()), codec, real_topic, instead=True)
 
     return letter
 
@@ -228,8 +236,12 @@ async def deliver_result(
     limits: OutputLimits,
     real_topic: Callable[[Topic], str],
     now: Callable[[], datetime],
-) -> None:
-    """``fit_outputs`` then ``deliver``: a stage's batch, acknowledged by the broker."""
+) -> Callable[[SourceMessage], bool]:
+    """``fit_outputs`` then ``deliver``: a stage's batch, acknowledged by the broker.
+    Returns whether a source message's own outputs were delivered (not its dead letter
+    instead): its table writes may then be applied (``StateJournal.apply``)."""
     fitted = fit_outputs(stage, result, codec, limits, real_topic, now)
     batch = [(message, records) for (message, _), records in zip(result.outputs, fitted, strict=True)]
-    await deliver(send, batch, refused_letter(stage, codec, real_topic, now))
+    lettered = await deliver(send, batch, refused_letter(stage, codec, real_topic, now))
+    lettered |= {id(message) for message, records in batch if any(r.instead for r in records)}
+    return lambda message: id(message) not in lettered

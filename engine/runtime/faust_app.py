@@ -22,6 +22,7 @@ from faust.types import EventT
 
 from engine.runtime.delivery import OutputLimits, SendFn, deliver_result
 from engine.runtime.kafka import ssl_context
+from engine.runtime.staged_state import StateJournal
 from engine.runtime.stages import SourceMessage, Stage, StageResult, utcnow
 from engine.settings import Settings
 from engine.wire.codec import Codec
@@ -120,7 +121,8 @@ def raw_topic(app: faust.App, settings: Settings, logical: Topic) -> Any:
 def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, name: str, source: Topic,
                     stage: Callable[[Sequence[SourceMessage]], StageResult]) -> None:
     """An agent on ``source`` that hands each batch to ``stage`` and delivers its outputs;
-    the batch is acknowledged (its offsets may be committed) only once they are delivered."""
+    the batch is acknowledged (its offsets may be committed) only once they are delivered,
+    and the stage's table writes are applied only for the messages whose outputs were."""
     send = faust_send(app)
     limits = OutputLimits.of(settings)
 
@@ -130,7 +132,10 @@ def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, name: str,
         gate = AckGate(batches)
         async for events in batches.take_events(settings.batch_max, within=settings.batch_within_s):
             gate.hold()
-            await deliver_result(send, name, stage(source_messages(events)), codec, limits, settings.topic, utcnow)
+            with StateJournal.opened() as journal:
+                result = stage(source_messages(events))
+                delivered = await deliver_result(send, name, result, codec, limits, settings.topic, utcnow)
+                journal.apply(delivered)  # flushed before the commit (faust flushes its producer first)
             gate.release()
 
     process.__name__ = f"{source.replace('-', '_')}_agent"

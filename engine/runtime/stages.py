@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from engine.model.events import DeadLetter
+from engine.runtime.staged_state import StateJournal
 from engine.wire.codec import Codec, UndecodableEvent
 from engine.wire.topics import Topic
 
@@ -110,23 +111,34 @@ def run_stage(
 ) -> StageResult:
     """Decode each message and hand it to ``handler``; failures become dead letters.
 
-    Emits keep the order of the source messages, so per-key order is preserved.
+    Emits keep the order of the source messages, so per-key order is preserved. Under an
+    open ``StateJournal`` each message's table writes are journalled with it, and a
+    message that fails leaves none.
     """
     result = StageResult()
+    journal = StateJournal.current()
     for message in messages:
+        if journal is not None:
+            journal.begin(message)
         try:
             event = codec.decode(message.value, event_type)
             emits = list(handler(event, message))
         except (UndecodableEvent, ProcessingError) as exc:
+            if journal is not None:
+                journal.discard(message)
             emits = [dead_letter(stage, message, exc, now())]
             # Offsets only: the event's content may be PHI.
             log.warning("%s: dead-lettered %s[%d]@%d: %s", stage, message.topic, message.partition,
                         message.offset, type(exc).__name__)
         except Exception as exc:  # a bug must not stop the stage: keep the event, say why
+            if journal is not None:
+                journal.discard(message)
             emits = [dead_letter(stage, message, exc, now())]
             log.exception("%s: unexpected error on %s[%d]@%d", stage, message.topic, message.partition,
                           message.offset)
         result.outputs.append((message, emits))
+    if journal is not None:
+        journal.begin(None)
     return result
 
 

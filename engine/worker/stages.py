@@ -23,6 +23,7 @@ from engine.posting.routing import DenialRouting
 from engine.reference.codesets import warm_up
 from engine.runtime.faust_app import add_stages, make_faust_app, run_app, string_table
 from engine.runtime.kafka import resolve_idempotence
+from engine.runtime.staged_state import StagedTable
 from engine.runtime.stages import Emit, SourceMessage, Stage
 from engine.settings import Settings
 from engine.wire.codec import Codec, default_codec
@@ -114,7 +115,8 @@ STAGE = {stage.name: stage for stage in STAGES}
 def make_app(settings: Settings, bootstrap_servers: str) -> faust.App:
     app = make_faust_app(settings, settings.app_id, bootstrap_servers)
     codec = default_codec(settings.schemas_dir)
-    context = WorkerContext.load(settings, codec, {table: string_table(app, table) for table in TABLES})
+    # Staged: a stage's writes reach the table only with the outputs they stand for.
+    context = WorkerContext.load(settings, codec, {table: StagedTable(string_table(app, table)) for table in TABLES})
     add_stages(app, settings, codec, STAGES, context)
     warm_up()
     return app

@@ -4,6 +4,7 @@ front desk for members not covered, and the scrubber gate."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import dataclasses
 from datetime import UTC, date, datetime, timedelta
@@ -36,6 +37,7 @@ from engine.model.events import (
     Subscriber,
 )
 from engine.runtime.stages import DEAD_LETTER_TOPIC, ProcessingError, SourceMessage, run_stage
+from engine.wire.topics import Topic
 
 ACTIVE, INACTIVE, NOT_FOUND = EligibilityStatus.ACTIVE, EligibilityStatus.INACTIVE, EligibilityStatus.NOT_FOUND
 TTL = timedelta(hours=24)
@@ -539,3 +541,47 @@ def test_worker_claims_and_eligibility_stages(coded, worker_context, codec):
     assert dict(state.awaiting) == {}
     again = STAGE["claims"].run(ctx, codec, messages[:1])
     assert [e.topic for e in again.emits] == ["duplicates"]
+
+
+async def test_an_encounter_whose_claim_stage_output_was_not_delivered_is_taken_on_when_sent_again(
+        coded, worker_context, codec):
+    """The dedupe entry is written only with the output it stands for: the 270 refused by
+    the broker (the coded encounter dead-lettered instead), the encounter is not "taken on",
+    and sending it again parks it and asks again instead of dropping it as a duplicate."""
+    from aiokafka.errors import RecordTooLargeError
+
+    from engine.runtime.delivery import OutputLimits, deliver_result
+    from engine.runtime.staged_state import StagedTable, StateJournal
+    from engine.wire.topics import Table
+    from engine.worker.stages import STAGE, TABLES
+
+    tables: dict[Table, dict[str, str]] = {table: {} for table in TABLES}
+    ctx = worker_context(tables={table: StagedTable(t) for table, t in tables.items()})
+    visit = dataclasses.replace(coded, date_of_service=datetime.now(UTC).date() - timedelta(days=2))
+    limits = OutputLimits({topic: 1 << 20 for topic in Topic})
+
+    async def refuse_requests(topic: str, key: bytes, value: bytes) -> asyncio.Future[object]:
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        if topic == "eligibility-requests":
+            future.set_exception(RecordTooLargeError())
+        else:
+            future.set_result(None)
+        return future
+
+    async def taken(topic: str, key: bytes, value: bytes) -> asyncio.Future[object]:
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+    async def batch(send, offset: int) -> list[str]:  # type: ignore[no-untyped-def]
+        with StateJournal.opened() as journal:
+            result = STAGE["claims"].run(ctx, codec, [coded_message(codec, visit, offset)])
+            journal.apply(await deliver_result(send, "claims", result, codec, limits, str, datetime.now))
+        return [e.topic for e in result.emits]
+
+    assert await batch(refuse_requests, 40) == ["eligibility-requests"]
+    assert tables[Table.CLAIMS_BY_ENCOUNTER] == {} and tables[Table.AWAITING_ELIGIBILITY] == {}
+    assert await batch(taken, 41) == ["eligibility-requests"]  # not a duplicate: asked again
+    assert visit.encounter_id in tables[Table.CLAIMS_BY_ENCOUNTER]
+    assert visit.encounter_id in tables[Table.AWAITING_ELIGIBILITY]
+    assert await batch(taken, 42) == ["duplicates"]  # now it is one

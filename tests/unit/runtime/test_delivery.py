@@ -3,11 +3,14 @@ before it is produced; what does not fit becomes a dead letter of its source rec
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from datetime import UTC, datetime
 
+from aiokafka.errors import KafkaTimeoutError
+
 from engine.model.events import DeadLetter, Encounter
-from engine.runtime.delivery import RECORD_OVERHEAD_BYTES, OutputLimits, fit_outputs
+from engine.runtime.delivery import RECORD_OVERHEAD_BYTES, OutputLimits, deliver_result, fit_outputs
 from engine.runtime.stages import (
     DEAD_LETTER_KEEP_BYTES,
     DEAD_LETTER_TOPIC,
@@ -101,3 +104,25 @@ def test_the_dead_letter_topic_takes_the_largest_letter_a_stage_writes() -> None
     specs = load_topics(Settings())
     largest_letter = DEAD_LETTER_KEEP_BYTES + 64 * 1024  # reason ≤ 1000 chars, key ≤ 1 KiB, ids: well under
     assert specs[DEAD_LETTER_TOPIC].max_message_bytes >= largest_letter
+
+
+async def test_a_send_that_timed_out_is_sent_again_not_dead_lettered(codec, make_encounter) -> None:
+    """aiokafka fails a batch that expired unsent (the broker away past the request timeout)
+    with ``KafkaTimeoutError``, which it marks not retriable: it is retried all the same."""
+    attempts: list[str] = []
+
+    async def send(topic: str, key: bytes, value: bytes) -> asyncio.Future[object]:
+        attempts.append(topic)
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        if len(attempts) == 1:
+            future.set_exception(KafkaTimeoutError())
+        else:
+            future.set_result(None)
+        return future
+
+    enc = make_encounter(encounter_id="ENC-1")
+    result = run_stage("coding", [message(codec.encode(enc))], codec, Encounter,
+                       lambda e, m: [Emit(Topic.CODED, e.encounter_id, e)], now=lambda: NOW)
+    limits = OutputLimits({Topic.CODED: 1 << 20, DEAD_LETTER_TOPIC: 1 << 20})
+    delivered = await deliver_result(send, "coding", result, codec, limits, str, lambda: NOW)
+    assert attempts == ["coded", "coded"] and delivered(result.outputs[0][0])
