@@ -17,6 +17,7 @@ from engine.denials.work_items import FoldedQueues, WorkItemAccounting, fold_wor
 from engine.model.events import DenialAction, DenialWorkItem, Remittance
 from engine.ops.metrics import Latencies, Outstanding
 from engine.posting.routing import DenialRouting, denied_sum
+from engine.runtime.delivery import SOURCE_HEADER
 from engine.runtime.kafka import assign_all, make_consumer, read_to_highwater
 from engine.settings import Settings
 from engine.wire.codec import Codec, UndecodableEvent, from_record
@@ -116,11 +117,37 @@ class Tally:
     #: date, and each first-pass answer's paid and allowed.
     claim_member: dict[str, tuple[str, str, Any]] = field(default_factory=dict)
     first_pass_amounts: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    #: Outputs recognised by their source header (``delivery.SOURCE_HEADER``): one seen
+    #: again is a redelivery (a batch processed again after a crash), counted here only.
+    sources_seen: set[tuple[str, bytes]] = field(default_factory=set)
+    redelivered: Counter[str] = field(default_factory=Counter)
+    #: For the end-to-end audit (``audit``): each encounter id read, with its record time,
+    #: and what ended each (terminal outcomes by encounter id).
+    encounter_seen_ms: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[str, set[str]] = field(default_factory=dict)
+    originals_by_encounter: dict[str, set[str]] = field(default_factory=dict)
+    repeated_original_claims: list[str] = field(default_factory=list)
+    postings_by_claim: dict[str, set[str]] = field(default_factory=dict)
+    remittances_posted_twice: list[str] = field(default_factory=list)
+    work_item_ids: set[str] = field(default_factory=set)
+    repeated_work_items: list[str] = field(default_factory=list)
+    statement_ids: set[str] = field(default_factory=set)
+    repeated_statements: list[str] = field(default_factory=list)
 
     def add(self, topic: Topic, key: bytes | None, value: bytes | None, codec: Codec,
-            timestamp_ms: int | None = None) -> None:
+            timestamp_ms: int | None = None, headers: Sequence[tuple[str, bytes]] = ()) -> None:
         topic = Topic(topic)  # a plain name from a caller that has one (tests, replays)
+        source = next((v for k, v in headers if k == SOURCE_HEADER), None)
+        if source is not None:
+            if (topic, source) in self.sources_seen:
+                self.redelivered[topic] += 1
+                return
+            self.sources_seen.add((topic, source))
         self.records[topic] += 1
+        if topic in _ENDED_BY_KEY:
+            self._ended((key or b"").decode(errors="replace"), _ENDED_BY_KEY[topic])
+        if topic is Topic.ENCOUNTERS and timestamp_ms is not None:
+            self.encounter_seen_ms.setdefault((key or b"").decode(errors="replace"), timestamp_ms)
         if timestamp_ms is not None:
             self._time(topic, (key or b"").decode(errors="replace"), timestamp_ms)
         if topic in DENIAL_QUEUES:
@@ -138,10 +165,16 @@ class Tally:
             if record is not None:
                 counter.count(self, record, key, timestamp_ms)
 
+    def _ended(self, encounter_id: str, outcome: str) -> None:
+        self.outcomes.setdefault(encounter_id, set()).add(outcome)
+
     def _work_item(self, topic: Topic, value: bytes | None, codec: Codec) -> None:
         self.denials_by_queue[topic.queue_name] += 1
         item = self._event(codec, value, DenialWorkItem)
         if item is not None:
+            if item.work_item_id in self.work_item_ids:
+                self.repeated_work_items.append(item.work_item_id)
+            self.work_item_ids.add(item.work_item_id)
             self.at_risk_amount += item.amount_at_risk
             self.work_items.append(item)
 
@@ -149,7 +182,12 @@ class Tally:
         claim_id = (key or b"").decode()
         if claim_id in self.claim_ids:
             self.repeated_claim_ids += 1
+            if record["frequency_code"] == "1":
+                self.repeated_original_claims.append(claim_id)
         self.claim_ids.add(claim_id)
+        if record["frequency_code"] == "1":
+            self._ended(record["encounter_id"], "claim submitted")
+            self.originals_by_encounter.setdefault(record["encounter_id"], set()).add(claim_id)
         self.voids_submitted += record["frequency_code"] == "8"
         self.submitted_by_frequency[record["frequency_code"]] += 1
         if timestamp_ms is not None:
@@ -162,6 +200,11 @@ class Tally:
 
     def _claim_status(self, record: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
         posted = record["remittances_posted"]
+        if posted > self.remittances_posted.get(record["claim_id"], 0) and record["remittance_id"]:
+            seen = self.postings_by_claim.setdefault(record["claim_id"], set())
+            if record["remittance_id"] in seen:  # the ledger took one remittance twice
+                self.remittances_posted_twice.append(record["remittance_id"])
+            seen.add(record["remittance_id"])
         if posted > self.remittances_posted.get(record["claim_id"], 0):
             self.remittances_posted[record["claim_id"]] = posted
             self.posted_states[record["status"]] += 1
@@ -175,6 +218,9 @@ class Tally:
         self.denial_action_kinds[str(action.action)] += 1
 
     def _statement(self, record: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
+        if record["statement_id"] in self.statement_ids:  # the patient billed twice: counted, and flagged
+            self.repeated_statements.append(record["statement_id"])
+        self.statement_ids.add(record["statement_id"])
         self.statement_amount += record["amount"]
 
     def _coded(self, record: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
@@ -182,6 +228,8 @@ class Tally:
         self.warnings_by_rule.update({f["rule_id"] for f in record["findings"]})
 
     def _coding_review(self, record: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
+        if not record["is_audit"]:
+            self._ended(record["encounter_id"], "coding review")
         if record["is_audit"]:
             self.audit_sampled += 1
             self.audit_ids.add(record["work_item_id"])
@@ -199,6 +247,7 @@ class Tally:
             self.items_acted_on.add(record["work_item_id"])
 
     def _scrub_rejected(self, record: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
+        self._ended(record["encounter_id"], "scrub rejected")
         self.scrub_findings_by_rule.update({f["rule_id"] for f in record["findings"] if f["severity"] == "ERROR"})
 
     def _eligibility_response(self, record: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
@@ -206,6 +255,8 @@ class Tally:
 
     def _dead_letter(self, record: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
         self.dead_letters_by_source[record["source_topic"]] += 1
+        if record["source_key"] is not None:  # the stages that read by encounter id key their records by it
+            self._ended(record["source_key"].decode(errors="replace"), "dead-lettered")
 
     def _remittance(self, r: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
         if r["remittance_id"] in self.remittance_ids:  # delivered twice (at-least-once): counted once
@@ -309,6 +360,8 @@ _COUNTERS: dict[Topic, _Counter] = {
     Topic.DEAD_LETTER: _Counter(Tally._dead_letter),
 }
 DENIAL_QUEUES = frozenset(Topic.denial_queues())
+#: Topics keyed by encounter id whose every record ends its encounter's way through
+_ENDED_BY_KEY = {Topic.FRONT_DESK: "eligibility held"}  # not DUPLICATES: a resend ends, not its original
 
 
 def balances(r: dict[str, Any]) -> bool:
@@ -424,6 +477,8 @@ def summarize(tally: Tally, settings: Settings, elapsed_s: float) -> dict[str, A
         "written_off_amount": str(work.written_off_amount),
         "denial_actions": dict(sorted(tally.denial_action_kinds.items())),
         "repeated_claim_ids": tally.repeated_claim_ids,
+        "redelivered": sum(tally.redelivered.values()),
+        "redelivered_by_topic": dict(sorted(tally.redelivered.items())),
         "billed_amount": str(tally.billed_amount),
         "paid_amount": str(tally.paid_amount),
         "allowed_amount": str(tally.allowed_amount),
@@ -517,7 +572,8 @@ class ReadBack:
 
     def _count(self, records: Sequence[Any]) -> None:
         for record in records:
-            self.tally.add(self.logical[record.topic], record.key, record.value, self.codec, record.timestamp)
+            self.tally.add(self.logical[record.topic], record.key, record.value, self.codec, record.timestamp,
+                           record.headers)
 
 
 def all_settled(tally: Tally, expected_encounters: int, settings: Settings, coder_running: bool = False,

@@ -33,7 +33,12 @@ RETRY_LOG_EVERY_S = 30.0
 
 #: ``send(topic, key, value)`` enqueues one record and returns its delivery future:
 #: aiokafka's producer in the simulators, faust's in the worker.
-SendFn = Callable[[str, bytes, bytes], Awaitable[Awaitable[object]]]
+#: Headers of a record, as aiokafka takes them.
+Headers = Sequence[tuple[str, bytes]]
+SendFn = Callable[[str, bytes, bytes, Headers], Awaitable[Awaitable[object]]]
+#: The header naming the source record an output was made from, and which of its outputs it
+#: is (``topic:partition:offset:n``): the same on a redelivery, so a reader recognises one.
+SOURCE_HEADER = "claimflow-source"
 
 
 class OutputTooLarge(Exception):
@@ -57,6 +62,7 @@ class Outbound:
     key: bytes
     value: bytes
     instead: bool = False
+    headers: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def size(self) -> int:
@@ -91,7 +97,7 @@ def fit_outputs(
     them would leave the loop inconsistent)."""
     fitted: list[list[Outbound]] = []
     for message, emits in result.outputs:
-        records = [_encode(emit, codec, real_topic) for emit in emits]
+        records = [_encode(emit, codec, real_topic, source=source_header(message, n)) for n, emit in enumerate(emits)]
         oversized = [
             (emit, record)
             for emit, record in zip(emits, records, strict=True)
@@ -113,9 +119,15 @@ def fit_outputs(
     return fitted
 
 
-def _encode(emit: Emit, codec: Codec, real_topic: Callable[[Topic], str], instead: bool = False) -> Outbound:
+def _encode(emit: Emit, codec: Codec, real_topic: Callable[[Topic], str], instead: bool = False,
+            source: bytes | None = None) -> Outbound:
     value = emit.event if isinstance(emit.event, bytes) else codec.encode(emit.event)
-    return Outbound(real_topic(emit.topic), emit.key.encode(), value, instead)
+    headers = ((SOURCE_HEADER, source),) if source is not None else ()
+    return Outbound(real_topic(emit.topic), emit.key.encode(), value, instead, headers)
+
+
+def source_header(message: SourceMessage, n: int) -> bytes:
+    return f"{message.topic}:{message.partition}:{message.offset}:{n}".encode()
 
 
 async def deliver(
@@ -183,7 +195,7 @@ async def _send_each(send: SendFn, batch: Sequence[tuple[SourceMessage, list[Out
         error: BaseException | None = None
         for record in records:
             try:
-                mine.append(await send(record.topic, record.key, record.value))
+                mine.append(await send(record.topic, record.key, record.value, record.headers))
             except KafkaError as exc:  # refused before sending: too large for the producer, no metadata
                 error = exc
                 break

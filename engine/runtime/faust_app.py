@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import faust
 from faust.types import EventT
 
-from engine.runtime.delivery import OutputLimits, SendFn, deliver_result
+from engine.runtime.delivery import Headers, OutputLimits, SendFn, deliver_result
 from engine.runtime.kafka import ssl_context
 from engine.runtime.staged_state import StateJournal
 from engine.runtime.stages import SourceMessage, Stage, StageResult, utcnow
@@ -197,9 +197,9 @@ def source_messages(events: Sequence[EventT[bytes]]) -> list[SourceMessage]:
 
 
 def faust_send(app: faust.App) -> SendFn:
-    async def send(topic: str, key: bytes, value: bytes) -> Awaitable[object]:
+    async def send(topic: str, key: bytes, value: bytes, headers: Headers) -> Awaitable[object]:
         return await app.producer.send(topic=topic, key=key, value=value, partition=None, timestamp=None,
-                                       headers=None)
+                                       headers=list(headers) or None)
 
     return send
 

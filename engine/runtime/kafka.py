@@ -28,7 +28,7 @@ from aiokafka.protocol.transaction import InitProducerIdRequest
 from aiokafka.structs import ConsumerRecord
 
 from engine.runtime import kafka_compat
-from engine.runtime.delivery import OutputLimits, SendFn, deliver_result
+from engine.runtime.delivery import Headers, OutputLimits, SendFn, deliver_result
 from engine.runtime.stages import Emit, SourceMessage, StageResult, utcnow
 from engine.settings import Settings
 from engine.wire.codec import Codec, UndecodableEvent
@@ -130,14 +130,14 @@ async def produce_emits(send: SendFn, settings: Settings, codec: Codec, emits: I
     a stage (timers, file ingest); a stage's batch goes through ``deliver_result``."""
     futures: list[Awaitable[object]] = []
     for emit in emits:
-        futures.append(await send(*encode_emit(settings, codec, emit)))
+        futures.append(await send(*encode_emit(settings, codec, emit), ()))
     if futures:
         await asyncio.gather(*futures)
 
 
 def aiokafka_send(producer: AIOKafkaProducer) -> SendFn:
-    async def send(topic: str, key: bytes, value: bytes) -> Awaitable[object]:
-        delivery: Awaitable[object] = await producer.send(topic, value=value, key=key)
+    async def send(topic: str, key: bytes, value: bytes, headers: Headers) -> Awaitable[object]:
+        delivery: Awaitable[object] = await producer.send(topic, value=value, key=key, headers=list(headers) or None)
         return delivery
 
     return send

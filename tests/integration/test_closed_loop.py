@@ -4,6 +4,10 @@ with bad encounters mixed in. Asserts the accounting from the topics themselves.
 from __future__ import annotations
 
 import io
+import json
+import os
+import subprocess
+import sys
 from collections import Counter
 
 import pytest
@@ -11,12 +15,15 @@ from rich.console import Console
 
 from engine.cli.run import RunOptions, run_closed_loop
 from engine.model.events import CodingReviewItem, DeadLetter, Encounter, Severity
+from engine.ops.audit import reconcile
+from engine.runtime.kafka import connection_environment, make_producer
 from engine.settings import Settings
-from engine.wire.codec import default_codec
+from engine.wire.codec import Codec, default_codec
 from engine.wire.topics import Table, Topic
 from engine.worker.stages import STAGES
 from simulators.ehr import CODING_ERROR_KINDS, EXPECTED_RULE, UNREADABLE_KINDS, Kind, plan_encounters
 from simulators.payer.adjudication import PayerBook
+from tests.factories import make_encounter
 from tests.fixtures.kafka import SettingsFactory, read_topic
 
 pytestmark = pytest.mark.integration
@@ -72,6 +79,12 @@ async def test_closed_loop_settles_and_balances(settings_factory: SettingsFactor
     await _every_bad_encounter_is_findable(settings, planned)
     await _no_claim_id_twice(settings)
     await _tables_follow_their_sources(settings)
+
+    audited = await reconcile(settings, settings.bootstrap_servers, codec, grace_s=0)
+    assert (audited.lost, audited.in_flight, audited.duplicates, audited.broken_identities) == ([], [], 0, [])
+    assert audited.ok and audited.encounters == len({r.encounter_id for r in planned})
+    assert audited.resent == kinds[Kind.RESEND]
+    await _claims_reconcile_exits_1_on_a_lost_encounter(settings, codec)
 
 
 async def _every_bad_encounter_is_findable(settings: Settings, planned: list) -> None:  # type: ignore[type-arg]
@@ -132,3 +145,30 @@ async def _tables_follow_their_sources(settings: Settings) -> None:
         assert entries and len(shared) == len(entries), table  # keys are the sources' keys, not JSON
         misplaced = [entry.key for entry in shared if where[entry.key] != {entry.partition}]
         assert not misplaced, (table, len(misplaced), len(shared))
+
+
+def _reconcile_cli(settings: Settings) -> tuple[int, dict]:  # type: ignore[type-arg]
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLAIMS_")},
+           "CLAIMS_KAFKA_BOOTSTRAP": settings.bootstrap_servers, "CLAIMS_TOPIC_PREFIX": settings.topic_prefix,
+           "CLAIMS_APP_ID": settings.app_id, "CLAIMS_STATE_DIR": str(settings.state_dir),
+           **connection_environment(settings)}
+    done = subprocess.run([sys.executable, "-m", "engine", "reconcile", "--grace", "0", "--json"],
+                          env=env, capture_output=True, timeout=120)
+    return done.returncode, json.loads(done.stdout)
+
+
+async def _claims_reconcile_exits_1_on_a_lost_encounter(settings: Settings, codec: Codec) -> None:
+    """`claims reconcile` as ops run it: 0 on the settled run; 1, naming the encounter,
+    once an encounter is on the topic that nothing has processed (no worker runs now)."""
+    code, report = _reconcile_cli(settings)
+    assert (code, report["ok"], report["lost"]["count"]) == (0, True, 0), report
+    stray = make_encounter(encounter_id="ENC-NEVER-PROCESSED")
+    producer = make_producer(settings, settings.bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topic(Topic.ENCOUNTERS), codec.encode(stray),
+                                     key=stray.encounter_id.encode())
+    finally:
+        await producer.stop()
+    code, report = _reconcile_cli(settings)
+    assert (code, report["ok"], report["lost"]) == (1, False, {"count": 1, "ids": ["ENC-NEVER-PROCESSED"]})

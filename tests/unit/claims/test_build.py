@@ -560,7 +560,8 @@ async def test_an_encounter_whose_claim_stage_output_was_not_delivered_is_taken_
     visit = dataclasses.replace(coded, date_of_service=datetime.now(UTC).date() - timedelta(days=2))
     limits = OutputLimits({topic: 1 << 20 for topic in Topic})
 
-    async def refuse_requests(topic: str, key: bytes, value: bytes) -> asyncio.Future[object]:
+    async def refuse_requests(topic: str, key: bytes, value: bytes,
+                   headers: object = ()) -> asyncio.Future[object]:
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         if topic == "eligibility-requests":
             future.set_exception(RecordTooLargeError())
@@ -568,7 +569,8 @@ async def test_an_encounter_whose_claim_stage_output_was_not_delivered_is_taken_
             future.set_result(None)
         return future
 
-    async def taken(topic: str, key: bytes, value: bytes) -> asyncio.Future[object]:
+    async def taken(topic: str, key: bytes, value: bytes,
+                   headers: object = ()) -> asyncio.Future[object]:
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         future.set_result(None)
         return future

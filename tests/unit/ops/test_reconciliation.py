@@ -147,7 +147,7 @@ def claim_flow(samples, encounter_ids: list[str]) -> list[tuple[str, str, object
                                                            billed_amount=Decimal("298.00"), paid_amount=paid,
                                                            remittances_posted=1)),
             ("statements", claim_id, dataclasses.replace(samples[PatientStatement], claim_id=claim_id,
-                                                         remittance_id=f"R{index}",
+                                                         remittance_id=f"R{index}", statement_id=f"S{index}",
                                                          amount=samples[Remittance].patient_responsibility)),
         ]
     events.append(("denials.missing-information", "C0000000000000000", samples[DenialWorkItem]))

@@ -111,7 +111,8 @@ async def test_a_send_that_timed_out_is_sent_again_not_dead_lettered(codec, make
     with ``KafkaTimeoutError``, which it marks not retriable: it is retried all the same."""
     attempts: list[str] = []
 
-    async def send(topic: str, key: bytes, value: bytes) -> asyncio.Future[object]:
+    async def send(topic: str, key: bytes, value: bytes,
+                   headers: object = ()) -> asyncio.Future[object]:
         attempts.append(topic)
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         if len(attempts) == 1:

@@ -89,7 +89,8 @@ class FakeBroker:
     def __init__(self, refuse: set[bytes] = frozenset(), flaky: set[bytes] = frozenset()) -> None:  # type: ignore[assignment]
         self.refuse, self.flaky, self.taken = refuse, set(flaky), []  # type: ignore[var-annotated]
 
-    async def send(self, topic: str, key: bytes, value: bytes) -> asyncio.Future[object]:
+    async def send(self, topic: str, key: bytes, value: bytes,
+                   headers: object = ()) -> asyncio.Future[object]:
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         if key in self.refuse and not topic.endswith(DEAD_LETTER_TOPIC):
             future.set_exception(MessageSizeTooLargeError())
