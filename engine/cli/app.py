@@ -18,6 +18,7 @@ from engine.cli.coding import coding_app
 from engine.cli.context import bootstrap as _bootstrap
 from engine.cli.context import console, err
 from engine.cli.context import load_settings as _settings
+from engine.cli.dead_letters import dlq_app
 from engine.cli.denials import denials_app
 from engine.cli.simulate import simulate_app
 from engine.cli.x12 import export_app, ingest_app
@@ -35,6 +36,7 @@ app.add_typer(coding_app, name="coding")
 app.add_typer(denials_app, name="denials")
 app.add_typer(export_app, name="export")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(dlq_app, name="dlq")
 
 
 @app.command()
