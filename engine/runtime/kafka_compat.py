@@ -42,7 +42,7 @@ from aiokafka.protocol.group import LeaveGroupRequest
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from mode.utils.queues import FlowControlEvent
 
-from engine.runtime.logs import quiet_client_retries
+from engine.runtime.logs import quiet_client_retries, redact_record_content
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,7 @@ def apply() -> None:
     if getattr(GroupCoordinator, "claimflow_fixes", False):
         return
     quiet_client_retries()
+    redact_record_content()
     original_leave = GroupCoordinator._maybe_leave_group
 
     async def _maybe_leave_group(self: GroupCoordinator) -> None:

@@ -1,6 +1,8 @@
-"""Client logs that stay readable while the broker is away: aiokafka and faust retry a
+"""Client logs that stay readable while the broker is away (aiokafka and faust retry a
 lost connection every 100 ms and log each attempt; one line per message per interval
-goes through, with a count of what was held back."""
+goes through, with a count of what was held back) and that never carry a record's
+content: at debug level both clients log every key and value they send, and ours are
+encounters, claims and member ids (PHI)."""
 
 from __future__ import annotations
 
@@ -45,3 +47,33 @@ def quiet_client_retries(interval_s: float = REPEAT_EVERY_S) -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, OncePerInterval) for f in logger.filters):
             logger.addFilter(once)
+
+
+#: The clients' debug lines that print a record's key and value, by logger and template,
+#: each with the argument positions to keep (the topic, the partition) and its new text.
+RECORD_CONTENT_LINES: dict[tuple[str, str], tuple[tuple[int, ...], str]] = {
+    ("faust.topics", "send: topic=%r k=%r v=%r timestamp=%r partition=%r"):
+        ((0, 4), "send: topic=%r partition=%r (key and value not logged)"),
+    ("aiokafka.producer.producer", "Sending (key=%s value=%s) to %s"):
+        ((2,), "Sending a record to %s (key and value not logged)"),
+}
+
+
+class WithoutRecordContent(logging.Filter):
+    """Rewrites the clients' debug lines that would print a record's key and value."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        rewrite = RECORD_CONTENT_LINES.get((record.name, str(record.msg)))
+        if rewrite is not None and isinstance(record.args, tuple):
+            kept, text = rewrite
+            record.msg, record.args = text, tuple(record.args[i] for i in kept if i < len(record.args))
+        return True
+
+
+def redact_record_content() -> None:
+    """Install ``WithoutRecordContent`` on the loggers of ``RECORD_CONTENT_LINES`` (first, so
+    no other filter sees the content)."""
+    for name in {logger for logger, _ in RECORD_CONTENT_LINES}:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, WithoutRecordContent) for f in logger.filters):
+            logger.filters.insert(0, WithoutRecordContent())

@@ -54,3 +54,22 @@ def test_the_client_loggers_get_the_filter(caplog: pytest.LogCaptureFixture) -> 
     for _ in range(50):
         logging.getLogger("aiokafka.conn").error("Unable connect to node with id %s: %s", 1, "refused")
     assert len([r for r in caplog.records if r.name == "aiokafka.conn"]) == 1
+
+
+@pytest.mark.parametrize(("logger", "template", "args", "kept"), [
+    ("faust.topics", "send: topic=%r k=%r v=%r timestamp=%r partition=%r",
+     ("claimflow-awaiting_eligibility-changelog", b"ENC-1", b"Ana Marquez MCR123456789", 1.0, 3),
+     ["claimflow-awaiting_eligibility-changelog", "3"]),
+    ("aiokafka.producer.producer", "Sending (key=%s value=%s) to %s",
+     (b"ENC-1", b"Ana Marquez MCR123456789", "TopicPartition(topic='claims.encounters', partition=2)"),
+     ["claims.encounters"]),
+])
+def test_the_clients_debug_lines_never_carry_a_records_key_or_value(caplog, logger, template, args, kept) -> None:
+    from engine.runtime.logs import redact_record_content
+
+    redact_record_content()
+    with caplog.at_level(logging.DEBUG, logger=logger):
+        logging.getLogger(logger).debug(template, *args)
+    (line,) = [r.getMessage() for r in caplog.records if r.name == logger]
+    assert "Ana Marquez" not in line and "MCR123456789" not in line and "ENC-1" not in line
+    assert all(k in line for k in kept) and "not logged" in line
