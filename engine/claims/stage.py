@@ -46,18 +46,38 @@ def bill_coded(
     is asked."""
     already = state.billed.get(coded.encounter_id)
     if already is not None:
+        claim_id, origins = _taken(already)
+        if message.origin is not None and message.origin in origins:
+            return []  # this very coded event delivered again (its batch redone after a crash): answered already
+        state.billed[coded.encounter_id] = _taking(claim_id, [*origins, message.origin])
         return [Emit(Topic.DUPLICATES, coded.encounter_id, DuplicateDropped(
-            claim_id=already, encounter_id=coded.encounter_id, source_topic=message.topic,
+            claim_id=claim_id, encounter_id=coded.encounter_id, source_topic=message.topic,
             source_partition=message.partition, source_offset=message.offset, dropped_at=now,
         ))]
+    taken = _taking(claim_id_for(coded.encounter_id), [message.origin])
     answer = state.answers.get(coded.payer_id, coded.member_id, coded.date_of_service, now)
     if answer is not None:
         emits = decide(coded, message.value or b"", answer, ctx, now)  # may raise: then not taken on
-        state.billed[coded.encounter_id] = claim_id_for(coded.encounter_id)
+        state.billed[coded.encounter_id] = taken
         return emits
-    state.billed[coded.encounter_id] = claim_id_for(coded.encounter_id)  # a resend while parked is a duplicate
+    state.billed[coded.encounter_id] = taken  # a resend while parked is a duplicate
     state.awaiting[coded.encounter_id] = (message.value or b"").decode("latin-1")
     return [Emit(Topic.ELIGIBILITY_REQUESTS, coded.encounter_id, eligibility_request(coded, now))]
+
+
+#: The most origins an encounter's dedupe entry keeps (the coded events it answered: the
+#: first, and each resend's), so a redelivered one is told from a new resend.
+ORIGINS_KEPT = 10
+
+
+def _taken(entry: str) -> tuple[str, list[str]]:
+    """A dedupe entry: the encounter's claim id, then the origins of the coded events answered."""
+    claim_id, *origins = entry.split("\n")
+    return claim_id, origins
+
+
+def _taking(claim_id: str, origins: list[str | None]) -> str:
+    return "\n".join([claim_id, *[o for o in origins if o is not None][-ORIGINS_KEPT:]])
 
 
 def on_eligibility(answer: EligibilityResponse, state: ClaimStageState, ctx: ClaimContext, now: datetime

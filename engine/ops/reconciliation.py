@@ -17,7 +17,7 @@ from engine.denials.work_items import FoldedQueues, WorkItemAccounting, fold_wor
 from engine.model.events import DenialAction, DenialWorkItem, Remittance
 from engine.ops.metrics import Latencies, Outstanding
 from engine.posting.routing import DenialRouting, denied_sum
-from engine.runtime.delivery import SOURCE_HEADER
+from engine.runtime.stages import SOURCE_HEADER
 from engine.runtime.kafka import assign_all, make_consumer, read_to_highwater
 from engine.settings import Settings
 from engine.wire.codec import Codec, UndecodableEvent, from_record
@@ -132,6 +132,7 @@ class Tally:
     work_item_ids: set[str] = field(default_factory=set)
     repeated_work_items: list[str] = field(default_factory=list)
     statement_ids: set[str] = field(default_factory=set)
+    coding_action_ids: set[str] = field(default_factory=set)
     repeated_statements: list[str] = field(default_factory=list)
 
     def add(self, topic: Topic, key: bytes | None, value: bytes | None, codec: Codec,
@@ -242,6 +243,11 @@ class Tally:
             self.findings_by_rule.update({f["rule_id"] for f in record["findings"] if f["severity"] == "ERROR"})
 
     def _coding_action(self, record: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
+        if record["action_id"] in self.coding_action_ids:  # the coder answered a redelivered item again
+            self.records[Topic.CODING_ACTIONS] -= 1
+            self.redelivered[Topic.CODING_ACTIONS] += 1
+            return
+        self.coding_action_ids.add(record["action_id"])
         self.coding_actions[record["action"]] += 1
         if record["revision"] == 1 and record["action"] not in ENGINE_VERDICTS:
             self.items_acted_on.add(record["work_item_id"])

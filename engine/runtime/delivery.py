@@ -15,7 +15,7 @@ from datetime import datetime
 
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
-from engine.runtime.stages import Emit, SourceMessage, StageResult, dead_letter
+from engine.runtime.stages import SOURCE_HEADER, Emit, SourceMessage, StageResult, dead_letter
 from engine.settings import Settings
 from engine.wire.codec import Codec
 from engine.wire.topics import Topic, load_topics
@@ -36,9 +36,6 @@ RETRY_LOG_EVERY_S = 30.0
 #: Headers of a record, as aiokafka takes them.
 Headers = Sequence[tuple[str, bytes]]
 SendFn = Callable[[str, bytes, bytes, Headers], Awaitable[Awaitable[object]]]
-#: The header naming the source record an output was made from, and which of its outputs it
-#: is (``topic:partition:offset:n``): the same on a redelivery, so a reader recognises one.
-SOURCE_HEADER = "claimflow-source"
 
 
 class OutputTooLarge(Exception):

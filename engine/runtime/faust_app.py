@@ -191,9 +191,18 @@ def add_stages(app: faust.App, settings: Settings, codec: Codec, stages: Sequenc
 
 def source_messages(events: Sequence[EventT[bytes]]) -> list[SourceMessage]:
     return [
-        SourceMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+        SourceMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value,
+                      _headers(e.message.headers))
         for e in events
     ]
+
+
+def _headers(headers: Any) -> tuple[tuple[str, bytes], ...]:
+    """faust hands a record's headers as a list of pairs or as a mapping."""
+    if not headers:
+        return ()
+    pairs = headers.items() if hasattr(headers, "items") else headers
+    return tuple((str(k), bytes(v)) for k, v in pairs if v is not None)
 
 
 def faust_send(app: faust.App) -> SendFn:

@@ -144,7 +144,8 @@ def aiokafka_send(producer: AIOKafkaProducer) -> SendFn:
 
 
 def source_message(record: ConsumerRecord[bytes, bytes]) -> SourceMessage:
-    return SourceMessage(record.topic, record.partition, record.offset, record.key, record.value)
+    headers = tuple((k, bytes(v)) for k, v in (record.headers or ()) if v is not None)
+    return SourceMessage(record.topic, record.partition, record.offset, record.key, record.value, headers)
 
 
 async def consume_batches(

@@ -34,6 +34,11 @@ DEAD_LETTER_KEEP_BYTES = 512 * 1024
 DEAD_LETTER_KEY_BYTES = 1024
 
 
+#: The header naming the source record an output was made from, and which of its outputs it
+#: is (``topic:partition:offset:n``): the same on a redelivery, so a reader recognises one.
+SOURCE_HEADER = "claimflow-source"
+
+
 @dataclass(frozen=True, slots=True)
 class SourceMessage:
     """One consumed record, as the runtime hands it to a stage."""
@@ -43,6 +48,14 @@ class SourceMessage:
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def origin(self) -> str | None:
+        """The record this one was made from (its ``SOURCE_HEADER``): two records with one
+        origin are one output delivered twice, not two events."""
+        value = next((v for k, v in self.headers if k == SOURCE_HEADER), None)
+        return value.decode(errors="replace") if value is not None else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -587,3 +587,27 @@ async def test_an_encounter_whose_claim_stage_output_was_not_delivered_is_taken_
     assert visit.encounter_id in tables[Table.CLAIMS_BY_ENCOUNTER]
     assert visit.encounter_id in tables[Table.AWAITING_ELIGIBILITY]
     assert await batch(taken, 42) == ["duplicates"]  # now it is one
+
+
+def test_a_coded_event_delivered_twice_is_answered_once_and_a_resend_is_a_duplicate(
+        coded, worker_context, codec):
+    """The claim stage tells a redelivered coded event (same origin header: the coding stage's
+    batch redone after a crash) from an EHR resend (another origin): the first changes
+    nothing, the second is dropped as a duplicate, once."""
+    from engine.runtime.stages import SOURCE_HEADER
+    from engine.worker.stages import STAGE
+
+    ctx = worker_context()
+    visit = dataclasses.replace(coded, date_of_service=datetime.now(UTC).date() - timedelta(days=2))
+
+    def copy(offset: int, origin: bytes) -> SourceMessage:
+        return dataclasses.replace(coded_message(codec, visit, offset), headers=((SOURCE_HEADER, origin),))
+
+    def topics(message: SourceMessage) -> list[str]:
+        return [e.topic for e in STAGE["claims"].run(ctx, codec, [message]).emits]
+
+    assert topics(copy(40, b"claims.encounters:0:7:0")) == ["eligibility-requests"]
+    assert topics(copy(41, b"claims.encounters:0:7:0")) == []  # delivered again: nothing new
+    assert topics(copy(42, b"claims.encounters:2:9:0")) == ["duplicates"]  # the EHR sent it again
+    assert topics(copy(43, b"claims.encounters:2:9:0")) == []
+    assert topics(coded_message(codec, visit, 44)) == ["duplicates"]  # no origin known: a duplicate

@@ -9,7 +9,7 @@ import dataclasses
 from engine.model.events import ClaimSubmitted, DenialWorkItem, Encounter, PatientStatement
 from engine.ops.audit import audit
 from engine.ops.reconciliation import Tally, summarize
-from engine.runtime.delivery import SOURCE_HEADER
+from engine.runtime.stages import SOURCE_HEADER
 from tests.unit.ops.test_reconciliation import claim_flow, tally_of
 
 NOW_MS = 10_000_000
