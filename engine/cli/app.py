@@ -67,10 +67,21 @@ def run(
     stay: Annotated[bool, typer.Option("--stay",
                                        help="Once settled, keep the engine, the payer and the page up until Ctrl-C "
                                             "(work the queues meanwhile).")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Engine workers side by side (they split the partitions).")] = 1,
+    chaos: Annotated[str | None, typer.Option(help="Stop or kill children at random points, each restarted: "
+                                                   "e.g. worker:term:3,worker:kill:3,payer:kill:2,coder:term "
+                                                   "(targets worker, payer, coder; signals term, kill). The "
+                                                   "summary then holds the kills and the end-to-end audit.")] = None,
 ) -> None:
     """The closed loop: broker, topics, engine worker, EHR and payer simulators, live progress."""
     from engine.cli.run import RunFailed, RunOptions, run_closed_loop
+    from engine.ops.chaos import ChaosSpecError, parse_chaos
 
+    try:
+        kills = tuple(parse_chaos(chaos or ""))
+    except ChaosSpecError as exc:
+        err.print(f"--chaos {exc}", style="red", markup=False)
+        raise typer.Exit(2) from None
     settings = _settings()
     if broker is not None:
         try:
@@ -94,6 +105,8 @@ def run(
         coder=coder,
         web=web,
         stay=stay,
+        workers=workers,
+        chaos=kills,
     )
     try:
         result = asyncio.run(run_closed_loop(settings, options, console))

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from engine.ops.audit import audit
+from engine.ops.chaos import ChaosReport, Kill, run_chaos
 from engine.ops.reconciliation import ReadBack, Tally, all_settled, summarize
 from engine.posting.routing import DenialRouting
 from engine.runtime.broker import _die_with_parent, running_broker_address
@@ -55,6 +57,8 @@ class RunOptions:
     coder: bool = True  # the coder simulator works the coding-review queue
     web: bool = False  # serve the billers' page (engine/web/app.py) while the run lasts
     stay: bool = False  # once settled, keep the engine, the payer and the page up until Ctrl-C
+    workers: int = 1  # engine workers side by side (one consumer group: they split the partitions)
+    chaos: tuple[Kill, ...] = ()  # children to stop or kill at random points, each restarted (engine/ops/chaos.py)
 
 
 class RunFailed(RuntimeError):
@@ -116,6 +120,19 @@ def stop_processes(processes: list[subprocess.Popen[bytes]], timeout_s: float) -
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def run_children(settings: Settings, options: RunOptions) -> dict[str, tuple[tuple[str, ...], Path]]:
+    """The run's child processes by name: each one's command and log file."""
+    logs = settings.worker_log_file
+    children: dict[str, tuple[tuple[str, ...], Path]] = {}
+    for n in range(1, options.workers + 1):
+        name = "engine worker" if options.workers == 1 else f"engine worker {n}"
+        children[name] = (("worker",), logs if n == 1 else logs.with_name(f"{logs.stem}-{n}{logs.suffix}"))
+    children["payer simulator"] = (("simulate", "payer"), settings.payer_log_file)
+    if options.coder and any(kill.target == "coder" for kill in options.chaos):
+        children["coder simulator"] = (("simulate", "coder"), logs.with_name("coder.log"))
+    return children
 
 
 @contextlib.asynccontextmanager
@@ -218,20 +235,30 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
         settings = await resolve_idempotence(settings, bootstrap)  # asked once; the children inherit it
         report = await apply_topics(settings.with_bootstrap(bootstrap), load_topics(settings))
         console.print(f"topics: {report.lines()[-1]}")
-        worker = start_worker(settings, bootstrap)
-        console.print(f"worker: pid {worker.pid}, log {settings.worker_log_file}")
-        payer = start_worker(settings, bootstrap, ("simulate", "payer"), settings.payer_log_file)
-        console.print(f"payer simulator: pid {payer.pid}, log {settings.payer_log_file}")
+        commands = run_children(settings, options)
+        children: dict[str, subprocess.Popen[bytes]] = {}
+        for name, (command, log_file) in commands.items():
+            children[name] = start_worker(settings, bootstrap, command, log_file)
+            console.print(f"{name}: pid {children[name].pid}, log {log_file}")
         readback = ReadBack(settings, bootstrap, codec, routing.queues())
-        coder = CoderSimulator(settings, bootstrap, codec) if options.coder else None
+        # In this process, unless the chaos is to kill it: then it is a child like the others.
+        coder = CoderSimulator(settings, bootstrap, codec) if options.coder and "coder simulator" not in commands \
+            else None
         stop_ehr = asyncio.Event()
         tasks: list[asyncio.Task[Any]] = []
+        chaos = ChaosReport(finished=not options.chaos)
         try:
             await readback.start()
             await readback.mark_baseline()
             async with engine_pages(settings, bootstrap, codec, console, options.web, readback):
                 if coder is not None:
                     tasks.append(asyncio.create_task(coder.run(), name="coder-simulator"))
+                if options.chaos:
+                    def restart(name: str) -> subprocess.Popen[bytes]:
+                        return start_worker(settings, bootstrap, *commands[name])
+
+                    tasks.append(asyncio.create_task(
+                        run_chaos(list(options.chaos), children, restart, options.seed, chaos), name="chaos"))
                 sent = [0]
                 if options.encounters is not None:
                     planned = plan_encounters(options.encounters, options.seed, options.bad_rate, options.resend_rate,
@@ -245,20 +272,20 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
                     tasks.append(asyncio.create_task(
                         _send_endless(settings, bootstrap, codec, book, options, sent, stop_ehr, practice), name="ehr"))
                 started = time.monotonic()
-                processes = {**broker.processes, "engine worker": worker, "payer simulator": payer}
-                elapsed, interrupted = await _watch(settings, readback, processes, tasks, expected, options,
-                                                    console, started, sent)
+                watched = [broker.processes, children]
+                elapsed, interrupted = await _watch(settings, readback, watched, tasks, expected, options,
+                                                    console, started, sent, lambda: chaos.finished)
                 if options.stay and not interrupted:  # Ctrl-C is how a stay ends: not an interruption
                     console.print(f"settled after {elapsed:.1f} s; the engine, the payer and the page stay up "
                                   f"for the billers: Ctrl-C stops them")
-                    await _watch(settings, readback, processes, tasks, -1,
+                    await _watch(settings, readback, watched, tasks, -1,
                                  replace(options, timeout_s=float("inf")), console, started, sent)
         except RunFailed as exc:
             failure, elapsed = exc, time.monotonic() - started
         except (KafkaError, OSError) as exc:  # the broker went away under the run
             failure, elapsed = RunFailed(_broker_lost(broker, exc)), time.monotonic() - started
         finally:
-            await _stop_run(stop_ehr, coder, tasks, readback, [worker, payer],
+            await _stop_run(stop_ehr, coder, tasks, readback, children,
                             broker_gone=any(p.poll() is not None for p in broker.processes.values()))
     summary = summarize(readback.tally, settings, elapsed)
     summary["denials_vs_payer_profiles"] = profile_fit(summary["first_pass_by_payer"], book)
@@ -266,6 +293,10 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
     summary["startup_s"] = round(started - t0, 2)
     summary["interrupted"] = interrupted
     summary["settled"] = failure is None and not interrupted and all(i["holds"] for i in summary["identities"].values())
+    if options.chaos:  # after crashes, the end-to-end audit too: nothing lost, nothing twice
+        summary["chaos"] = chaos.figures()
+        summary["audit"] = audit(readback.tally, settings, int(time.time() * 1000), grace_s=0).report()
+        summary["settled"] = summary["settled"] and summary["audit"]["ok"]
     if failure is not None:
         summary["failure"] = str(failure)
     if options.summary_path is not None:
@@ -290,13 +321,18 @@ STOP_WITHOUT_BROKER_S = 5.0
 
 
 async def _stop_run(stop_ehr: asyncio.Event, coder: CoderSimulator | None, tasks: list[asyncio.Task[Any]],
-                    readback: ReadBack, children: list[subprocess.Popen[bytes]], broker_gone: bool) -> None:
+                    readback: ReadBack, children: dict[str, subprocess.Popen[bytes]], broker_gone: bool) -> None:
     """Stop everything a run started, each step bounded and none able to skip the next:
-    the children first (an error in the read-back's stop must not leave them running)."""
+    the chaos first (it restarts children), then the children (an error in the
+    read-back's stop must not leave them running)."""
     stop_ehr.set()
     if coder is not None:
         coder.stop.set()
-    stop_processes(children, STOP_WITHOUT_BROKER_S if broker_gone else STOP_S)
+    for task in tasks:
+        if task.get_name() == "chaos":
+            task.cancel()
+            await _finish(task, TASK_STOP_S)
+    stop_processes(list(children.values()), STOP_WITHOUT_BROKER_S if broker_gone else STOP_S)
     for task in tasks:
         await _finish(task, TASK_STOP_S)
     await _finish(asyncio.ensure_future(readback.stop()), TASK_STOP_S)
@@ -342,10 +378,12 @@ async def _send_endless(settings: Settings, bootstrap: str, codec: Any, book: Pa
         base += n
 
 
-async def _watch(settings: Settings, readback: ReadBack, processes: dict[str, subprocess.Popen[bytes]],
+async def _watch(settings: Settings, readback: ReadBack, processes: list[dict[str, subprocess.Popen[bytes]]],
                  tasks: list[asyncio.Task[Any]], expected: int, options: RunOptions, console: Console,
-                 started: float, sent: list[int]) -> tuple[float, bool]:
-    """Poll the topics until the run settles (or Ctrl-C); keep the screen live."""
+                 started: float, sent: list[int], ready: Callable[[], bool] = lambda: True) -> tuple[float, bool]:
+    """Poll the topics until the run settles (or Ctrl-C); keep the screen live. ``processes``:
+    the run's children by name (a child the chaos restarts is out of its table meanwhile);
+    ``ready``: whether the run may settle yet (the chaos done)."""
     last_total, last_t, rate = 0, time.monotonic(), 0.0
     live = Live(console=console, refresh_per_second=4, transient=False) if options.live else None
     try:
@@ -359,9 +397,10 @@ async def _watch(settings: Settings, readback: ReadBack, processes: dict[str, su
                     rate, last_total, last_t = (total - last_total) / (now - last_t), total, now
                 if live is not None:
                     live.update(progress_table(readback.tally, summary, rate, now - started, sent[0]))
-                if expected >= 0 and all_settled(readback.tally, expected, settings, options.coder, summary):
+                if expected >= 0 and ready() and all_settled(readback.tally, expected, settings, options.coder,
+                                                             summary):
                     return now - started, False
-                for name, process in processes.items():
+                for name, process in [item for table in processes for item in table.items()]:
                     if process.poll() is not None:
                         raise RunFailed(f"the {name} exited with code {process.returncode} (see its log in "
                                         f"{settings.state_dir})")

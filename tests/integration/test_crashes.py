@@ -1,0 +1,45 @@
+"""Nothing lost, nothing billed twice, under crashes: a closed loop of a couple of thousand
+encounters with two engine workers, during which each worker, the payer simulator and
+the coder simulator are stopped with SIGTERM and killed with SIGKILL at random points and
+restarted at once (engine/ops/chaos.py), on both brokers. The end-to-end audit (what
+`claims reconcile` runs) finds every encounter ended, nothing twice, the books balanced."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from engine.cli.run import RunOptions, run_closed_loop
+from engine.ops.chaos import parse_chaos
+from tests.fixtures.kafka import SettingsFactory
+
+pytestmark = pytest.mark.integration
+
+#: Three of each per process, as the issue asks; `make soak` runs more over longer.
+CHAOS = "worker:term:3,worker:kill:3,payer:term:3,payer:kill:3,coder:term:3,coder:kill:3"
+N_ENCOUNTERS = 2000
+RATE = 40.0  # encounters/s: the stream spans the kills (about 50 s), not a burst before them
+
+
+async def test_kills_and_restarts_lose_nothing_and_bill_nothing_twice(settings_factory: SettingsFactory) -> None:
+    settings = settings_factory()
+    kills = tuple(parse_chaos(CHAOS))
+    options = RunOptions(encounters=N_ENCOUNTERS, rate=RATE, seed=17, bad_rate=0.04, resend_rate=0.01,
+                         summary_path=None, timeout_s=420, live=False, workers=2, chaos=kills)
+    summary = await run_closed_loop(settings, options, Console(file=io.StringIO()))
+
+    assert summary["chaos"]["kills"] == len(kills) == 18
+    assert summary["chaos"]["by_target_and_signal"] == {
+        f"{target}:{signal}": 3 for target in ("coder", "payer", "worker") for signal in ("SIGKILL", "SIGTERM")}
+    assert {kill["name"] for kill in summary["chaos"]["each"] if kill["target"] == "worker"} <= {
+        "engine worker 1", "engine worker 2"}
+    audited = summary["audit"]
+    assert (audited["lost"]["count"], audited["in_flight"]["count"], audited["duplicates"]) == (0, 0, 0), audited
+    assert audited["broken_identities"] == [] and audited["ok"]
+    assert audited["encounters"] == N_ENCOUNTERS  # distinct ids: the EHR's resends come on top
+    assert all(identity["holds"] for identity in summary["identities"].values())
+    assert summary["remittances_unbalanced"] == 0 and summary["repeated_claim_ids"] == 0
+    assert summary["statement_amount"] == summary["patient_responsibility"]
+    assert summary["settled"] is True
