@@ -6,7 +6,7 @@ rejected, eligibility held (front desk), duplicate dropped (docs/claims.md)."""
 from __future__ import annotations
 
 from collections.abc import MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from engine.claims.build import ClaimContext, build_claim, claim_id_for
@@ -43,24 +43,34 @@ def bill_coded(
 ) -> list[Emit]:
     """A coded encounter: dropped if already taken on (one original claim per encounter,
     ever), else decided now from a cached eligibility answer, or parked while the payer
-    is asked."""
+    is asked. The same coded event delivered again (same origin) changes nothing, unless
+    its parking was lost with a crash: then it is taken on again."""
     already = state.billed.get(coded.encounter_id)
-    if already is not None:
-        claim_id, origins = _taken(already)
-        if message.origin is not None and message.origin in origins:
-            return []  # this very coded event delivered again (its batch redone after a crash): answered already
-        state.billed[coded.encounter_id] = _taking(claim_id, [*origins, message.origin])
-        return [Emit(Topic.DUPLICATES, coded.encounter_id, DuplicateDropped(
-            claim_id=claim_id, encounter_id=coded.encounter_id, source_topic=message.topic,
-            source_partition=message.partition, source_offset=message.offset, dropped_at=now,
-        ))]
-    taken = _taking(claim_id_for(coded.encounter_id), [message.origin])
+    if already is None:
+        return _take_on(coded, message, state, ctx, now, [message.origin])
+    taken = TakenOn.loads(already)
+    if message.origin is not None and message.origin in taken.origins:
+        if taken.parked and coded.encounter_id not in state.awaiting:
+            # The dedupe entry reached its changelog, the parked encounter did not (a kill
+            # between the two): the batch is redone, so the encounter is parked again.
+            return _take_on(coded, message, state, ctx, now, taken.origins)
+        return []  # this very coded event delivered again (its batch redone after a crash): answered already
+    state.billed[coded.encounter_id] = replace(taken, origins=[*taken.origins, message.origin]).dumps()
+    return [Emit(Topic.DUPLICATES, coded.encounter_id, DuplicateDropped(
+        claim_id=taken.claim_id, encounter_id=coded.encounter_id, source_topic=message.topic,
+        source_partition=message.partition, source_offset=message.offset, dropped_at=now,
+    ))]
+
+
+def _take_on(coded: CodedEncounter, message: SourceMessage, state: ClaimStageState, ctx: ClaimContext,
+             now: datetime, origins: list[str | None]) -> list[Emit]:
+    taken = TakenOn(claim_id_for(coded.encounter_id), parked=False, origins=origins)
     answer = state.answers.get(coded.payer_id, coded.member_id, coded.date_of_service, now)
     if answer is not None:
         emits = decide(coded, message.value or b"", answer, ctx, now)  # may raise: then not taken on
-        state.billed[coded.encounter_id] = taken
+        state.billed[coded.encounter_id] = taken.dumps()
         return emits
-    state.billed[coded.encounter_id] = taken  # a resend while parked is a duplicate
+    state.billed[coded.encounter_id] = replace(taken, parked=True).dumps()  # a resend while parked is a duplicate
     state.awaiting[coded.encounter_id] = (message.value or b"").decode("latin-1")
     return [Emit(Topic.ELIGIBILITY_REQUESTS, coded.encounter_id, eligibility_request(coded, now))]
 
@@ -70,14 +80,25 @@ def bill_coded(
 ORIGINS_KEPT = 10
 
 
-def _taken(entry: str) -> tuple[str, list[str]]:
-    """A dedupe entry: the encounter's claim id, then the origins of the coded events answered."""
-    claim_id, *origins = entry.split("\n")
-    return claim_id, origins
+@dataclass(frozen=True)
+class TakenOn:
+    """An encounter's dedupe entry: its claim id, whether it is parked for its 271, and the
+    origins of the coded events answered (one line each, as the table's text)."""
 
+    claim_id: str
+    parked: bool
+    origins: list[str | None]
 
-def _taking(claim_id: str, origins: list[str | None]) -> str:
-    return "\n".join([claim_id, *[o for o in origins if o is not None][-ORIGINS_KEPT:]])
+    def dumps(self) -> str:
+        kept = [o for o in self.origins if o is not None][-ORIGINS_KEPT:]
+        return "\n".join([self.claim_id, "parked" if self.parked else "decided", *kept])
+
+    @classmethod
+    def loads(cls, entry: str) -> TakenOn:
+        claim_id, *rest = entry.split("\n")
+        if rest and rest[0] in ("parked", "decided"):
+            return cls(claim_id, rest[0] == "parked", list(rest[1:]))
+        return cls(claim_id, False, list(rest))  # an entry from before the state line
 
 
 def on_eligibility(answer: EligibilityResponse, state: ClaimStageState, ctx: ClaimContext, now: datetime
@@ -93,6 +114,9 @@ def on_eligibility(answer: EligibilityResponse, state: ClaimStageState, ctx: Cla
     # dead-lettered and the encounter stays parked, so replaying the answer retries it.
     emits = decide(ctx.codec.decode(coded_bytes, CodedEncounter), coded_bytes, answer, ctx, now)
     state.awaiting.pop(answer.encounter_id, None)
+    entry = state.billed.get(answer.encounter_id)
+    if entry is not None:  # decided: a redelivered coded event must not park it again
+        state.billed[answer.encounter_id] = replace(TakenOn.loads(entry), parked=False).dumps()
     return emits
 
 

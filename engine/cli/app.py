@@ -72,6 +72,7 @@ def run(
                                                    "e.g. worker:term:3,worker:kill:3,payer:kill:2,coder:term "
                                                    "(targets worker, payer, coder; signals term, kill). The "
                                                    "summary then holds the kills and the end-to-end audit.")] = None,
+    chaos_every: Annotated[float, typer.Option(min=0.0, help="Mean seconds between two --chaos kills.")] = 2.0,
 ) -> None:
     """The closed loop: broker, topics, engine worker, EHR and payer simulators, live progress."""
     from engine.cli.run import RunFailed, RunOptions, run_closed_loop
@@ -107,6 +108,7 @@ def run(
         stay=stay,
         workers=workers,
         chaos=kills,
+        chaos_every_s=chaos_every,
     )
     try:
         result = asyncio.run(run_closed_loop(settings, options, console))

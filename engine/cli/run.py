@@ -59,6 +59,7 @@ class RunOptions:
     stay: bool = False  # once settled, keep the engine, the payer and the page up until Ctrl-C
     workers: int = 1  # engine workers side by side (one consumer group: they split the partitions)
     chaos: tuple[Kill, ...] = ()  # children to stop or kill at random points, each restarted (engine/ops/chaos.py)
+    chaos_every_s: float = 2.0  # the mean gap between two kills (each drawn from half to one and a half times it)
 
 
 class RunFailed(RuntimeError):
@@ -258,7 +259,8 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
                         return start_worker(settings, bootstrap, *commands[name])
 
                     tasks.append(asyncio.create_task(
-                        run_chaos(list(options.chaos), children, restart, options.seed, chaos), name="chaos"))
+                        run_chaos(list(options.chaos), children, restart, options.seed, chaos,
+                                  (options.chaos_every_s / 2, options.chaos_every_s * 1.5)), name="chaos"))
                 sent = [0]
                 if options.encounters is not None:
                     planned = plan_encounters(options.encounters, options.seed, options.bad_rate, options.resend_rate,

@@ -17,8 +17,8 @@ from engine.denials.work_items import FoldedQueues, WorkItemAccounting, fold_wor
 from engine.model.events import DenialAction, DenialWorkItem, Remittance
 from engine.ops.metrics import Latencies, Outstanding
 from engine.posting.routing import DenialRouting, denied_sum
-from engine.runtime.stages import SOURCE_HEADER
 from engine.runtime.kafka import assign_all, make_consumer, read_to_highwater
+from engine.runtime.stages import SOURCE_HEADER
 from engine.settings import Settings
 from engine.wire.codec import Codec, UndecodableEvent, from_record
 from engine.wire.topics import Topic
@@ -121,6 +121,7 @@ class Tally:
     #: again is a redelivery (a batch processed again after a crash), counted here only.
     sources_seen: set[tuple[str, bytes]] = field(default_factory=set)
     redelivered: Counter[str] = field(default_factory=Counter)
+    keys_seen: set[tuple[str, bytes | None]] = field(default_factory=set)
     #: For the end-to-end audit (``audit``): each encounter id read, with its record time,
     #: and what ended each (terminal outcomes by encounter id).
     encounter_seen_ms: dict[str, int] = field(default_factory=dict)
@@ -144,6 +145,11 @@ class Tally:
                 self.redelivered[topic] += 1
                 return
             self.sources_seen.add((topic, source))
+        if topic in _ONE_PER_KEY:  # one 270 and one 271 per encounter: a second is a redelivered request's
+            if (topic, key) in self.keys_seen:
+                self.redelivered[topic] += 1
+                return
+            self.keys_seen.add((topic, key))
         self.records[topic] += 1
         if topic in _ENDED_BY_KEY:
             self._ended((key or b"").decode(errors="replace"), _ENDED_BY_KEY[topic])
@@ -366,6 +372,8 @@ _COUNTERS: dict[Topic, _Counter] = {
     Topic.DEAD_LETTER: _Counter(Tally._dead_letter),
 }
 DENIAL_QUEUES = frozenset(Topic.denial_queues())
+#: Topics with one record per key (encounter id): the payer answers a redelivered 270 again.
+_ONE_PER_KEY = frozenset({Topic.ELIGIBILITY_REQUESTS, Topic.ELIGIBILITY_RESPONSES})
 #: Topics keyed by encounter id whose every record ends its encounter's way through
 _ENDED_BY_KEY = {Topic.FRONT_DESK: "eligibility held"}  # not DUPLICATES: a resend ends, not its original
 

@@ -23,6 +23,7 @@ N_ENCOUNTERS = 2000
 RATE = 40.0  # encounters/s: the stream spans the kills (about 50 s), not a burst before them
 
 
+@pytest.mark.timeout(600)  # a loop of 2,000 encounters at 40/s with 18 restarts: about 2 minutes
 async def test_kills_and_restarts_lose_nothing_and_bill_nothing_twice(settings_factory: SettingsFactory) -> None:
     settings = settings_factory()
     kills = tuple(parse_chaos(CHAOS))

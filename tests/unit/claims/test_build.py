@@ -15,7 +15,7 @@ import pytest
 from engine.claims.build import ClaimContext, FeeSchedule, build_claim, claim_id_for
 from engine.claims.eligibility import EligibilityCache, eligibility_request, front_desk_item_id
 from engine.claims.scrubber import ScrubContext, scrub_claim, scrub_item_id
-from engine.claims.stage import ClaimStageState, bill_coded, decide, on_eligibility
+from engine.claims.stage import ClaimStageState, TakenOn, bill_coded, decide, on_eligibility
 from engine.coding.rules import code_encounter
 from engine.model.codes import SELF
 from engine.model.events import (
@@ -232,7 +232,8 @@ def test_a_new_encounter_is_parked_and_the_payer_asked(coded, claim_ctx, codec, 
     (emit,) = bill_coded(coded, message, state, claim_ctx, now)
     assert (emit.topic, emit.key) == ("eligibility-requests", coded.encounter_id)
     assert emit.event == eligibility_request(coded, now)
-    assert dict(state.billed) == {coded.encounter_id: claim_id_for(coded.encounter_id)}
+    assert {e: TakenOn.loads(v).claim_id for e, v in state.billed.items()} == {
+        coded.encounter_id: claim_id_for(coded.encounter_id)}
     assert dict(state.awaiting) == {coded.encounter_id: message.value.decode("latin-1")}
     assert codec.decode(state.awaiting[coded.encounter_id].encode("latin-1"), CodedEncounter) == coded
     assert dict(state.answers.entries) == {}
@@ -255,7 +256,8 @@ def test_a_covered_member_gets_a_claim_submitted_with_its_status(coded, claim_ct
                                    claim.total_charge, later)
     assert status.paid_amount is None and status.denial_queue is None and status.remittance_id is None
     assert dict(state.awaiting) == {}
-    assert dict(state.billed) == {coded.encounter_id: claim.claim_id}
+    assert {e: TakenOn.loads(v) for e, v in state.billed.items()} == {
+        coded.encounter_id: TakenOn(claim.claim_id, parked=False, origins=[])}  # decided
     assert list(state.answers.entries) == [f"{coded.payer_id}|{coded.member_id}"]
 
 
@@ -394,7 +396,8 @@ def test_a_duplicate_after_the_decision_is_dropped(coded, claim_ctx, codec, now)
     on_eligibility(answer_to(request, now), state, claim_ctx, now)
     (emit,) = bill_coded(coded, coded_message(codec, coded, 78), state, claim_ctx, now)
     assert emit.topic == "duplicates" and emit.event.source_offset == 78
-    assert dict(state.billed) == {coded.encounter_id: claim_id_for(coded.encounter_id)}
+    assert {e: TakenOn.loads(v).claim_id for e, v in state.billed.items()} == {
+        coded.encounter_id: claim_id_for(coded.encounter_id)}
 
 
 def test_a_redelivered_answer_after_the_decision_emits_nothing(coded, claim_ctx, codec, now):
@@ -611,3 +614,28 @@ def test_a_coded_event_delivered_twice_is_answered_once_and_a_resend_is_a_duplic
     assert topics(copy(42, b"claims.encounters:2:9:0")) == ["duplicates"]  # the EHR sent it again
     assert topics(copy(43, b"claims.encounters:2:9:0")) == []
     assert topics(coded_message(codec, visit, 44)) == ["duplicates"]  # no origin known: a duplicate
+
+
+def test_a_coded_event_redelivered_after_its_parking_was_lost_is_parked_again(coded, worker_context, codec):
+    """A kill between the two changelog writes of a take-on: the dedupe entry made it, the
+    parked encounter did not. The coded event comes again (its offset was not committed),
+    and it is parked again and the payer asked again instead of being ignored; once the
+    answer decided it, another redelivery changes nothing."""
+    from engine.runtime.stages import SOURCE_HEADER
+    from engine.wire.topics import Table
+    from engine.worker.stages import STAGE, TABLES
+
+    tables: dict[Table, dict[str, str]] = {table: {} for table in TABLES}
+    ctx = worker_context(tables=tables)
+    visit = dataclasses.replace(coded, date_of_service=datetime.now(UTC).date() - timedelta(days=2))
+    origin = ((SOURCE_HEADER, b"claims.encounters:0:7:0"),)
+    message = dataclasses.replace(coded_message(codec, visit, 40), headers=origin)
+
+    (request,) = STAGE["claims"].run(ctx, codec, [message]).emits
+    del tables[Table.AWAITING_ELIGIBILITY][visit.encounter_id]  # lost with the kill
+    assert [e.topic for e in STAGE["claims"].run(ctx, codec, [message]).emits] == ["eligibility-requests"]
+    answer = SourceMessage("claims.eligibility-responses", 0, 1, visit.encounter_id.encode(),
+                           codec.encode(answer_to(request.event, datetime.now(UTC))))
+    assert [e.topic for e in STAGE["eligibility"].run(ctx, codec, [answer]).emits] == ["claims-submitted",
+                                                                                         "claim-status"]
+    assert STAGE["claims"].run(ctx, codec, [message]).emits == []  # decided: nothing again
