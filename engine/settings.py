@@ -71,6 +71,9 @@ class Settings:
     #: 10 s keeps the first event a few seconds away instead of ~30 s.
     session_timeout_s: float = field(default_factory=lambda: _env_float("CLAIMS_SESSION_TIMEOUT_S", 10.0))
     heartbeat_interval_s: float = field(default_factory=lambda: _env_float("CLAIMS_HEARTBEAT_S", 1.0))
+    #: Every this many seconds each process checks that its broker is the one it started on
+    #: (same cluster id, its topics still there): engine/runtime/cluster_watch.py.
+    cluster_check_s: float = field(default_factory=lambda: _env_float("CLAIMS_CLUSTER_CHECK_S", 10.0))
     #: TLS and SASL for every client (producers, consumers, admin, faust): PLAINTEXT, SSL,
     #: SASL_PLAINTEXT or SASL_SSL; SASL mechanism PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
     security_protocol: str = field(default_factory=lambda: _env("CLAIMS_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"))

@@ -12,6 +12,7 @@ import typer
 from engine.cli.context import bootstrap as _bootstrap
 from engine.cli.context import console
 from engine.cli.context import load_settings as _settings
+from engine.settings import Settings
 
 simulate_app = typer.Typer(help="The EHR and payer simulators, standalone.", no_args_is_help=True)
 
@@ -80,7 +81,9 @@ def simulate_coder() -> None:
     from simulators.coder import CoderSimulator
 
     settings = _settings()
-    _serve_until_signal(CoderSimulator(settings, _bootstrap(settings), default_codec(settings.schemas_dir)))
+    bootstrap = _bootstrap(settings)
+    _serve_until_signal(CoderSimulator(settings, bootstrap, default_codec(settings.schemas_dir)),
+                        settings.with_bootstrap(bootstrap), "the coder simulator")
 
 
 class _Simulator(Protocol):
@@ -89,13 +92,20 @@ class _Simulator(Protocol):
     async def run(self) -> None: ...
 
 
-def _serve_until_signal(simulator: _Simulator) -> None:
-    """Run a simulator until SIGINT/SIGTERM sets its stop event."""
+def _serve_until_signal(simulator: _Simulator, settings: Settings, what: str) -> None:
+    """Run a simulator until SIGINT/SIGTERM sets its stop event, watching its broker for a
+    reset (``engine/runtime/cluster_watch.py``) meanwhile."""
+    from engine.runtime.cluster_watch import watch_cluster
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, simulator.stop.set)
-        await simulator.run()
+        watcher = asyncio.create_task(watch_cluster(settings, what, simulator.stop))
+        try:
+            await simulator.run()
+        finally:
+            simulator.stop.set()
+            await watcher
 
     asyncio.run(serve())

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import faust
 from faust.types import EventT
 
+from engine.runtime.cluster_watch import BrokerReset, ClusterWatch, declared_topics, stop_on_reset
 from engine.runtime.delivery import Headers, OutputLimits, SendFn, deliver_result
 from engine.runtime.kafka import ssl_context
 from engine.runtime.staged_state import StateJournal
@@ -64,12 +65,25 @@ def make_faust_app(settings: Settings, app_id: str, bootstrap_servers: str) -> f
 
     if settings.idempotence == "on":
         _idempotent_producer(app)
+    _watch_cluster(app, settings.with_bootstrap(bootstrap_servers), app_id)
 
     @app.on_after_configured.connect
     def _quiet(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:  # pragma: no cover - faust signal
         logging.getLogger().setLevel(settings.log_level)
 
     return app
+
+
+def _watch_cluster(app: faust.App, settings: Settings, app_id: str) -> None:
+    """A timer that ends the worker when its broker came back empty (``cluster_watch``)."""
+    watch = ClusterWatch(settings, declared_topics(settings))
+
+    @app.timer(settings.cluster_check_s)  # type: ignore[untyped-decorator]
+    async def cluster_watch() -> None:  # pragma: no cover - faust timer; the integration test sees it act
+        try:
+            await watch.check()
+        except BrokerReset as reset:
+            stop_on_reset(reset, f"faust app {app_id}")
 
 
 def faust_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
