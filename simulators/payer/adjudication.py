@@ -17,7 +17,7 @@ import hashlib
 import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -226,17 +226,40 @@ class Accumulator:
     oop_met: Decimal = ZERO
 
 
+#: The plan years a member's state keeps: the newest one and the one before. Once a member
+#: has a claim of year Y, a claim of Y-2 or earlier sent after it is more than 365 days past
+#: its date of service, past every payer's timely-filing limit (the profiles are held to it
+#: by a test): the existing rule denies it (29), so the window forgets nothing still payable.
+PLAN_YEARS_KEPT = 2
+
+
 @dataclass
 class AdjudicatedClaim:
+    """What duplicates, replacements and voids need of a claim the payer answered.
+
+    ``remittance`` is the reversal basis (``reversal_basis``): the answer, framed Avro, less
+    what a reversal replaces or derives again. It is kept only while the claim can still be
+    reversed; a reversed claim (and a void, whose answer is a reversal) keeps neither it nor
+    the fingerprint, only that it was adjudicated (a redelivery) and reversed (a 129)."""
+
     claim_id: str
-    fingerprint: str
+    fingerprint: str  # exact duplicates (``fingerprint``); "" once reversed
     frequency_code: str
-    remittance: bytes  # the remittance sent, framed Avro (a reversal negates it)
+    remittance: bytes  # the reversal basis; b"" once reversed
     reversed: bool = False
+    #: The year of the date of service; 0 in state written before the window (read from ``remittance``).
+    plan_year: int = 0
+
+    def reverse(self) -> None:
+        """Reversed once, never again: what a reversal or a duplicate needed goes."""
+        self.reversed, self.remittance, self.fingerprint = True, b"", ""
 
 
 @dataclass
 class PendingPayment:
+    """A remittance waiting for its payment date: the whole remittance as sent, framed Avro,
+    and only until the release timer has sent it (``payer/app.py`` then removes it)."""
+
     due_at: float  # epoch seconds, real time
     remittance: bytes
 
@@ -244,11 +267,17 @@ class PendingPayment:
 @dataclass
 class MemberState(StateRecord):
     """One member of one payer: accumulators per plan year, the claims adjudicated (for
-    duplicates and reversals) and the remittances not yet paid out."""
+    duplicates and reversals) and the remittances not yet paid out.
+
+    Accumulators and claims are kept for ``PLAN_YEARS_KEPT`` plan years counted back from
+    ``newest_plan_year``, so a member's record, rewritten to the changelog with every claim,
+    does not grow with every claim the member ever had."""
 
     accumulators: dict[int, Accumulator] = field(default_factory=dict)
     claims: dict[str, AdjudicatedClaim] = field(default_factory=dict)
     pending: list[PendingPayment] = field(default_factory=list)
+    #: The newest plan year of the member's claims (``window_year``); 0: none yet, or written before the window.
+    newest_plan_year: int = 0
 
     def accumulator(self, plan_year: int) -> Accumulator:
         return self.accumulators.setdefault(plan_year, Accumulator())
@@ -260,6 +289,35 @@ class MemberState(StateRecord):
         if claim_ref in self.claims:
             return self.claims[claim_ref]
         return next((c for c in self.claims.values() if payer_claim_control_number(c.claim_id) == claim_ref), None)
+
+    def keep_window(self, seen_year: int) -> None:
+        """Note a claim of ``seen_year`` and drop the plan years that fall out of the window.
+        A payment still pending is kept whatever its year: it goes when it is paid out."""
+        self.newest_plan_year = max(self.newest_plan_year, seen_year)
+        oldest = self.newest_plan_year - PLAN_YEARS_KEPT + 1
+        self.accumulators = {year: acc for year, acc in self.accumulators.items() if year >= oldest}
+        self.claims = {cid: c for cid, c in self.claims.items() if c.plan_year >= oldest}
+
+
+def window_year(claim: ClaimSubmitted) -> int:
+    """The plan year a claim moves the member's window to: its date of service's, counted
+    in the claims' own time (not the wall clock, which a replay of past visits would be far
+    ahead of), and never after the year it was sent, so a mistyped date of service cannot
+    make the payer forget the member's real years."""
+    return min(claim.date_of_service.year, claim.submitted_at.year)
+
+
+def upgrade(state: MemberState, codec: Codec) -> None:
+    """State written before the window: each claim's plan year from its remittance, and a
+    reversed claim's remittance dropped. Once per member (``newest_plan_year`` stays set)."""
+    if state.newest_plan_year or not state.claims:
+        return
+    for claim in state.claims.values():
+        if claim.plan_year == 0 and claim.remittance:
+            claim.plan_year = codec.decode(claim.remittance, Remittance).date_of_service.year
+        if claim.reversed:
+            claim.reverse()
+    state.newest_plan_year = max(c.plan_year for c in state.claims.values())
 
 
 @dataclass
@@ -554,6 +612,30 @@ def reversal_of(original: Remittance, caused_by: ClaimSubmitted, payment_date: d
     )
 
 
+#: Where the simulator's remittances come from (the field's default): what ``restored`` puts back.
+_SOURCE = str(next(f.default for f in fields(Remittance) if f.name == "source"))
+
+
+def reversal_basis(answer: Remittance) -> Remittance:
+    """What the member state keeps of an answer so that it can be reversed: the remittance
+    without the ids, trace, names and source that ``restored`` derives again from the claim
+    id and the payer (a reversal replaces the ids and the trace anyway). Encoded, about a
+    third smaller than the whole remittance."""
+    return replace(answer, remittance_id="", claim_id="", payer_id="", payer_claim_control_number="",
+                   trace_number="", payer_name="", payment_method="", source="")
+
+
+def restored(basis: Remittance, claim_id: str, profile: PayerProfile) -> Remittance:
+    """The answer again from its reversal basis, as far as a reversal reads it. A whole
+    remittance (state written before the window) comes back as it was."""
+    pccn = payer_claim_control_number(claim_id)
+    trace = trace_number(profile.payer_id, basis.payment_date)
+    return replace(basis, remittance_id=remittance_id(profile.payer_id, pccn, basis.claim_status_code, trace),
+                   claim_id=claim_id, payer_id=profile.payer_id, payer_claim_control_number=pccn, trace_number=trace,
+                   payer_name=profile.name, payment_method="ACH" if basis.paid_amount > ZERO else "NON",
+                   source=_SOURCE)
+
+
 def _unwind(state: MemberState, original: Remittance) -> None:
     """A reversal gives the member back what the original charged to the accumulators."""
     acc = state.accumulator(original.date_of_service.year)
@@ -564,13 +646,15 @@ def _unwind(state: MemberState, original: Remittance) -> None:
 
 def adjudicate(claim: ClaimSubmitted, state: MemberState, ref: PayerReference, cal: Calibration,
                codec: Codec, now: datetime) -> Adjudication:
-    """Adjudicate one claim for one member; ``state`` and ``cal`` are updated in place.
-    A claim id already adjudicated gives nothing (a redelivery)."""
+    """Adjudicate one claim for one member; ``state`` and ``cal`` are updated in place, the
+    state trimmed to its plan-year window. A claim id already adjudicated gives nothing (a
+    redelivery); one of a plan year the window has dropped is adjudicated as new."""
     profile = ref.book.payers.get(claim.payer_id)
     if profile is None:
         raise ValueError(f"claim {claim.claim_id}: payer {claim.payer_id!r} unknown to the simulator")
     if claim.claim_id in state.claims:
         return Adjudication([], None, False)
+    upgrade(state, codec)
     rng = random.Random(f"payer:{ref.seed}:{claim.claim_id}")
     payment_date = claim.submitted_at.date() + timedelta(days=latency_days(profile, rng))
     original = state.find(claim.original_claim_id) if claim.frequency_code != ORIGINAL else None
@@ -584,23 +668,31 @@ def adjudicate(claim: ClaimSubmitted, state: MemberState, ref: PayerReference, c
     # A claim-level denial of a replacement leaves the original standing; a line-level one
     # does not stop the replacement from replacing it.
     if original is not None and not any(d.line_numbers is None for d in denials):
-        original_remit = codec.decode(original.remittance, Remittance)
+        original_remit = restored(codec.decode(original.remittance, Remittance), original.claim_id, profile)
         remittances.append(reversal_of(original_remit, claim, payment_date, now))
-        original.reversed = True
+        original.reverse()
         _unwind(state, original_remit)
-    if claim.frequency_code == VOID and not denials:
-        answer = remittances[0]
-    else:
+    answer = None
+    if claim.frequency_code != VOID or denials:  # a void is answered by the reversal alone
         answer = _answer(claim, denials, profile, ref, state, payment_date, now)
         remittances.append(answer)
-    encoded = [codec.encode(r) for r in remittances]  # once: the state and the payment both keep these bytes
-    state.claims[claim.claim_id] = AdjudicatedClaim(claim.claim_id, fingerprint(claim), claim.frequency_code,
-                                                    encoded[remittances.index(answer)],
-                                                    reversed=claim.frequency_code == VOID)
+    state.claims[claim.claim_id] = _remembered(claim, answer, codec)
+    state.keep_window(window_year(claim))
     category = profile.category_of(denials[0].reason.carc) if denials else None
     if first_pass:
         cal.record(category, by_rule=bool(denials) and denials[0].by_rule)
-    return Adjudication(remittances, category if first_pass else None, first_pass, encoded)
+    return Adjudication(remittances, category if first_pass else None, first_pass,
+                        [codec.encode(r) for r in remittances])
+
+
+def _remembered(claim: ClaimSubmitted, answer: Remittance | None, codec: Codec) -> AdjudicatedClaim:
+    """What the member state keeps of a claim just answered. A void (answered by a reversal,
+    or denied 129) is never reversed itself, so it keeps only that it was seen."""
+    if claim.frequency_code == VOID or answer is None:
+        return AdjudicatedClaim(claim.claim_id, "", claim.frequency_code, b"", reversed=True,
+                                plan_year=claim.date_of_service.year)
+    return AdjudicatedClaim(claim.claim_id, fingerprint(claim), claim.frequency_code,
+                            codec.encode(reversal_basis(answer)), plan_year=claim.date_of_service.year)
 
 
 def _answer(claim: ClaimSubmitted, denials: list[Denial], profile: PayerProfile, ref: PayerReference,

@@ -8,8 +8,9 @@ Four agents and a timer:
 - ``claims-submitted`` → ``payer-claims``: the claim re-keyed by payer|member, so each
   member's state lives in one partition;
 - ``payer-claims``: adjudicate (``simulators/payer/adjudication.py``) against the member's
-  state in the ``payer_members`` table — accumulators per plan year, claims adjudicated
-  (duplicates, reversals), and the remittances waiting for their payment date;
+  state in the ``payer_members`` table — accumulators per plan year and what duplicates
+  and reversals need of the claims adjudicated, both for a window of plan years
+  (``PLAN_YEARS_KEPT``), and the remittances waiting for their payment date;
 - ``denial-actions``: a biller's appeal gets the payer's decision (``simulators/appeals.py``);
 - a timer releases each remittance when its payment date comes (``CLAIMS_PAYER_TIME_SCALE``
   simulated seconds per real second) onto ``remittances``, then forgets it. A crash between
@@ -153,6 +154,16 @@ class PayerRuntime:
                 found.append((key, state, due))
         return found
 
+    def forget_released(self, table: Any, key: str, released: list[PendingPayment]) -> None:
+        """Drop the payments just sent from the member's state: a pending payment is the one
+        place a whole remittance stays in the state, and only until it is paid out. Read
+        again, not the state ``due_payments`` gave: the adjudication agent may have written
+        this member while the payments were being sent."""
+        sent = {(p.due_at, p.remittance) for p in released}
+        current = MemberState.loads(table.get(key))
+        current.pending = [p for p in current.pending if (p.due_at, p.remittance) not in sent]
+        table[key] = current.dumps()
+
     def rescan(self, table: Any) -> None:
         for key, raw in list(table.items()):
             pending = MemberState.loads(raw).pending
@@ -225,11 +236,7 @@ def make_payer_app(settings: Settings, bootstrap_servers: str) -> faust.App:
             emits = [Emit(Topic.REMITTANCES, (codec.decode_record(p.remittance)[1])["claim_id"], p.remittance)
                      for p in due]
             await produce_emits(send, settings, codec, emits)
-            # Read again after the await: the adjudication agent may have written this member meanwhile.
-            current = MemberState.loads(members.get(key))
-            released = {(p.due_at, p.remittance) for p in due}
-            current.pending = [p for p in current.pending if (p.due_at, p.remittance) not in released]
-            members[key] = current.dumps()
+            runtime.forget_released(members, key, due)
 
 
     async def release_timer() -> None:

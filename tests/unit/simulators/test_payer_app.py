@@ -6,7 +6,9 @@ Adjudication itself is tested in test_adjudication.py."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
@@ -254,9 +256,7 @@ def release(runtime: PayerRuntime, table: dict[str, str], now: float, codec) -> 
     sent = []
     for key, _, due in runtime.due_payments(table, now):
         sent += [(key, codec.decode(p.remittance, Remittance).claim_id) for p in due]
-        state = MemberState.loads(table[key])
-        state.pending = [p for p in state.pending if p not in due]
-        table[key] = state.dumps()
+        runtime.forget_released(table, key, due)
     return sent
 
 
@@ -335,3 +335,53 @@ def test_calibration_is_kept_per_payer(local, codec):
     claims.append(make_claim("M1", member_id="MCR000000004", payer_id="MCR01"))
     adjudicate(runtime, messages(codec, *claims), table)
     assert {p: c.claims for p, c in runtime.calibration.items()} == {"PPO01": 3, "MCR01": 1}
+
+
+def test_a_payment_sent_is_forgotten_and_what_came_meanwhile_is_kept(local, codec):
+    """The whole remittance stays in the state only while it is pending: the release forgets
+    it, and keeps a payment the adjudication added while the first was being sent."""
+    runtime = quiet(PayerRuntime(local, codec))
+    table: dict[str, str] = {}
+    adjudicate(runtime, messages(codec, make_claim("C1")), table)
+    key = member_key(make_claim("C1"))
+    ((_, _, due),) = runtime.due_payments(table, float("inf"))
+    adjudicate(runtime, messages(codec, make_claim("C2", lines_of("36415"))), table)  # while C1 is being sent
+    runtime.forget_released(table, key, due)
+    state = MemberState.loads(table[key])
+    assert [codec.decode(p.remittance, Remittance).claim_id for p in state.pending] == ["C2"]
+    assert set(state.claims) == {"C1", "C2"}  # what duplicates and reversals need stays
+    runtime.forget_released(table, key, due)  # sent twice (a crash in between): nothing more goes
+    assert len(MemberState.loads(table[key]).pending) == 1
+
+
+def test_the_member_table_keeps_a_window_of_plan_years(local, codec):
+    runtime = quiet(PayerRuntime(dataclasses.replace(local, payer_time_scale=0), codec))
+    table: dict[str, str] = {}
+    years = [date(2024, 3, 4), date(2025, 3, 4), date(2026, 3, 4)]
+    claims = [make_claim(f"C{day.year}", date_of_service=day, submitted_at=datetime.combine(
+        day + timedelta(days=2), datetime.min.time(), tzinfo=UTC)) for day in years]
+    adjudicate(runtime, messages(codec, *claims), table)
+    state = MemberState.loads(table["PPO01|PPO000000001"])
+    assert set(state.claims) == {"C2025", "C2026"} and set(state.accumulators) == {2025, 2026}
+
+
+def test_a_member_record_written_before_the_window_is_read_and_goes_on(local, codec):
+    """The table's record as the payer wrote it before: each claim with its whole remittance,
+    no plan year. The stage reads it, reverses from it, and writes it back trimmed."""
+    runtime = quiet(PayerRuntime(dataclasses.replace(local, payer_time_scale=0), codec))
+    table: dict[str, str] = {}
+    (first,) = adjudicate(runtime, messages(codec, make_claim("C1")), table).emits
+    key = "PPO01|PPO000000001"
+    doc = json.loads(table[key])
+    del doc["newest_plan_year"], doc["claims"]["C1"]["plan_year"]
+    doc["claims"]["C1"]["remittance"] = base64.b64encode(codec.encode(first.event)).decode()
+    table[key] = json.dumps(doc)
+    assert adjudicate(runtime, messages(codec, make_claim("C1")), table).emits == []  # still known
+    replacement = make_claim("C1R", lines_of("99213", "36415"), frequency_code="7", original_claim_id="C1")
+    reversal, _ = adjudicate(runtime, messages(codec, replacement), table).emits
+    assert (reversal.event.claim_status_code, reversal.event.paid_amount) == ("22", -first.event.paid_amount)
+    assert (reversal.event.payer_claim_control_number, reversal.event.encounter_id) == (
+        first.event.payer_claim_control_number, first.event.encounter_id)
+    state = MemberState.loads(table[key])
+    assert (state.newest_plan_year, state.claims["C1"].plan_year, state.claims["C1"].remittance) == (
+        DOS.year, DOS.year, b"")
