@@ -20,7 +20,7 @@ from engine.model.events import (
     Provider,
     Subscriber,
 )
-from engine.model.money import CENTS
+from engine.model.money import CENTS, MAX_AMOUNT, on_the_wire
 from engine.reference.master_data import PayerInfo, Providers, load_payers
 from engine.runtime.stages import ProcessingError
 from engine.settings import Settings
@@ -49,7 +49,11 @@ class FeeSchedule:
             per_unit = self.charges[code]
         except KeyError:
             raise ProcessingError(f"procedure {code} has no charge in the fee schedule") from None
-        return (per_unit * units).quantize(CENTS)
+        charge = (per_unit * units).quantize(CENTS)
+        if not on_the_wire(charge):  # 2**31 units of a code with no MUE: data, not a claim
+            raise ProcessingError(f"procedure {code}: {units} units at {per_unit} make a charge beyond the "
+                                  f"{MAX_AMOUNT} a claim can carry")
+        return charge
 
 
 def claim_id_for(encounter_id: str) -> str:
@@ -115,7 +119,7 @@ def build_claim(coded: CodedEncounter, ctx: ClaimContext, now: datetime) -> Clai
         place_of_service=coded.place_of_service,
         diagnoses=list(coded.diagnoses),
         lines=lines,
-        total_charge=sum((line.charge for line in lines), Decimal("0.00")),
+        total_charge=_total_charge(lines),
         submitted_at=now,
         billing_provider=_provider(ctx.providers.billing, coded.billing_npi, "2"),
         rendering_provider=_provider(ctx.providers.rendering.get(coded.rendering_npi), coded.rendering_npi, "1"),
@@ -131,6 +135,13 @@ def build_claim(coded: CodedEncounter, ctx: ClaimContext, now: datetime) -> Clai
         patient_sex=coded.patient_sex,
         patient_address=coded.patient_address,
     )
+
+
+def _total_charge(lines: list[ClaimLine]) -> Decimal:
+    total = sum((line.charge for line in lines), Decimal("0.00"))
+    if not on_the_wire(total):
+        raise ProcessingError(f"the {len(lines)} lines' charges add up beyond the {MAX_AMOUNT} a claim can carry")
+    return total
 
 
 def _provider(known: Provider | None, npi: str, entity_type: str) -> Provider:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from engine.model.events import (
@@ -25,7 +25,7 @@ from engine.model.events import (
 )
 from engine.model.money import ZERO
 from engine.posting.routing import DenialRouting, amount_at_risk, denial_item
-from engine.runtime.stages import Emit
+from engine.runtime.stages import Emit, ProcessingError
 from engine.wire.state import StateRecord
 from engine.wire.topics import Topic
 
@@ -148,9 +148,17 @@ def patient_statement(remit: Remittance, due_days: int, now: datetime) -> Patien
         copay=by_carc.get(COPAY, ZERO),
         other=remit.patient_responsibility - named,
         statement_date=remit.payment_date,
-        due_date=remit.payment_date + timedelta(days=due_days),
+        due_date=_due_date(remit, due_days),
         created_at=now,
     )
+
+
+def _due_date(remit: Remittance, due_days: int) -> date:
+    try:
+        return remit.payment_date + timedelta(days=due_days)
+    except OverflowError:  # a payment date of 9999-12-31: no calendar day follows it
+        raise ProcessingError(f"remittance {remit.remittance_id}: its payment date leaves no day for a "
+                              f"statement due {due_days} days after it") from None
 
 
 def post_remittance(remit: Remittance, ledgers: MutableMapping[str, str], routing: DenialRouting, due_days: int,

@@ -42,6 +42,10 @@ class OutputTooLarge(Exception):
     """An output over its topic's ``max_message_bytes``: not attempted."""
 
 
+class OutputNotEncodable(Exception):
+    """An output with a value its schema cannot hold (an amount beyond its decimal): not attempted."""
+
+
 class OutputRefused(Exception):
     """The broker refused an output for good (too large for the broker, invalid)."""
 
@@ -90,30 +94,34 @@ def fit_outputs(
     now: Callable[[], datetime],
 ) -> list[list[Outbound]]:
     """Each source message's outputs as records, encoded once; a message with an output
-    over its topic's limit gets its dead letter instead of any of its outputs (half of
-    them would leave the loop inconsistent)."""
+    that cannot be encoded (a value outside its schema's domain) or is over its topic's
+    limit gets its dead letter instead of any of its outputs (half of them would leave the
+    loop inconsistent, and an output that never encodes would stall the stage)."""
     fitted: list[list[Outbound]] = []
     for message, emits in result.outputs:
-        records = [_encode(emit, codec, real_topic, source=source_header(message, n)) for n, emit in enumerate(emits)]
-        oversized = [
-            (emit, record)
-            for emit, record in zip(emits, records, strict=True)
-            if record.size > limits.limit(emit.topic)
-        ]
-        if oversized:
-            emit, record = oversized[0]
-            what = "record" if isinstance(emit.event, bytes) else type(emit.event).__name__
-            reason = (
-                f"the {what} for {emit.topic} is {record.size} bytes, over its max_message_bytes "
-                f"{limits.limit(emit.topic)}"
-            )
-            log.warning(
-                "%s: %s[%d]@%d dead-lettered: %s", stage, message.topic, message.partition, message.offset, reason
-            )
-            records = [_encode(dead_letter(stage, message, OutputTooLarge(reason), now()), codec, real_topic,
-                               instead=True)]
+        records, problem = _fit_one(message, emits, codec, limits, real_topic)
+        if problem is not None:  # the log says what, not the value's text (it may be PHI); the letter says all
+            log.warning("%s: %s[%d]@%d dead-lettered: %s", stage, message.topic, message.partition, message.offset,
+                        str(problem).split(": ", 1)[0])
+            records = [_encode(dead_letter(stage, message, problem, now()), codec, real_topic, instead=True)]
         fitted.append(records)
     return fitted
+
+
+def _fit_one(message: SourceMessage, emits: Sequence[Emit], codec: Codec, limits: OutputLimits,
+             real_topic: Callable[[Topic], str]) -> tuple[list[Outbound], Exception | None]:
+    records: list[Outbound] = []
+    for n, emit in enumerate(emits):
+        what = "record" if isinstance(emit.event, bytes) else type(emit.event).__name__
+        try:
+            record = _encode(emit, codec, real_topic, source=source_header(message, n))
+        except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:  # fastavro's refusals
+            return [], OutputNotEncodable(f"the {what} for {emit.topic} cannot be encoded: {exc}")
+        if record.size > limits.limit(emit.topic):
+            return [], OutputTooLarge(f"the {what} for {emit.topic} is {record.size} bytes, over its "
+                                      f"max_message_bytes {limits.limit(emit.topic)}")
+        records.append(record)
+    return records, None
 
 
 def _encode(emit: Emit, codec: Codec, real_topic: Callable[[Topic], str], instead: bool = False,

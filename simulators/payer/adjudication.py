@@ -38,6 +38,7 @@ from engine.model.events import (
 from engine.model.money import ZERO, money
 from engine.posting.ledger import remittance_id
 from engine.posting.routing import NOT_DENIALS
+from engine.runtime.stages import ProcessingError
 from engine.wire.codec import Codec
 from engine.wire.state import StateRecord
 from simulators.coverage import Authorization, Coverage
@@ -644,6 +645,14 @@ def _unwind(state: MemberState, original: Remittance) -> None:
     acc.oop_met -= sum((a.amount for a in adjustments), ZERO)
 
 
+def _payment_date(claim: ClaimSubmitted, latency: int) -> date:
+    try:
+        return claim.submitted_at.date() + timedelta(days=latency)
+    except OverflowError:  # submitted on 9999-12-31: no day to pay it on
+        raise ProcessingError(f"claim {claim.claim_id}: submitted too late in the calendar to be paid "
+                              f"{latency} days after") from None
+
+
 def adjudicate(claim: ClaimSubmitted, state: MemberState, ref: PayerReference, cal: Calibration,
                codec: Codec, now: datetime) -> Adjudication:
     """Adjudicate one claim for one member; ``state`` and ``cal`` are updated in place, the
@@ -656,7 +665,7 @@ def adjudicate(claim: ClaimSubmitted, state: MemberState, ref: PayerReference, c
         return Adjudication([], None, False)
     upgrade(state, codec)
     rng = random.Random(f"payer:{ref.seed}:{claim.claim_id}")
-    payment_date = claim.submitted_at.date() + timedelta(days=latency_days(profile, rng))
+    payment_date = _payment_date(claim, latency_days(profile, rng))
     original = state.find(claim.original_claim_id) if claim.frequency_code != ORIGINAL else None
     denials = rule_denials(claim, profile, ref, state, original)
     first_pass = claim.frequency_code == ORIGINAL

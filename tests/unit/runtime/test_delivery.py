@@ -4,12 +4,14 @@ before it is produced; what does not fit becomes a dead letter of its source rec
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from aiokafka.errors import KafkaTimeoutError
 
-from engine.model.events import DeadLetter, Encounter
+from engine.model.events import ClaimSubmitted, DeadLetter, Encounter
 from engine.runtime.delivery import RECORD_OVERHEAD_BYTES, OutputLimits, deliver_result, fit_outputs
 from engine.runtime.stages import (
     DEAD_LETTER_KEEP_BYTES,
@@ -71,6 +73,33 @@ def test_an_output_over_its_topics_limit_becomes_a_dead_letter_of_its_source(cod
     assert "coded" in letter.reason and "20000" in letter.reason
     assert letter.original_value == big and letter.original_size == len(big)
     assert "n" * 100 not in letter.reason  # sizes, not content (PHI)
+
+
+def test_an_output_its_schema_cannot_hold_becomes_a_dead_letter_not_a_stall(codec, make_claim, caplog) -> None:
+    """A charge beyond decimal(12, 2) cannot be encoded: before, fit_outputs raised and the
+    batch was read again forever; now its source is dead-lettered and its neighbour goes."""
+    good = make_claim(claim_id="C-GOOD")
+    bad = dataclasses.replace(good, claim_id="C-BAD", total_charge=Decimal("12345678901234.56"))
+    result = run_stage(
+        "claims",
+        [message(codec.encode(good), 1), message(codec.encode(good), 2)],
+        codec,
+        ClaimSubmitted,
+        lambda claim, m: [Emit(Topic.CLAIMS_SUBMITTED, claim.claim_id, good if m.offset == 1 else bad)],
+        now=lambda: NOW,
+    )
+
+    fitted = fit_outputs("claims", result, codec, OutputLimits({DEAD_LETTER_TOPIC: 1 << 20}),
+                         lambda topic: f"t.{topic}", lambda: NOW)
+
+    (first,), (second,) = fitted
+    assert first.topic == "t.claims-submitted" and codec.decode(first.value, ClaimSubmitted).claim_id == "C-GOOD"
+    assert second.topic == "t.dead-letter" and second.instead
+    letter = codec.decode(second.value, DeadLetter)
+    assert letter.error_type == "OutputNotEncodable"
+    assert "ClaimSubmitted for claims-submitted cannot be encoded" in letter.reason
+    assert (letter.source_offset, letter.original_value) == (2, codec.encode(good))
+    assert "cannot be encoded" in caplog.text and "precision" not in caplog.text  # the log: what, not values
 
 
 def test_an_output_just_under_the_limit_goes_as_it_is(codec, make_encounter) -> None:

@@ -345,3 +345,24 @@ def test_the_evolution_rule_rejects_what_old_data_cannot_feed():
     no_default["fields"].append({"name": "b", "type": "string"})
     with pytest.raises(AssertionError):
         _evolves(base, no_default, "R")
+
+
+def _decimals(schema: Any) -> typing.Iterator[dict[str, Any]]:
+    if isinstance(schema, dict):
+        if schema.get("logicalType") == "decimal":
+            yield schema
+        for value in schema.values():
+            yield from _decimals(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _decimals(item)
+
+
+def test_every_amount_on_the_wire_is_the_money_modules_decimal(raw_by_name) -> None:
+    """engine.model.money.MAX_AMOUNT is what the build refuses beyond: it must be what the
+    schemas hold, in every schema."""
+    from engine.model.money import MAX_AMOUNT, WIRE_PRECISION
+
+    found = [(d["precision"], d.get("scale", 0)) for raw in raw_by_name.values() for d in _decimals(raw)]
+    assert found and set(found) == {(WIRE_PRECISION, 2)}
+    assert MAX_AMOUNT == Decimal("9999999999.99")
