@@ -49,6 +49,11 @@ MAX_DIAGNOSES = 12  # 837P HI segment: principal + 11
 MAX_LINES = 50  # 837P 2400 loop
 MAX_MODIFIERS = 4
 MAX_DX_POINTERS = 4
+#: The pair rules (Excludes1, NCCI PTP) look at the first this many diagnoses and lines: an
+#: encounter with more cannot be billed anyway (DX_TOO_MANY, LINES_TOO_MANY), and all the
+#: pairs of 10,000 would take minutes, with the stage's partition waiting behind them.
+PAIRS_OF_DIAGNOSES = 4 * MAX_DIAGNOSES
+PAIRS_OF_LINES = 4 * MAX_LINES
 
 
 @dataclass(frozen=True)
@@ -146,9 +151,11 @@ def _dx_element(index: int, dx: Icd10Info) -> str:
 
 @rule("REQUIRED_FIELD")
 def required_data(chart: Chart) -> Iterator[Finding]:
-    """A claim cannot be built without who pays, who billed, and what was done."""
+    """A claim cannot be built without who pays, who billed, and what was done — nor for an
+    encounter without its id (one claim per encounter id: two without one would be one)."""
     enc = chart.encounter
     required = {
+        "encounter_id": enc.encounter_id,
         "patient.patient_id": enc.patient.patient_id,
         "payer_id": enc.payer_id,
         "member_id": enc.member_id,
@@ -198,7 +205,7 @@ def diagnosis_codes(chart: Chart) -> Iterator[Finding]:
 @rule("ICD10_EXCLUDES1")
 def excludes1(chart: Chart) -> Iterator[Finding]:
     """Two diagnoses an Excludes1 note says never go together ("NOT CODED HERE")."""
-    known = [(index, dx) for index, dx in enumerate(chart.diagnoses) if dx.exists]
+    known = [(index, dx) for index, dx in enumerate(chart.diagnoses[:PAIRS_OF_DIAGNOSES]) if dx.exists]
     for (i, first), (j, second) in permutations(known, 2):
         if first.code != second.code and any(ref.matches(second.bare) for ref in first.excludes1):
             if i < j or not any(ref.matches(first.bare) for ref in second.excludes1):  # report a mutual pair once
@@ -298,7 +305,7 @@ def ncci_ptp(chart: Chart) -> Iterator[Finding]:
     bundled, unless the edit's modifier indicator is 1 and a bypass modifier is on one
     of the two lines (indicator 0 never bypasses; 9 means no edit)."""
     day = chart.encounter.date_of_service
-    for column1, column2 in permutations(chart.lines, 2):
+    for column1, column2 in permutations(chart.lines[:PAIRS_OF_LINES], 2):
         if column1.code == column2.code:
             continue
         edit = chart.ref.ptp.edit_for(column1.code, column2.code, day)

@@ -18,6 +18,7 @@ skipped dead-letters the event, naming the id it lacks.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import io
 import json
 import struct
@@ -58,6 +59,8 @@ class SchemaRegistry:
         index = json.loads((schemas_dir / "registry.json").read_text())
         self.by_id: dict[int, RegisteredSchema] = {}
         self.latest: dict[str, RegisteredSchema] = {}
+        #: Per schema id, the check of a decoded record's values against the schema (None: nothing to check).
+        self.domain: dict[int, Check | None] = {}
         for entry in index["schemas"]:
             raw = json.loads((schemas_dir / entry["file"]).read_text())
             registered = RegisteredSchema(
@@ -70,6 +73,7 @@ class SchemaRegistry:
             if registered.schema_id in self.by_id:
                 raise ValueError(f"schema id {registered.schema_id} registered twice")
             self.by_id[registered.schema_id] = registered
+            self.domain[registered.schema_id] = domain_check(raw, {})
             current = self.latest.get(registered.name)
             if current is None or registered.version > current.version:
                 self.latest[registered.name] = registered
@@ -123,6 +127,11 @@ class Codec:
             raise UndecodableEvent(f"corrupt Avro body for {writer.name}: {type(exc).__name__}: {exc}") from exc
         if buf.tell() != len(data):
             raise UndecodableEvent(f"{len(data) - buf.tell()} trailing bytes after the {writer.name} body")
+        check = self.registry.domain.get(reader.schema_id)
+        problem = check(record) if check is not None else None
+        if problem is not None:  # fastavro read it, but no writer of the schema may write it
+            where, what = problem
+            raise UndecodableEvent(f"{writer.name} (id {schema_id}) {where.lstrip('.')}: {what}")
         return writer.name, typing.cast(dict[str, Any], record)
 
     def decode(self, data: bytes | None, event_type: type[T]) -> T:
@@ -136,6 +145,90 @@ class Codec:
 @cache
 def default_codec(schemas_dir: Path) -> Codec:
     return Codec.from_dir(schemas_dir)
+
+
+# --- what fastavro reads without checking ----------------------------------------------
+
+#: A check of one decoded value: None when it is in its schema's domain, else (where in the
+#: value, what is wrong), e.g. ``(".lines[2].units", "an int beyond 32 bits")``.
+Check = Callable[[Any], "tuple[str, str] | None"]
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+
+
+def domain_check(schema: Any, named: dict[str, Check | None]) -> Check | None:
+    """The check that a value fastavro decoded lies in ``schema``'s domain, or None when the
+    schema holds nothing fastavro lets through: an ``int`` beyond 32 bits (it reads a varint
+    of up to 64), a decimal with more digits than its precision (it rounds it to the
+    precision, silently changing an amount). ``named``: the checks of the named types seen."""
+    if isinstance(schema, str):
+        return _check_int if schema == "int" else named.get(schema)
+    if isinstance(schema, list):  # a union: ["null", X]
+        checks = [c for c in (domain_check(branch, named) for branch in schema) if c is not None]
+        return _union_check(checks) if checks else None
+    kind = schema.get("type")
+    check: Check | None = None
+    if schema.get("logicalType") == "decimal":
+        check = _decimal_check(int(schema["precision"]), int(schema.get("scale", 0)))
+    elif kind == "record":
+        fields = [(f["name"], c) for f in schema["fields"] if (c := domain_check(f["type"], named)) is not None]
+        check = _record_check(fields) if fields else None
+    elif kind in ("array", "map"):
+        item = domain_check(schema["items" if kind == "array" else "values"], named)
+        check = _items_check(item) if item is not None else None
+    elif kind == "int" and "logicalType" not in schema:
+        check = _check_int
+    elif isinstance(kind, dict | list):
+        check = domain_check(kind, named)
+    if "name" in schema and kind in ("record", "enum", "fixed"):
+        named[schema["name"]] = check
+        if schema.get("namespace") and "." not in schema["name"]:
+            named[f"{schema['namespace']}.{schema['name']}"] = check
+    return check
+
+
+def _check_int(value: Any) -> tuple[str, str] | None:
+    if type(value) is int and not INT_MIN <= value <= INT_MAX:
+        return "", "an int beyond 32 bits"
+    return None
+
+
+def _decimal_check(precision: int, scale: int) -> Check:
+    def check(value: Any) -> tuple[str, str] | None:
+        # Read exactly, a decimal's exponent is -scale: fastavro raised it when it rounded.
+        if isinstance(value, decimal.Decimal) and value.as_tuple().exponent != -scale:
+            return "", f"more digits than decimal({precision}, {scale}) holds"
+        return None
+
+    return check
+
+
+def _union_check(checks: list[Check]) -> Check:
+    def check(value: Any) -> tuple[str, str] | None:
+        return None if value is None else next((p for c in checks if (p := c(value)) is not None), None)
+
+    return check
+
+
+def _record_check(fields: list[tuple[str, Check]]) -> Check:
+    def check(value: Any) -> tuple[str, str] | None:
+        if isinstance(value, dict):
+            for name, field_check in fields:
+                if (problem := field_check(value.get(name))) is not None:
+                    return f".{name}{problem[0]}", problem[1]
+        return None
+
+    return check
+
+
+def _items_check(item: Check) -> Check:
+    def check(value: Any) -> tuple[str, str] | None:
+        entries = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for index, entry in entries:
+            if (problem := item(entry)) is not None:
+                return f"[{index!r}]{problem[0]}", problem[1]
+        return None
+
+    return check
 
 
 # --- dataclass <-> Avro record ----------------------------------------------
@@ -182,4 +275,3 @@ def _converter(hint: Any) -> Callable[[Any], Any] | None:
     if isinstance(hint, type) and issubclass(hint, Enum):
         return hint
     return None
-
