@@ -24,7 +24,7 @@ from engine.model.codes import SELF
 from engine.model.events import Address, Encounter, Patient, Procedure, Sex, Subscriber
 from engine.reference.codesets import npi_check_digit
 from engine.reference.master_data import Providers
-from engine.runtime.kafka import make_producer
+from engine.runtime.kafka import make_producer, started
 from engine.settings import Settings
 from engine.wire.codec import Codec
 from engine.wire.topics import Topic
@@ -522,11 +522,9 @@ async def send_planned(
 ) -> int:
     """Produce ``records`` to the encounters topic at ``rate`` per second (None: flat out)."""
     topic = settings.topic(Topic.ENCOUNTERS)
-    producer = make_producer(settings, bootstrap_servers)
-    await producer.start()
     sent = 0
-    started = time.monotonic()
-    try:
+    began = time.monotonic()
+    async with started(make_producer(settings, bootstrap_servers)) as producer:
         chunk_size = max(1, min(500, int(rate / 10))) if rate else 500
         for chunk in _chunks(records, chunk_size):
             if stop is not None and stop.is_set():
@@ -536,11 +534,9 @@ async def send_planned(
             sent += len(chunk)
             on_sent(sent)
             if rate:
-                ahead = sent / rate - (time.monotonic() - started)
+                ahead = sent / rate - (time.monotonic() - began)
                 if ahead > 0:
                     await asyncio.sleep(ahead)  # pacing the simulated EHR, not waiting on a race
-    finally:
-        await producer.stop()
     return sent
 
 

@@ -17,7 +17,7 @@ from aiokafka.structs import ConsumerRecord
 
 from engine.coding.review import WorkItem, fold_items
 from engine.model.events import CodingAction, CodingReviewItem
-from engine.runtime.kafka import assign_all, make_consumer, make_producer, read_to_highwater
+from engine.runtime.kafka import assign_all, make_consumer, make_producer, read_to_highwater, started
 from engine.runtime.stages import utcnow
 from engine.settings import Settings
 from engine.wire.codec import Codec
@@ -97,10 +97,6 @@ def new_action(item: WorkItem, **fields: object) -> CodingAction:
 
 async def publish_action(settings: Settings, bootstrap_servers: str, codec: Codec, action: CodingAction) -> None:
     """Append the action to coding-actions and wait for the broker's ack."""
-    producer = make_producer(settings, bootstrap_servers)
-    await producer.start()
-    try:
+    async with started(make_producer(settings, bootstrap_servers)) as producer:
         await producer.send_and_wait(settings.topic(Topic.CODING_ACTIONS), value=codec.encode(action),
                                      key=action.encounter_id.encode())
-    finally:
-        await producer.stop()

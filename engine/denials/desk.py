@@ -36,7 +36,7 @@ from engine.denials.work_items import (
 from engine.model.events import ClaimSubmitted, DenialAction, DenialActionType, DenialWorkItem, Finding, Remittance
 from engine.posting.routing import DenialRouting
 from engine.reference.master_data import appeal_days_by_payer
-from engine.runtime.kafka import make_producer, read_events
+from engine.runtime.kafka import make_producer, read_events, started
 from engine.runtime.stages import ProcessingError
 from engine.settings import Settings
 from engine.wire.codec import Codec
@@ -61,13 +61,9 @@ def new_action_id() -> str:
 
 
 async def publish_action(settings: Settings, bootstrap: str, codec: Codec, action: DenialAction) -> None:
-    producer = make_producer(settings, bootstrap)
-    await producer.start()
-    try:
+    async with started(make_producer(settings, bootstrap)) as producer:
         await producer.send_and_wait(settings.topic(Topic.DENIAL_ACTIONS), codec.encode(action),
                                      key=action.claim_id.encode())
-    finally:
-        await producer.stop()
 
 
 class ActionRefused(Exception):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiokafka import TopicPartition
 
 from engine.model.events import DeadLetter
-from engine.runtime.kafka import make_consumer, make_producer, read_topic
+from engine.runtime.kafka import make_consumer, make_producer, read_topic, started
 from engine.settings import Settings
 from engine.wire.codec import Codec, UndecodableEvent
 from engine.wire.topics import Topic
@@ -86,9 +86,7 @@ async def original_of(settings: Settings, letter: DeadLetter, timeout_s: float =
 
 
 async def _record_at(settings: Settings, tp: TopicPartition, offset: int, timeout_s: float) -> bytes:
-    consumer = make_consumer(settings, auto_offset_reset="none")
-    await consumer.start()
-    try:
+    async with started(make_consumer(settings, auto_offset_reset="none")) as consumer:
         consumer.assign([tp])
         consumer.seek(tp, offset)
         record = await asyncio.wait_for(consumer.getone(tp), timeout_s)
@@ -96,20 +94,14 @@ async def _record_at(settings: Settings, tp: TopicPartition, offset: int, timeou
             raise ReplayError(f"{tp.topic}[{tp.partition}]@{offset} is no longer there")
         value: bytes = record.value
         return value
-    finally:
-        await consumer.stop()
 
 
 async def replay(settings: Settings, letters: Sequence[Letter]) -> int:
     """Send each letter's original to its source topic under its key; acknowledged before
     returning. Returns how many were sent."""
     originals = [(x.letter, await original_of(settings, x.letter)) for x in letters]
-    producer = make_producer(settings, settings.bootstrap_servers)
-    await producer.start()
-    try:
+    async with started(make_producer(settings, settings.bootstrap_servers)) as producer:
         futures = [await producer.send(letter.source_topic, value=value, key=letter.source_key)
                    for letter, value in originals]
         await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
     return len(originals)

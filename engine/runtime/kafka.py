@@ -5,12 +5,13 @@ timeouts, TLS and SASL), reading topics whole, and producing a stage's emits."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from aiokafka import AIOKafkaClient, AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -97,6 +98,26 @@ def make_producer(settings: Settings, bootstrap_servers: str) -> AIOKafkaProduce
         enable_idempotence=settings.idempotence == "on",
         **client_options(settings),
     )
+
+
+class _Startable(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+Client = TypeVar("Client", bound=_Startable)
+
+
+@contextlib.asynccontextmanager
+async def started(client: Client) -> AsyncIterator[Client]:
+    """``client`` started, and stopped however the block ends, also when its start fails:
+    aiokafka leaves a client whose start raised (a refused password, no broker) open, and
+    warns about it when it is collected."""
+    try:
+        await client.start()
+        yield client
+    finally:
+        await client.stop()
 
 
 def make_group_consumer(
@@ -225,15 +246,11 @@ async def read_to_highwater(
 async def read_topic(settings: Settings, topic: str, timeout_s: float = 30.0) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record on ``topic`` now, without a consumer group: read to each partition's
     fetch high watermark, bounded by ``timeout_s`` (on ``settings.bootstrap_servers``)."""
-    consumer = make_consumer(settings)
-    await consumer.start()
-    try:
+    async with started(make_consumer(settings)) as consumer:
         partitions = await assign_all(consumer, [topic])
         records: list[ConsumerRecord[bytes, bytes]] = []
         await read_to_highwater(consumer, partitions, timeout_s, records.extend)
         return records
-    finally:
-        await consumer.stop()
 
 
 async def _caught_up(consumer: AIOKafkaConsumer, tp: TopicPartition) -> bool:
@@ -253,21 +270,15 @@ async def run_consumer_stage(
 ) -> None:
     """An aiokafka stage outside faust (the simulators): consume ``source`` in a group,
     deliver what ``process`` emits, commit after the acks, until ``stop``."""
-    consumer = make_group_consumer(settings, bootstrap_servers, group_id, settings.topic(source))
-    producer = make_producer(settings, bootstrap_servers)
-    await producer.start()
-    await consumer.start()
-    send = aiokafka_send(producer)
     limits = OutputLimits.of(settings)
-    try:
+    consumer = make_group_consumer(settings, bootstrap_servers, group_id, settings.topic(source))
+    async with started(make_producer(settings, bootstrap_servers)) as producer, started(consumer):
+        send = aiokafka_send(producer)
 
         async def handle(messages: Sequence[SourceMessage]) -> None:
             await deliver_result(send, stage, process(messages), codec, limits, settings.topic, utcnow)
 
         await consume_batches(consumer, handle, stop)
-    finally:
-        await consumer.stop()
-        await producer.stop()
 
 
 T = TypeVar("T")

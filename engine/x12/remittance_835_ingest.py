@@ -31,14 +31,10 @@ async def ingest_reference(settings: Settings, bootstrap: str, codec: Codec
 
 async def publish(settings: Settings, bootstrap: str, codec: Codec, emits: Sequence[Emit]) -> None:
     """Produce ``emits`` and wait until the broker has them all."""
-    from engine.runtime.kafka import aiokafka_send, make_producer, produce_emits
+    from engine.runtime.kafka import aiokafka_send, make_producer, produce_emits, started
 
-    producer = make_producer(settings, bootstrap)
-    await producer.start()
-    try:
+    async with started(make_producer(settings, bootstrap)) as producer:
         await produce_emits(aiokafka_send(producer), settings, codec, emits)
-    finally:
-        await producer.stop()
 
 
 def totals(results: Sequence[IngestResult]) -> dict[str, object]:

@@ -91,3 +91,23 @@ def test_the_coder_simulators_group_is_its_apps_own_unless_named(monkeypatch: py
     assert replace(Settings(), app_id="claimflow-t1").coder_group_id == "claimflow-t1-coder-simulator"
     monkeypatch.setenv("CLAIMS_CODER_GROUP_ID", "coders")
     assert replace(Settings(), app_id="claimflow-t1").coder_group_id == "coders"
+
+
+async def test_a_client_whose_start_fails_is_closed_all_the_same() -> None:
+    """aiokafka leaves a producer whose start raised open (and warns when it is collected, an
+    error under filterwarnings): ``started`` stops it. Nothing listens on the port."""
+    import socket
+
+    from aiokafka.errors import KafkaConnectionError
+
+    from engine.runtime.kafka import make_producer, started
+
+    with socket.socket() as probe:  # a loopback port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = replace(Settings(), bootstrap_servers=f"127.0.0.1:{port}", request_timeout_ms=1000)
+    producer = make_producer(settings, settings.bootstrap_servers)
+    with pytest.raises(KafkaConnectionError):
+        async with started(producer):
+            pytest.fail("the start did not fail")
+    assert producer._closed is True
