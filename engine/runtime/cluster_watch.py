@@ -40,9 +40,14 @@ class ClusterWatch:
     present: frozenset[str] = field(default_factory=frozenset)
     checked: bool = False
 
+    #: The reset the last check saw, raised only if the next one sees it too: a node that
+    #: has just restarted in a rolling restart may answer before it caught up.
+    suspected: str | None = None
+
     async def check(self) -> None:
-        """Raise ``BrokerReset`` if the cluster id changed or a topic seen before is gone; an
-        unreachable broker is not a reset (the clients wait for it, and say so)."""
+        """Raise ``BrokerReset`` if the cluster id changed or a topic seen before is gone, two
+        checks in a row; an unreachable broker is not a reset (the clients wait for it, and
+        say so)."""
         try:
             cluster_id, names = await cluster_metadata(self.settings)
         except (KafkaError, OSError, TimeoutError):
@@ -52,14 +57,24 @@ class ClusterWatch:
             self.cluster_id, self.present, self.checked = cluster_id, present, True
             log.info("watching cluster %s: %d of %d topics present", cluster_id, len(present), len(self.topics))
             return
+        reset = self._reset(cluster_id, present)
+        if reset is not None and reset == self.suspected:
+            raise BrokerReset(reset)
+        self.suspected = reset
+        if reset is None:
+            self.present |= present
+        else:
+            log.warning("the broker looks reset (%s); checking again before stopping", reset)
+
+    def _reset(self, cluster_id: str | None, present: frozenset[str]) -> str | None:
         if cluster_id != self.cluster_id:
-            raise BrokerReset(f"the broker at {self.settings.bootstrap_servers} is another cluster now "
-                              f"(cluster id {self.cluster_id!r} → {cluster_id!r})")
+            return (f"the broker at {self.settings.bootstrap_servers} is another cluster now "
+                    f"(cluster id {self.cluster_id!r} → {cluster_id!r})")
         gone = sorted(self.present - present)
         if gone:
-            raise BrokerReset(f"the broker at {self.settings.bootstrap_servers} came back without "
-                              f"{len(gone)} of its topics (e.g. {gone[0]})")
-        self.present |= present
+            return (f"the broker at {self.settings.bootstrap_servers} came back without "
+                    f"{len(gone)} of its topics (e.g. {gone[0]})")
+        return None
 
 
 async def cluster_metadata(settings: Settings) -> tuple[str | None, frozenset[str]]:

@@ -81,7 +81,8 @@ async def run_with_fault(settings: Settings, fault: Callable[[], Awaitable[None]
 
 
 def assert_settled_without_loss_or_duplicates(summary: dict[str, Any]) -> None:
-    assert summary["settled"] is True
+    unsettled = {key: summary.get(key) for key in ("audit", "identities", "chaos", "failure") if key in summary}
+    assert summary["settled"] is True, unsettled
     broken = [name for name, identity in summary["identities"].items() if not identity["holds"]]
     assert broken == []
     assert summary["encounters"] >= N_ENCOUNTERS
