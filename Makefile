@@ -58,11 +58,12 @@ SOAK_ARGS ?= --encounters 20000 --rate 120 --workers 2 --chaos-every 10 \
 soak: setup
 	$(BIN)/claims run $(SOAK_ARGS) --broker $(SOAK_BROKER) --no-live --no-web --summary soak-summary.json
 
-bench: setup
+bench: setup kafka
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/coding.py
 	$(BIN)/python bench/payer.py
 	$(BIN)/python bench/loop.py
+	$(BIN)/python bench/exactly_once.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache run-summary.json soak-summary.json

@@ -18,6 +18,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "engine" / "reference" / "data"
 #: The brokers Claimflow can start on loopback.
 BROKERS = ("tansu", "kafka")
+PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
@@ -88,6 +89,11 @@ class Settings:
     #: Idempotent producers: ``auto`` asks the broker once (Kafka: yes; Tansu refuses
     #: InitProducerId), ``on`` or ``off`` say so.
     idempotence: str = field(default_factory=lambda: _env("CLAIMS_IDEMPOTENCE", "auto"))
+    #: ``at_least_once`` (every consumer dedupes by id) or ``exactly_once``: the stages run on
+    #: aiokafka commit their outputs and offsets in one transaction per input partition
+    #: (Kafka only: Tansu's transactions leak aborted records, BROKER.md). docs/reliability.md.
+    processing_guarantee: str = field(
+        default_factory=lambda: _env("CLAIMS_PROCESSING_GUARANTEE", "at_least_once"))
     #: Every client's request timeout and the pause between retries (a leader election on a
     #: real cluster takes seconds; producers retry until the request timeout).
     request_timeout_ms: int = field(default_factory=lambda: _env_int("CLAIMS_KAFKA_REQUEST_TIMEOUT_MS", 30_000))
@@ -203,6 +209,9 @@ class Settings:
             raise ValueError(f"CLAIMS_BROKER={self.broker!r}: expected one of {', '.join(BROKERS)}")
         if self.idempotence not in ("auto", "on", "off"):
             raise ValueError(f"CLAIMS_IDEMPOTENCE={self.idempotence!r}: expected auto, on or off")
+        if self.processing_guarantee not in PROCESSING_GUARANTEES:
+            raise ValueError(f"CLAIMS_PROCESSING_GUARANTEE={self.processing_guarantee!r}: expected one of "
+                             f"{', '.join(PROCESSING_GUARANTEES)}")
         if self.security_protocol not in SECURITY_PROTOCOLS:
             raise ValueError(f"CLAIMS_KAFKA_SECURITY_PROTOCOL={self.security_protocol!r}: expected one of "
                              f"{', '.join(SECURITY_PROTOCOLS)}")

@@ -31,6 +31,13 @@ from aiokafka.structs import ConsumerRecord
 from engine.runtime import kafka_compat
 from engine.runtime.delivery import Headers, OutputLimits, SendFn, deliver_result
 from engine.runtime.stages import Emit, SourceMessage, StageResult, utcnow
+from engine.runtime.transactions import (
+    EXACTLY_ONCE,
+    PartitionProducers,
+    TransactionalDelivery,
+    consume_transactionally,
+    exactly_once_settings,
+)
 from engine.settings import Settings
 from engine.wire.codec import Codec, UndecodableEvent
 from engine.wire.topics import Topic
@@ -84,10 +91,12 @@ def make_consumer(settings: Settings, **config: Any) -> AIOKafkaConsumer:
                             **{**defaults, **client_options(settings), **config})
 
 
-def make_producer(settings: Settings, bootstrap_servers: str) -> AIOKafkaProducer:
+def make_producer(settings: Settings, bootstrap_servers: str, transactional_id: str | None = None) -> AIOKafkaProducer:
     """acks=all; idempotent when ``settings.idempotence`` is ``on`` (``resolve_idempotence``:
-    Kafka yes, Tansu no). Either way every stage absorbs a redelivery (at-least-once)."""
+    Kafka yes, Tansu no). Either way every stage absorbs a redelivery (at-least-once);
+    ``transactional_id`` for the exactly-once stages (``transactions``)."""
     return AIOKafkaProducer(
+        transactional_id=transactional_id,
         bootstrap_servers=bootstrap_servers,
         acks="all",
         linger_ms=settings.producer_linger_ms,
@@ -121,10 +130,11 @@ async def started(client: Client) -> AsyncIterator[Client]:
 
 
 def make_group_consumer(
-    settings: Settings, bootstrap_servers: str, group_id: str, *topics: str
+    settings: Settings, bootstrap_servers: str, group_id: str, *topics: str, isolation_level: str = "read_uncommitted"
 ) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         *topics,
+        isolation_level=isolation_level,
         bootstrap_servers=bootstrap_servers,
         group_id=group_id,
         enable_auto_commit=False,
@@ -269,8 +279,21 @@ async def run_consumer_stage(
     stop: asyncio.Event,
 ) -> None:
     """An aiokafka stage outside faust (the simulators): consume ``source`` in a group,
-    deliver what ``process`` emits, commit after the acks, until ``stop``."""
+    deliver what ``process`` emits, commit after the acks, until ``stop``; with
+    ``exactly_once``, outputs and offsets in one transaction per input partition."""
     limits = OutputLimits.of(settings)
+    if settings.processing_guarantee == EXACTLY_ONCE:
+        eos = exactly_once_settings(settings)
+        producers = PartitionProducers(lambda tid: make_producer(eos, bootstrap_servers, tid), group_id)
+        delivery = TransactionalDelivery(producers, stage, codec, limits, settings.topic, utcnow)
+        consumer = make_group_consumer(eos, bootstrap_servers, group_id, isolation_level="read_committed")
+        consumer.subscribe([settings.topic(source)], listener=producers)
+        try:
+            async with started(consumer):
+                await consume_transactionally(consumer, delivery, process, stop)
+        finally:
+            await producers.close()
+        return
     consumer = make_group_consumer(settings, bootstrap_servers, group_id, settings.topic(source))
     async with started(make_producer(settings, bootstrap_servers)) as producer, started(consumer):
         send = aiokafka_send(producer)

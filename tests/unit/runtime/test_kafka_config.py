@@ -111,3 +111,13 @@ async def test_a_client_whose_start_fails_is_closed_all_the_same() -> None:
         async with started(producer):
             pytest.fail("the start did not fail")
     assert producer._closed is True
+
+
+def test_exactly_once_is_refused_where_the_broker_refuses_idempotent_producers() -> None:
+    from engine.runtime.transactions import exactly_once_settings
+
+    with pytest.raises(RuntimeError, match="refuses idempotent producers"):
+        exactly_once_settings(replace(Settings(), idempotence="off"))
+    assert exactly_once_settings(replace(Settings(), idempotence="auto")).idempotence == "on"
+    with pytest.raises(ValueError, match="CLAIMS_PROCESSING_GUARANTEE='twice'"):
+        replace(Settings(), processing_guarantee="twice")
