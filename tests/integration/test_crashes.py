@@ -11,7 +11,7 @@ import io
 import pytest
 from rich.console import Console
 
-from engine.cli.run import RunOptions, run_closed_loop
+from engine.cli.run import RunFailed, RunOptions, run_closed_loop
 from engine.ops.chaos import parse_chaos
 from tests.fixtures.kafka import SettingsFactory
 
@@ -31,7 +31,12 @@ async def test_kills_and_restarts_lose_nothing_and_bill_nothing_twice(settings_f
     options = RunOptions(encounters=N_ENCOUNTERS, rate=RATE, seed=17, bad_rate=0.04, resend_rate=0.01,
                          summary_path=None, timeout_s=420, live=False, workers=2, chaos=kills,
                          chaos_every_s=CHAOS_EVERY_S)
-    summary = await run_closed_loop(settings, options, Console(file=io.StringIO()))
+    try:
+        summary = await run_closed_loop(settings, options, Console(file=io.StringIO()))
+    except RunFailed as failed:  # say what did not settle: the audit's lost and stuck ids, the chaos
+        partial = failed.summary or {}
+        pytest.fail(f"{failed}: audit {partial.get('audit')}, chaos {partial.get('chaos', {}).get('kills')} kills, "
+                    f"identities {[n for n, i in partial.get('identities', {}).items() if not i['holds']]}")
 
     assert summary["chaos"]["kills"] == len(kills) == 18
     assert summary["chaos"]["by_target_and_signal"] == {
