@@ -86,7 +86,9 @@ def make_admin(settings: Settings) -> AIOKafkaAdminClient:
 def make_consumer(settings: Settings, **config: Any) -> AIOKafkaConsumer:
     """A consumer outside any group (reading topics whole, the read-back)."""
     defaults: dict[str, Any] = {"enable_auto_commit": False,
-                                "max_partition_fetch_bytes": max(settings.max_request_bytes, 1 << 20)}
+                                "max_partition_fetch_bytes": max(settings.max_request_bytes, 1 << 20),
+                                "isolation_level": ("read_committed" if settings.processing_guarantee == EXACTLY_ONCE
+                                                    else "read_uncommitted")}
     return AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers,
                             **{**defaults, **client_options(settings), **config})
 
