@@ -5,6 +5,7 @@ rejected, eligibility held (front desk), duplicate dropped (docs/claims.md)."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import MutableMapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -29,13 +30,18 @@ from engine.wire.topics import Topic
 
 @dataclass(frozen=True)
 class ClaimStageState:
-    """What the claim stage remembers (faust tables in the worker, dicts in tests):
-    the claim id of every encounter it took on, the coded encounters waiting for an
-    eligibility answer, and the answers."""
+    """What the claim stage remembers (faust tables in the worker, dicts in tests): per
+    encounter taken on, one entry (its claim id and, while the payer is asked, the parked
+    coded event: one record, so a kill cannot keep half of it), and the 271 answers."""
 
     billed: MutableMapping[str, str]
-    awaiting: MutableMapping[str, str]  # encounter id -> the coded event's framed Avro, latin-1 text
     answers: EligibilityCache
+
+    @property
+    def awaiting(self) -> dict[str, bytes]:
+        """The parked encounters: encounter id → the coded event's framed Avro."""
+        parked = {key: TakenOn.loads(entry).coded for key, entry in self.billed.items()}
+        return {key: coded for key, coded in parked.items() if coded is not None}
 
 
 def bill_coded(
@@ -50,9 +56,9 @@ def bill_coded(
         return _take_on(coded, message, state, ctx, now, [message.origin])
     taken = TakenOn.loads(already)
     if message.origin is not None and message.origin in taken.origins:
-        if taken.parked and coded.encounter_id not in state.awaiting:
-            # The dedupe entry reached its changelog, the parked encounter did not (a kill
-            # between the two): the batch is redone, so the encounter is parked again.
+        if taken.parked and taken.coded is None:
+            # An entry written before parked encounters were kept in it (their own table
+            # then): the parking may be lost, so the encounter is parked again.
             return _take_on(coded, message, state, ctx, now, taken.origins)
         return []  # this very coded event delivered again (its batch redone after a crash): answered already
     state.billed[coded.encounter_id] = replace(taken, origins=[*taken.origins, message.origin]).dumps()
@@ -70,8 +76,8 @@ def _take_on(coded: CodedEncounter, message: SourceMessage, state: ClaimStageSta
         emits = decide(coded, message.value or b"", answer, ctx, now)  # may raise: then not taken on
         state.billed[coded.encounter_id] = taken.dumps()
         return emits
-    state.billed[coded.encounter_id] = replace(taken, parked=True).dumps()  # a resend while parked is a duplicate
-    state.awaiting[coded.encounter_id] = (message.value or b"").decode("latin-1")
+    # Parked in its dedupe entry (a resend while parked is a duplicate) until the 271.
+    state.billed[coded.encounter_id] = replace(taken, parked=True, coded=message.value or b"").dumps()
     return [Emit(Topic.ELIGIBILITY_REQUESTS, coded.encounter_id, eligibility_request(coded, now))]
 
 
@@ -82,22 +88,29 @@ ORIGINS_KEPT = 10
 
 @dataclass(frozen=True)
 class TakenOn:
-    """An encounter's dedupe entry: its claim id, whether it is parked for its 271, and the
-    origins of the coded events answered (one line each, as the table's text)."""
+    """An encounter's dedupe entry, as the table's text: its claim id; ``decided``, or
+    ``parked`` with the coded event (base64) while its 271 is awaited; and the origins of
+    the coded events answered, one line each."""
 
     claim_id: str
     parked: bool
     origins: list[str | None]
+    coded: bytes | None = None  # the parked coded event's framed Avro
 
     def dumps(self) -> str:
         kept = [o for o in self.origins if o is not None][-ORIGINS_KEPT:]
-        return "\n".join([self.claim_id, "parked" if self.parked else "decided", *kept])
+        state = "decided"
+        if self.parked:
+            state = "parked" if self.coded is None else f"parked {base64.b64encode(self.coded).decode()}"
+        return "\n".join([self.claim_id, state, *kept])
 
     @classmethod
     def loads(cls, entry: str) -> TakenOn:
         claim_id, *rest = entry.split("\n")
-        if rest and rest[0] in ("parked", "decided"):
-            return cls(claim_id, rest[0] == "parked", list(rest[1:]))
+        state, _, coded = rest[0].partition(" ") if rest else ("", "", "")
+        if state in ("parked", "decided"):
+            return cls(claim_id, state == "parked", list(rest[1:]),
+                       base64.b64decode(coded) if state == "parked" and coded else None)
         return cls(claim_id, False, list(rest))  # an entry from before the state line
 
 
@@ -106,17 +119,14 @@ def on_eligibility(answer: EligibilityResponse, state: ClaimStageState, ctx: Cla
     """The payer's answer: cache it, and decide the encounter that waited for it (none
     if the answer is a redelivery and the encounter was already decided)."""
     state.answers.put(answer)
-    parked = state.awaiting.get(answer.encounter_id)
-    if parked is None:
+    entry = state.billed.get(answer.encounter_id)
+    taken = TakenOn.loads(entry) if entry is not None else None
+    if taken is None or not taken.parked or taken.coded is None:
         return []
-    coded_bytes = parked.encode("latin-1")
     # Decided first, released after: if the claim cannot be built the answer is
     # dead-lettered and the encounter stays parked, so replaying the answer retries it.
-    emits = decide(ctx.codec.decode(coded_bytes, CodedEncounter), coded_bytes, answer, ctx, now)
-    state.awaiting.pop(answer.encounter_id, None)
-    entry = state.billed.get(answer.encounter_id)
-    if entry is not None:  # decided: a redelivered coded event must not park it again
-        state.billed[answer.encounter_id] = replace(TakenOn.loads(entry), parked=False).dumps()
+    emits = decide(ctx.codec.decode(taken.coded, CodedEncounter), taken.coded, answer, ctx, now)
+    state.billed[answer.encounter_id] = replace(taken, parked=False, coded=None).dumps()
     return emits
 
 

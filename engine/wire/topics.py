@@ -79,7 +79,6 @@ class Table(StrEnum):
 
     CLAIMS_BY_ENCOUNTER = "claims_by_encounter"
     CODING_ITEMS_BY_ENCOUNTER = "coding_items_by_encounter"
-    AWAITING_ELIGIBILITY = "awaiting_eligibility"
     ELIGIBILITY_ANSWERS = "eligibility_answers"
     CLAIM_LEDGER = "claim_ledger"
     DENIED_CLAIMS = "denied_claims"

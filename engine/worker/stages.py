@@ -32,9 +32,8 @@ from engine.wire.topics import Table, Topic
 #: The worker's tables, each keyed like the topic its stage reads (encounter id, or claim
 #: id for the ledger and the denied claims), so its changelog partition is the source's.
 TABLES = (
-    Table.CLAIMS_BY_ENCOUNTER,  # encounter id → claim id (dedupe)
+    Table.CLAIMS_BY_ENCOUNTER,  # encounter id → claim id (dedupe), and the coded event while parked for its 271
     Table.CODING_ITEMS_BY_ENCOUNTER,  # coder work items: the current revision, so a stale fix is rejected
-    Table.AWAITING_ELIGIBILITY,  # coded encounters waiting for their eligibility answer
     # 271 answers by payer|member, reused for the TTL. Keyed by member, not encounter: with
     # several workers each keeps the answers it asked for (a cache: a miss asks again).
     Table.ELIGIBILITY_ANSWERS,
@@ -59,7 +58,7 @@ class WorkerContext:
 
     def __post_init__(self) -> None:
         self.claim_state = ClaimStageState(
-            self.tables[Table.CLAIMS_BY_ENCOUNTER], self.tables[Table.AWAITING_ELIGIBILITY],
+            self.tables[Table.CLAIMS_BY_ENCOUNTER],
             EligibilityCache(self.tables[Table.ELIGIBILITY_ANSWERS], self.codec, self.claims.eligibility_ttl))
 
     @classmethod

@@ -123,9 +123,8 @@ async def _no_claim_id_twice(settings: Settings) -> None:
 
 #: Each worker table and the topics whose stages read and write it (keyed the same way).
 TABLE_SOURCES = {
-    Table.CLAIMS_BY_ENCOUNTER: (Topic.CODED,),
+    Table.CLAIMS_BY_ENCOUNTER: (Topic.CODED, Topic.ELIGIBILITY_RESPONSES),
     Table.CODING_ITEMS_BY_ENCOUNTER: (Topic.ENCOUNTERS, Topic.CODING_ACTIONS),
-    Table.AWAITING_ELIGIBILITY: (Topic.CODED, Topic.ELIGIBILITY_RESPONSES),
     Table.CLAIM_LEDGER: (Topic.REMITTANCES, Topic.DENIAL_ACTIONS),
 }
 

@@ -69,7 +69,7 @@ def coded(make_encounter, coding_ref, claim_ctx, rendering_npi, now) -> CodedEnc
 
 
 def new_state(codec, ttl: timedelta = TTL) -> ClaimStageState:
-    return ClaimStageState({}, {}, EligibilityCache({}, codec, ttl))
+    return ClaimStageState({}, EligibilityCache({}, codec, ttl))
 
 
 def coded_message(codec, coded: CodedEncounter, offset: int = 40, partition: int = 2) -> SourceMessage:
@@ -234,8 +234,8 @@ def test_a_new_encounter_is_parked_and_the_payer_asked(coded, claim_ctx, codec, 
     assert emit.event == eligibility_request(coded, now)
     assert {e: TakenOn.loads(v).claim_id for e, v in state.billed.items()} == {
         coded.encounter_id: claim_id_for(coded.encounter_id)}
-    assert dict(state.awaiting) == {coded.encounter_id: message.value.decode("latin-1")}
-    assert codec.decode(state.awaiting[coded.encounter_id].encode("latin-1"), CodedEncounter) == coded
+    assert dict(state.awaiting) == {coded.encounter_id: message.value}
+    assert codec.decode(state.awaiting[coded.encounter_id], CodedEncounter) == coded
     assert dict(state.answers.entries) == {}
 
 
@@ -585,10 +585,9 @@ async def test_an_encounter_whose_claim_stage_output_was_not_delivered_is_taken_
         return [e.topic for e in result.emits]
 
     assert await batch(refuse_requests, 40) == ["eligibility-requests"]
-    assert tables[Table.CLAIMS_BY_ENCOUNTER] == {} and tables[Table.AWAITING_ELIGIBILITY] == {}
+    assert tables[Table.CLAIMS_BY_ENCOUNTER] == {}
     assert await batch(taken, 41) == ["eligibility-requests"]  # not a duplicate: asked again
-    assert visit.encounter_id in tables[Table.CLAIMS_BY_ENCOUNTER]
-    assert visit.encounter_id in tables[Table.AWAITING_ELIGIBILITY]
+    assert TakenOn.loads(tables[Table.CLAIMS_BY_ENCOUNTER][visit.encounter_id]).coded is not None  # parked
     assert await batch(taken, 42) == ["duplicates"]  # now it is one
 
 
@@ -616,11 +615,12 @@ def test_a_coded_event_delivered_twice_is_answered_once_and_a_resend_is_a_duplic
     assert topics(coded_message(codec, visit, 44)) == ["duplicates"]  # no origin known: a duplicate
 
 
-def test_a_coded_event_redelivered_after_its_parking_was_lost_is_parked_again(coded, worker_context, codec):
-    """A kill between the two changelog writes of a take-on: the dedupe entry made it, the
-    parked encounter did not. The coded event comes again (its offset was not committed),
-    and it is parked again and the payer asked again instead of being ignored; once the
-    answer decided it, another redelivery changes nothing."""
+def test_a_coded_event_redelivered_onto_an_entry_from_before_parking_moved_into_it_is_parked_again(
+        coded, worker_context, codec):
+    """An entry written by an earlier version (``parked``, its coded event in a table of its
+    own, which is gone): the coded event comes again and it is parked again and the payer
+    asked again instead of being ignored; once the answer decided it, another redelivery
+    changes nothing."""
     from engine.runtime.stages import SOURCE_HEADER
     from engine.wire.topics import Table
     from engine.worker.stages import STAGE, TABLES
@@ -628,14 +628,70 @@ def test_a_coded_event_redelivered_after_its_parking_was_lost_is_parked_again(co
     tables: dict[Table, dict[str, str]] = {table: {} for table in TABLES}
     ctx = worker_context(tables=tables)
     visit = dataclasses.replace(coded, date_of_service=datetime.now(UTC).date() - timedelta(days=2))
-    origin = ((SOURCE_HEADER, b"claims.encounters:0:7:0"),)
-    message = dataclasses.replace(coded_message(codec, visit, 40), headers=origin)
+    origin = b"claims.encounters:0:7:0"
+    message = dataclasses.replace(coded_message(codec, visit, 40), headers=((SOURCE_HEADER, origin),))
+    tables[Table.CLAIMS_BY_ENCOUNTER][visit.encounter_id] = "\n".join(
+        [claim_id_for(visit.encounter_id), "parked", origin.decode()])
 
     (request,) = STAGE["claims"].run(ctx, codec, [message]).emits
-    del tables[Table.AWAITING_ELIGIBILITY][visit.encounter_id]  # lost with the kill
-    assert [e.topic for e in STAGE["claims"].run(ctx, codec, [message]).emits] == ["eligibility-requests"]
+    assert request.topic == "eligibility-requests"
     answer = SourceMessage("claims.eligibility-responses", 0, 1, visit.encounter_id.encode(),
                            codec.encode(answer_to(request.event, datetime.now(UTC))))
     assert [e.topic for e in STAGE["eligibility"].run(ctx, codec, [answer]).emits] == ["claims-submitted",
                                                                                          "claim-status"]
     assert STAGE["claims"].run(ctx, codec, [message]).emits == []  # decided: nothing again
+
+
+#: The claim stage's batches in a parked encounter's life: the coded event parks it, the
+#: payer's 271 decides it, and then each is delivered again (their offsets not committed).
+_LIFE = ("coded", "answer", "coded", "answer")
+
+
+@pytest.mark.parametrize("kill_at", range(len(_LIFE)))
+@pytest.mark.parametrize("writes_kept", range(4))
+def test_a_kill_between_two_table_writes_of_a_batch_bills_the_encounter_once(
+        kill_at, writes_kept, coded, worker_context, codec):
+    """A kill -9 can land between any two of a batch's changelog records: its outputs were
+    acknowledged, only the first ``writes_kept`` table writes reached their changelogs,
+    and the batch is read again. Whatever prefix survived, the encounter ends with one
+    claim, sent from one source (a second source is a second original claim to the payer),
+    and the encounter is decided, not parked for good."""
+    from engine.runtime.staged_state import StagedTable, StateJournal
+    from engine.runtime.stages import SOURCE_HEADER, Emit
+    from engine.wire.topics import Table, Topic
+    from engine.worker.stages import STAGE, TABLES
+
+    tables: dict[Table, dict[str, str]] = {table: {} for table in TABLES}
+    ctx = worker_context(tables={table: StagedTable(t) for table, t in tables.items()})
+    visit = dataclasses.replace(coded, date_of_service=datetime.now(UTC).date() - timedelta(days=2))
+    origin = ((SOURCE_HEADER, b"claims.encounters:0:7:0"),)
+    coded_event = dataclasses.replace(coded_message(codec, visit, 40), headers=origin)
+    claim_sources: set[tuple[str, int]] = set()
+    answer: SourceMessage | None = None
+
+    def batch(name: str, message: SourceMessage, keep: int | None) -> list[Emit]:
+        with StateJournal.opened() as journal:
+            emits = STAGE[name].run(ctx, codec, [message]).emits
+            if keep is not None:
+                journal.writes = journal.writes[:keep]
+            journal.apply(lambda _: True)
+        claim_sources.update((message.topic, message.offset) for e in emits if e.topic == Topic.CLAIMS_SUBMITTED)
+        return emits
+
+    for step, kind in enumerate(_LIFE):
+        if kind == "coded":
+            emits = batch("claims", coded_event, writes_kept if step == kill_at else None)
+            if step == kill_at:  # killed: the same batch again after the restart
+                emits += batch("claims", coded_event, None)
+            request = next((e.event for e in emits if e.topic == Topic.ELIGIBILITY_REQUESTS), None)
+            if request is not None and answer is None:
+                answer = SourceMessage("claims.eligibility-responses", 2, 1, visit.encounter_id.encode(),
+                                       codec.encode(answer_to(request, datetime.now(UTC))))
+        else:
+            assert answer is not None
+            batch("eligibility", answer, writes_kept if step == kill_at else None)
+            if step == kill_at:
+                batch("eligibility", answer, None)
+    assert len(claim_sources) == 1, claim_sources
+    entry = tables[Table.CLAIMS_BY_ENCOUNTER][visit.encounter_id]
+    assert entry.split("\n")[1] == "decided"

@@ -36,6 +36,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.claims.build import claim_id_for
+from engine.claims.stage import TakenOn
 from engine.coding.findings import FINDINGS_LISTED, has_errors
 from engine.coding.rules import review_item_id
 from engine.denials.work_items import ClaimCorrections, replacement_claim
@@ -256,8 +257,8 @@ def judge_claims(codec: Codec) -> Judge:
         coded = codec.decode(message.value, CodedEncounter)
         shape = topics_of(emits)
         if shape == [Topic.ELIGIBILITY_REQUESTS]:  # parked until the payer answers
-            parked = context.tables[Table.AWAITING_ELIGIBILITY][coded.encounter_id]
-            assert parked.encode("latin-1") == message.value
+            parked = TakenOn.loads(context.tables[Table.CLAIMS_BY_ENCOUNTER][coded.encounter_id]).coded
+            assert parked == message.value
         elif shape == [Topic.DUPLICATES]:  # a second fuzzed record of one encounter
             assert emits[0].event.claim_id == claim_id_for(coded.encounter_id)
         else:
@@ -270,7 +271,7 @@ def judge_eligibility(codec: Codec) -> Judge:
     def judge(message: SourceMessage, emits: list[Emit], context: WorkerContext) -> None:
         answer = codec.decode(message.value, EligibilityResponse)
         if emits == []:  # no encounter waited for it (any more): cached only
-            assert answer.encounter_id not in context.tables[Table.AWAITING_ELIGIBILITY]
+            assert answer.encounter_id not in context.claim_state.awaiting
         else:
             judge_claim_decided(emits, codec)
 
@@ -417,8 +418,8 @@ def world_eligibility(worker_context, codec, samples, npis) -> World:
     def context() -> WorkerContext:
         ctx: WorkerContext = worker_context()
         for coded in [*parked, fz]:
-            ctx.tables[Table.CLAIMS_BY_ENCOUNTER][coded.encounter_id] = claim_id_for(coded.encounter_id)
-            ctx.tables[Table.AWAITING_ELIGIBILITY][coded.encounter_id] = codec.encode(coded).decode("latin-1")
+            ctx.tables[Table.CLAIMS_BY_ENCOUNTER][coded.encounter_id] = TakenOn(
+                claim_id_for(coded.encounter_id), parked=True, origins=[], coded=codec.encode(coded)).dumps()
         return ctx
 
     return World(STAGES[3], context, [(a.encounter_id.encode(), codec.encode(a)) for a in answers],

@@ -162,7 +162,7 @@ def test_stages_chain_end_to_end(codec, make_encounter, claim_ctx, routing, book
     assert [e.topic for e in coded.emits] == ["coded"] * len(encounters)
     coded_msgs = [msg(codec.encode(e.event), i, topic="claims.coded") for i, e in enumerate(coded.emits)]
     coded_msgs.append(coded_msgs[0])  # a redelivery
-    state = ClaimStageState({}, {}, EligibilityCache({}, codec, timedelta(hours=24)))
+    state = ClaimStageState({}, EligibilityCache({}, codec, timedelta(hours=24)))
     asked = run_stage("claims", coded_msgs, codec, CodedEncounter,
                       lambda c, m: bill_coded(c, m, state, claim_ctx, now))
     assert [e.topic for e in asked.emits] == ["eligibility-requests"] * len(encounters) + ["duplicates"]

@@ -345,7 +345,7 @@ def test_each_registration_kind_ends_where_it_says(registration_plan, codec, boo
     for offset, record in enumerate(r for r in registration_plan if r.kind in wanted):
         (coded,) = code_encounter(codec.decode(record.value, Encounter), record.value, coding_ref, now)
         message = SourceMessage("claims.coded", 0, offset, None, codec.encode(coded.event))
-        state = ClaimStageState({}, {}, EligibilityCache({}, codec, timedelta(hours=24)))  # each asks the payer
+        state = ClaimStageState({}, EligibilityCache({}, codec, timedelta(hours=24)))  # each asks the payer
         (asked,) = bill_coded(coded.event, message, state, claim_ctx, now)
         answer = answer_eligibility(asked.event, coverage, book, now)
         emits = on_eligibility(answer, state, claim_ctx, now)
