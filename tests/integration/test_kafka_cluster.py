@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from rich.console import Console
 
-from engine.cli.run import RunOptions, run_closed_loop
+from engine.cli.run import RunFailed, RunOptions, run_closed_loop
 from engine.runtime.kafka_cluster import KafkaCluster
 from engine.settings import Settings
 from engine.wire.topics import Topic
@@ -74,7 +74,14 @@ async def run_with_fault(settings: Settings, fault: Callable[[], Awaitable[None]
     try:
         await wait_for_records(settings, Topic.CLAIMS_SUBMITTED, N_ENCOUNTERS // 4, timeout_s=300)
         await fault()
-        return await run
+        try:
+            return await run
+        except RunFailed as failed:  # say what did not settle, so a CI log shows which identity broke
+            partial = failed.summary or {}
+            broken = {name: identity for name, identity in partial.get("identities", {}).items()
+                      if not identity["holds"]}
+            pytest.fail(f"{failed}: broken identities {broken}, repeated claim ids "
+                        f"{partial.get('repeated_claim_ids')}, redelivered {partial.get('redelivered')}")
     finally:
         if not run.done():
             run.cancel()
