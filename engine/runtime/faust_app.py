@@ -11,10 +11,12 @@ are acknowledged: at-least-once, and every stage is idempotent downstream.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import typing
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import faust
@@ -118,6 +120,36 @@ class StringTable(faust.Table[str, str]):
     def _serializer_from_type(self, typ: Any) -> Any:
         return "raw" if typ is str else super()._serializer_from_type(typ)
 
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        sent = super().send_changelog(*args, **kwargs)
+        pending = _changelog_sends.get()
+        if pending is not None:
+            pending.append(sent)
+        return sent
+
+
+#: The changelog records a batch agent's table writes sent (faust's ``FutureMessage``s,
+#: resolved when the broker acknowledges each), so the batch is acked only after them.
+_changelog_sends: ContextVar[list[Any] | None] = ContextVar("claimflow_changelog_sends", default=None)
+
+
+async def apply_and_acknowledge(journal: StateJournal, delivered: Callable[[SourceMessage], bool]) -> None:
+    """Apply a batch's table writes and wait until the broker holds their changelog records.
+
+    faust flushes its producer before it commits, but a record its buffer has handed on
+    and aiokafka has not yet taken in (the accumulator full: "producer buffer full") is in
+    neither, and the commit went ahead of it: a kill then lost a dedupe entry whose offset
+    was committed, and a copy of the coded event read later was billed again.
+    """
+    token = _changelog_sends.set([])
+    try:
+        journal.apply(delivered)
+        sends = _changelog_sends.get() or []
+    finally:
+        _changelog_sends.reset(token)
+    if sends:
+        await asyncio.gather(*sends)
+
 
 def string_table(app: faust.App, name: str) -> Any:
     """A ``StringTable`` on ``app``, partitioned by its key as our producers partition the
@@ -149,7 +181,7 @@ def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, name: str,
             with StateJournal.opened() as journal:
                 result = stage(source_messages(events))
                 delivered = await deliver_result(send, name, result, codec, limits, settings.topic, utcnow)
-                journal.apply(delivered)  # flushed before the commit (faust flushes its producer first)
+                await apply_and_acknowledge(journal, delivered)
             gate.release()
 
     process.__name__ = f"{source.replace('-', '_')}_agent"
