@@ -28,6 +28,8 @@ class Audit:
     in_flight: list[str]  # no outcome yet, younger than the grace period
     lost: list[str]  # no outcome, older than the grace period: stuck or lost
     original_claims_twice: list[str]  # a claim id submitted as an original from two sources
+    #: The source records (``topic:partition:offset:n``) of each claim in ``original_claims_twice``.
+    original_claims_twice_sources: dict[str, list[str]]
     encounters_billed_twice: list[str]  # an encounter with two original claim ids
     remittances_posted_twice: list[str]
     work_items_twice: list[str]
@@ -59,6 +61,8 @@ class Audit:
             "lost": ids(self.lost),
             "duplicates": self.duplicates,
             "original_claims_twice": ids(self.original_claims_twice),
+            "original_claims_twice_sources": {claim_id: self.original_claims_twice_sources.get(claim_id, [])
+                                              for claim_id in sorted(self.original_claims_twice)[:IDS_LISTED]},
             "encounters_billed_twice": ids(self.encounters_billed_twice),
             "remittances_posted_twice": ids(self.remittances_posted_twice),
             "work_items_twice": ids(self.work_items_twice),
@@ -79,6 +83,8 @@ def audit(tally: Tally, settings: Settings, now_ms: int, grace_s: float = DEFAUL
         in_flight=[e for e in no_outcome if tally.encounter_seen_ms[e] > cutoff],
         lost=[e for e in no_outcome if tally.encounter_seen_ms[e] <= cutoff],
         original_claims_twice=sorted(set(tally.repeated_original_claims)),
+        original_claims_twice_sources={claim_id: tally.original_sources.get(claim_id, [])
+                                       for claim_id in set(tally.repeated_original_claims)},
         encounters_billed_twice=sorted(e for e, claims in tally.originals_by_encounter.items() if len(claims) > 1),
         remittances_posted_twice=sorted(set(tally.remittances_posted_twice)),
         work_items_twice=sorted(set(tally.repeated_work_items)),

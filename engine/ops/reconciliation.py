@@ -128,6 +128,10 @@ class Tally:
     outcomes: dict[str, set[str]] = field(default_factory=dict)
     originals_by_encounter: dict[str, set[str]] = field(default_factory=dict)
     repeated_original_claims: list[str] = field(default_factory=list)
+    #: Where each original claim came from (its source headers): a claim submitted twice
+    #: is then traced to the two records that made it.
+    original_sources: dict[str, list[str]] = field(default_factory=dict)
+    _source: bytes | None = None
     postings_by_claim: dict[str, set[str]] = field(default_factory=dict)
     remittances_posted_twice: list[str] = field(default_factory=list)
     work_item_ids: set[str] = field(default_factory=set)
@@ -145,6 +149,7 @@ class Tally:
                 self.redelivered[topic] += 1
                 return
             self.sources_seen.add((topic, source))
+        self._source = source
         if topic in _ONE_PER_KEY:  # one 270 and one 271 per encounter: a second is a redelivered request's
             if (topic, key) in self.keys_seen:
                 self.redelivered[topic] += 1
@@ -193,6 +198,8 @@ class Tally:
                 self.repeated_original_claims.append(claim_id)
         self.claim_ids.add(claim_id)
         if record["frequency_code"] == "1":
+            self.original_sources.setdefault(claim_id, []).append(
+                self._source.decode(errors="replace") if self._source is not None else "no source header")
             self._ended(record["encounter_id"], "claim submitted")
             self.originals_by_encounter.setdefault(record["encounter_id"], set()).add(claim_id)
         self.voids_submitted += record["frequency_code"] == "8"

@@ -50,6 +50,7 @@ def test_an_original_claim_from_two_sources_is_a_duplicate(codec, samples, setti
     tally.add("claims-submitted", b"C2", codec.encode(other), codec, NOW_MS)
     result = audit(tally, settings, NOW_MS)
     assert result.original_claims_twice == ["C1"] and result.encounters_billed_twice == ["ENC-1"]
+    assert result.report()["original_claims_twice_sources"] == {"C1": ["claims.coded:3:17:0", "claims.coded:3:18:0"]}
     assert not result.ok
 
 
