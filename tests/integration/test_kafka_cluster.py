@@ -32,6 +32,9 @@ pytestmark = [
 ]
 
 N_ENCOUNTERS = 2000
+#: The run's own bound, well inside the test's: a run that does not settle then fails with
+#: its audit (what is lost, stuck or twice) instead of being cut off by pytest-timeout.
+RUN_TIMEOUT_S = 360
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -69,7 +72,7 @@ async def wait_for_records(settings: Settings, topic: Topic, at_least: int, time
 async def run_with_fault(settings: Settings, fault: Callable[[], Awaitable[None]]) -> dict[str, Any]:
     """A bounded run at full speed; ``fault`` strikes once a quarter of the claims are out."""
     options = RunOptions(encounters=N_ENCOUNTERS, rate=None, seed=11, bad_rate=0.04, resend_rate=0.01,
-                         summary_path=None, timeout_s=600, live=False)
+                         summary_path=None, timeout_s=RUN_TIMEOUT_S, live=False)
     run = asyncio.create_task(run_closed_loop(settings, options, Console(file=io.StringIO())))
     try:
         await wait_for_records(settings, Topic.CLAIMS_SUBMITTED, N_ENCOUNTERS // 4, timeout_s=300)
@@ -81,7 +84,8 @@ async def run_with_fault(settings: Settings, fault: Callable[[], Awaitable[None]
             broken = {name: identity for name, identity in partial.get("identities", {}).items()
                       if not identity["holds"]}
             pytest.fail(f"{failed}: broken identities {broken}, repeated claim ids "
-                        f"{partial.get('repeated_claim_ids')}, redelivered {partial.get('redelivered')}")
+                        f"{partial.get('repeated_claim_ids')}, redelivered {partial.get('redelivered')}, "
+                        f"audit {partial.get('audit')}")
     finally:
         if not run.done():
             run.cancel()
