@@ -17,7 +17,6 @@ import logging
 import typing
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import faust
@@ -27,7 +26,7 @@ from engine.runtime.cluster_watch import BrokerReset, ClusterWatch, declared_top
 from engine.runtime.delivery import Headers, OutputLimits, SendFn, deliver_result
 from engine.runtime.kafka import ssl_context
 from engine.runtime.staged_state import StateJournal
-from engine.runtime.stages import SourceMessage, Stage, StageResult, lanes, utcnow
+from engine.runtime.stages import SourceMessage, Stage, StageResult, utcnow
 from engine.settings import Settings
 from engine.wire.codec import Codec
 from engine.wire.topics import Topic
@@ -165,36 +164,13 @@ def raw_topic(app: faust.App, settings: Settings, logical: Topic) -> Any:
                      key_serializer="raw", value_serializer="raw", allow_empty=True)
 
 
-@dataclass(frozen=True)
-class BatchRunner:
-    """One stage's batch, start to end: the stage decides, its outputs are delivered, and
-    its table writes applied for the messages whose outputs were, all inside its lane
-    (``stages.lanes``): a stage sharing its tables waits for the whole of it."""
-
-    name: str
-    stage: Callable[[Sequence[SourceMessage]], StageResult]
-    send: SendFn
-    codec: Codec
-    limits: OutputLimits
-    real_topic: Callable[[Topic], str]
-    lane: asyncio.Lock
-
-    async def run(self, messages: Sequence[SourceMessage]) -> None:
-        async with self.lane:
-            with StateJournal.opened() as journal:
-                result = self.stage(messages)
-                delivered = await deliver_result(self.send, self.name, result, self.codec, self.limits,
-                                                 self.real_topic, utcnow)
-                await apply_and_acknowledge(journal, delivered)
-
-
 def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, name: str, source: Topic,
-                    stage: Callable[[Sequence[SourceMessage]], StageResult], lane: asyncio.Lock | None = None) -> None:
+                    stage: Callable[[Sequence[SourceMessage]], StageResult]) -> None:
     """An agent on ``source`` that hands each batch to ``stage`` and delivers its outputs;
     the batch is acknowledged (its offsets may be committed) only once they are delivered,
     and the stage's table writes are applied only for the messages whose outputs were."""
-    runner = BatchRunner(name, stage, faust_send(app), codec, OutputLimits.of(settings), settings.topic,
-                         lane or asyncio.Lock())
+    send = faust_send(app)
+    limits = OutputLimits.of(settings)
 
     async def process(stream: faust.StreamT[bytes]) -> None:
         await track_table_changelogs(app)
@@ -202,7 +178,10 @@ def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, name: str,
         gate = AckGate(batches)
         async for events in batches.take_events(settings.batch_max, within=settings.batch_within_s):
             gate.hold()
-            await runner.run(source_messages(events))
+            with StateJournal.opened() as journal:
+                result = stage(source_messages(events))
+                delivered = await deliver_result(send, name, result, codec, limits, settings.topic, utcnow)
+                await apply_and_acknowledge(journal, delivered)
             gate.release()
 
     process.__name__ = f"{source.replace('-', '_')}_agent"
@@ -251,12 +230,9 @@ async def track_table_changelogs(app: faust.App) -> None:
 
 
 def add_stages(app: faust.App, settings: Settings, codec: Codec, stages: Sequence[Stage[C]], context: C) -> None:
-    """A batch agent per declared stage, each handed ``context``; stages sharing a table
-    take turns (``lanes``)."""
-    lane = lanes(stages)
+    """A batch agent per declared stage, each handed ``context``."""
     for stage in stages:
-        add_batch_agent(app, settings, codec, stage.name, stage.source, functools.partial(stage.run, context, codec),
-                        lane[stage.name])
+        add_batch_agent(app, settings, codec, stage.name, stage.source, functools.partial(stage.run, context, codec))
 
 
 def source_messages(events: Sequence[EventT[bytes]]) -> list[SourceMessage]:

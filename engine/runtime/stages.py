@@ -7,7 +7,6 @@ the reason, the source topic/partition/offset and the original bytes, and goes o
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -166,41 +165,8 @@ class Stage(Generic[C]):
     source: Topic
     event_type: type[Any]
     handle: Callable[[C, Any, SourceMessage, datetime], Iterable[Emit]]
-    #: The tables the stage reads and writes: stages that share one run their batches one
-    #: at a time (``lanes``), so neither decides on an entry the other is about to change.
-    state: tuple[str, ...] = ()
 
     def run(self, context: C, codec: Codec, messages: Sequence[SourceMessage]) -> StageResult:
         now = utcnow()
         return run_stage(self.name, messages, codec, self.event_type,
                          lambda event, message: self.handle(context, event, message, now))
-
-
-def lanes(stages: Sequence[Stage[Any]],
-          make_lock: Callable[[], asyncio.Lock] = asyncio.Lock) -> dict[str, asyncio.Lock]:
-    """One lock per group of stages that share state (directly or through another stage),
-    by stage name; a stage with no state has a lock of its own.
-
-    Two batch agents in one worker interleave at every await. A batch decides on the
-    table entries it read, and its writes land only after its outputs are acknowledged;
-    a batch of another stage that read the same entry meanwhile decided on a stale one:
-    a 271 read before its encounter's parking landed was dropped (the encounter parked
-    for good), and a resend's stale "parked" written over "decided" let the next 271
-    bill the encounter a second time.
-    """
-    group = {stage.name: stage.name for stage in stages}
-
-    def root(name: str) -> str:
-        while group[name] != name:
-            name = group[name]
-        return name
-
-    owner: dict[str, str] = {}
-    for stage in stages:
-        for table in stage.state:
-            if table in owner:
-                group[root(stage.name)] = root(owner[table])
-            else:
-                owner[table] = stage.name
-    locks: dict[str, asyncio.Lock] = {}
-    return {stage.name: locks.setdefault(root(stage.name), make_lock()) for stage in stages}
