@@ -128,10 +128,11 @@ class Tally:
     outcomes: dict[str, set[str]] = field(default_factory=dict)
     originals_by_encounter: dict[str, set[str]] = field(default_factory=dict)
     repeated_original_claims: list[str] = field(default_factory=list)
-    #: Where each original claim came from (its source headers): a claim submitted twice
-    #: is then traced to the two records that made it.
+    #: Where each original claim came from (its first source header), and for a claim
+    #: submitted twice every source, so it is traced to the records that made it.
+    first_original_source: dict[str, str] = field(default_factory=dict)
     original_sources: dict[str, list[str]] = field(default_factory=dict)
-    _source: bytes | None = None
+    _source: bytes | None = field(default=None, init=False, repr=False, compare=False)  # of the record in ``add``
     postings_by_claim: dict[str, set[str]] = field(default_factory=dict)
     remittances_posted_twice: list[str] = field(default_factory=list)
     work_item_ids: set[str] = field(default_factory=set)
@@ -192,14 +193,16 @@ class Tally:
 
     def _claim_submitted(self, record: dict[str, Any], key: bytes | None, timestamp_ms: int | None) -> None:
         claim_id = (key or b"").decode()
+        source = self._source.decode(errors="replace") if self._source is not None else "no source header"
         if claim_id in self.claim_ids:
             self.repeated_claim_ids += 1
             if record["frequency_code"] == "1":
                 self.repeated_original_claims.append(claim_id)
+                first = self.first_original_source.get(claim_id)
+                self.original_sources.setdefault(claim_id, [first] if first is not None else []).append(source)
         self.claim_ids.add(claim_id)
         if record["frequency_code"] == "1":
-            self.original_sources.setdefault(claim_id, []).append(
-                self._source.decode(errors="replace") if self._source is not None else "no source header")
+            self.first_original_source.setdefault(claim_id, source)
             self._ended(record["encounter_id"], "claim submitted")
             self.originals_by_encounter.setdefault(record["encounter_id"], set()).add(claim_id)
         self.voids_submitted += record["frequency_code"] == "8"
