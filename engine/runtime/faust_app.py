@@ -26,7 +26,7 @@ from engine.runtime.cluster_watch import BrokerReset, ClusterWatch, declared_top
 from engine.runtime.delivery import Headers, OutputLimits, SendFn, deliver_result
 from engine.runtime.kafka import ssl_context
 from engine.runtime.staged_state import StateJournal
-from engine.runtime.stages import SourceMessage, Stage, StageResult, utcnow
+from engine.runtime.stages import SourceMessage, Stage, StageResult, run_group, stage_groups, utcnow
 from engine.settings import Settings
 from engine.wire.codec import Codec
 from engine.wire.topics import Topic
@@ -57,7 +57,10 @@ def make_faust_app(settings: Settings, app_id: str, bootstrap_servers: str) -> f
         producer_acks=-1,
         producer_max_request_size=settings.max_request_bytes,
         consumer_max_fetch_size=max(settings.max_request_bytes, 1 << 20),
-        stream_wait_empty=False,
+        # On a rebalance the worker finishes the batch it is on (outputs, changelog
+        # records, commit) before it gives up its partitions: else the next owner read
+        # the changelog without the batch's writes and decided the same records again.
+        stream_wait_empty=True,
         stream_buffer_maxsize=settings.batch_max * 4,
         broker_credentials=faust_credentials(settings),
         broker_request_timeout=max(settings.request_timeout_ms / 1000, settings.session_timeout_s + 1),
@@ -159,14 +162,14 @@ def string_table(app: faust.App, name: str) -> Any:
     return app.tables.add(table)
 
 
-def raw_topic(app: faust.App, settings: Settings, logical: Topic) -> Any:
-    return app.topic(settings.topic(logical), key_type=bytes, value_type=bytes,
+def raw_topic(app: faust.App, settings: Settings, *logical: Topic) -> Any:
+    return app.topic(*(settings.topic(name) for name in logical), key_type=bytes, value_type=bytes,
                      key_serializer="raw", value_serializer="raw", allow_empty=True)
 
 
-def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, name: str, source: Topic,
+def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, name: str, sources: Sequence[Topic],
                     stage: Callable[[Sequence[SourceMessage]], StageResult]) -> None:
-    """An agent on ``source`` that hands each batch to ``stage`` and delivers its outputs;
+    """An agent on ``sources`` that hands each batch to ``stage`` and delivers its outputs;
     the batch is acknowledged (its offsets may be committed) only once they are delivered,
     and the stage's table writes are applied only for the messages whose outputs were."""
     send = faust_send(app)
@@ -184,8 +187,8 @@ def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, name: str,
                 await apply_and_acknowledge(journal, delivered)
             gate.release()
 
-    process.__name__ = f"{source.replace('-', '_')}_agent"
-    app.agent(raw_topic(app, settings, source), name=f"{app.conf.id}.{process.__name__}")(process)
+    process.__name__ = f"{name.replace('-', '_')}_agent"
+    app.agent(raw_topic(app, settings, *sources), name=f"{app.conf.id}.{process.__name__}")(process)
 
 
 class AckGate:
@@ -230,9 +233,11 @@ async def track_table_changelogs(app: faust.App) -> None:
 
 
 def add_stages(app: faust.App, settings: Settings, codec: Codec, stages: Sequence[Stage[C]], context: C) -> None:
-    """A batch agent per declared stage, each handed ``context``."""
-    for stage in stages:
-        add_batch_agent(app, settings, codec, stage.name, stage.source, functools.partial(stage.run, context, codec))
+    """A batch agent per group of stages that share state (``stage_groups``), each handed
+    ``context``."""
+    for group in stage_groups(stages):
+        add_batch_agent(app, settings, codec, group[0].name, [stage.source for stage in group],
+                        functools.partial(run_group, group, context, codec, topic_name=settings.topic))
 
 
 def source_messages(events: Sequence[EventT[bytes]]) -> list[SourceMessage]:

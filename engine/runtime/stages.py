@@ -8,6 +8,7 @@ the reason, the source topic/partition/offset and the original bytes, and goes o
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -165,8 +166,54 @@ class Stage(Generic[C]):
     source: Topic
     event_type: type[Any]
     handle: Callable[[C, Any, SourceMessage, datetime], Iterable[Emit]]
+    #: The tables the stage reads and writes: stages that share one are run by one agent
+    #: (``stage_groups``), so neither decides on an entry the other is about to change.
+    state: tuple[str, ...] = ()
 
     def run(self, context: C, codec: Codec, messages: Sequence[SourceMessage]) -> StageResult:
         now = utcnow()
         return run_stage(self.name, messages, codec, self.event_type,
                          lambda event, message: self.handle(context, event, message, now))
+
+
+def stage_groups(stages: Sequence[Stage[C]]) -> list[tuple[Stage[C], ...]]:
+    """The stages that share state (a table, directly or through another stage), each group
+    in declaration order; a stage with no state is a group of its own.
+
+    A batch decides on the table entries it reads, and its writes land only once its
+    outputs are acknowledged. Two agents in one worker interleave at every await, so a
+    batch of one decided on an entry the other's batch was about to change: a 271 read
+    before its encounter's parking landed was dropped (the encounter parked for good), and
+    a resend's stale "parked" written over "decided" let the next 271 bill the encounter
+    again. One agent per group reads all the group's topics, one batch at a time.
+    """
+    group = list(range(len(stages)))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    owner: dict[str, int] = {}
+    for i, stage in enumerate(stages):
+        for table in stage.state:
+            if table in owner:
+                group[root(i)] = root(owner[table])
+            else:
+                owner[table] = i
+    members: dict[int, list[Stage[C]]] = {}
+    for i, stage in enumerate(stages):
+        members.setdefault(root(i), []).append(stage)
+    return [tuple(m) for m in members.values()]
+
+
+def run_group(stages: Sequence[Stage[C]], context: C, codec: Codec, messages: Sequence[SourceMessage],
+              topic_name: Callable[[Topic], str]) -> StageResult:
+    """A batch read from the topics of a group of stages: each run of consecutive
+    messages from one topic goes to that topic's stage, in source order, so a message sees
+    the table writes of every message before it in the batch."""
+    by_topic = {topic_name(stage.source): stage for stage in stages}
+    result = StageResult()
+    for topic, run in itertools.groupby(messages, key=lambda message: message.topic):
+        result.outputs.extend(by_topic[topic].run(context, codec, list(run)).outputs)
+    return result

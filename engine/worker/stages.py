@@ -100,13 +100,16 @@ def _act(ctx: WorkerContext, action: DenialAction, message: SourceMessage, now: 
                                 ctx.coding, ctx.claims, now)
 
 
+_CODING_STATE = (Table.CODING_ITEMS_BY_ENCOUNTER,)
+_CLAIM_STATE = (Table.CLAIMS_BY_ENCOUNTER, Table.ELIGIBILITY_ANSWERS)
 STAGES: tuple[Stage[WorkerContext], ...] = (
-    Stage("coding", Topic.ENCOUNTERS, Encounter, _code),
-    Stage("recoding", Topic.CODING_ACTIONS, CodingAction, _recode),
-    Stage("claims", Topic.CODED, CodedEncounter, _bill),
-    Stage("eligibility", Topic.ELIGIBILITY_RESPONSES, EligibilityResponse, _decide_eligibility),
-    Stage("posting", Topic.REMITTANCES, Remittance, _post),
-    Stage("denial-actions", Topic.DENIAL_ACTIONS, DenialAction, _act),  # not a topic: the stage's name
+    Stage("coding", Topic.ENCOUNTERS, Encounter, _code, _CODING_STATE),
+    Stage("recoding", Topic.CODING_ACTIONS, CodingAction, _recode, _CODING_STATE),
+    Stage("claims", Topic.CODED, CodedEncounter, _bill, _CLAIM_STATE),
+    Stage("eligibility", Topic.ELIGIBILITY_RESPONSES, EligibilityResponse, _decide_eligibility, _CLAIM_STATE),
+    Stage("posting", Topic.REMITTANCES, Remittance, _post, (Table.CLAIM_LEDGER,)),
+    Stage("denial-actions", Topic.DENIAL_ACTIONS, DenialAction, _act,  # not a topic: the stage's name
+          (Table.DENIED_CLAIMS, Table.CLAIM_LEDGER)),
 )
 STAGE = {stage.name: stage for stage in STAGES}
 

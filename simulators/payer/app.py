@@ -211,7 +211,7 @@ def _decide_appeal(runtime: PayerRuntime, action: DenialAction, message: SourceM
 PAYER_STAGES: tuple[Stage[PayerRuntime], ...] = (
     Stage("payer-eligibility", Topic.ELIGIBILITY_REQUESTS, EligibilityRequest, _answer),
     Stage("payer-intake", Topic.CLAIMS_SUBMITTED, ClaimSubmitted, _intake),
-    Stage("payer", Topic.PAYER_CLAIMS, ClaimSubmitted, _adjudicate),
+    Stage("payer", Topic.PAYER_CLAIMS, ClaimSubmitted, _adjudicate, (Table.PAYER_MEMBERS,)),
     Stage("payer-appeals", Topic.DENIAL_ACTIONS, DenialAction, _decide_appeal),
 )
 PAYER_STAGE = {stage.name: stage for stage in PAYER_STAGES}

@@ -12,14 +12,12 @@ from decimal import Decimal
 
 import pytest
 
-from engine.claims.build import ClaimContext, FeeSchedule, build_claim, claim_id_for
+from engine.claims.build import FeeSchedule, build_claim, claim_id_for
 from engine.claims.eligibility import EligibilityCache, eligibility_request, front_desk_item_id
 from engine.claims.scrubber import ScrubContext, scrub_claim, scrub_item_id
 from engine.claims.stage import ClaimStageState, TakenOn, bill_coded, decide, on_eligibility
-from engine.coding.rules import code_encounter
 from engine.model.codes import SELF
 from engine.model.events import (
-    Address,
     ClaimState,
     ClaimStatus,
     ClaimSubmitted,
@@ -38,10 +36,10 @@ from engine.model.events import (
 )
 from engine.runtime.stages import DEAD_LETTER_TOPIC, ProcessingError, SourceMessage, run_stage
 from engine.wire.topics import Topic
+from tests.unit.claims.conftest import HOME
 
 ACTIVE, INACTIVE, NOT_FOUND = EligibilityStatus.ACTIVE, EligibilityStatus.INACTIVE, EligibilityStatus.NOT_FOUND
 TTL = timedelta(hours=24)
-HOME = Address("12 OAK ST", "AURORA", "CO", "80012")
 
 
 @pytest.fixture(scope="module")
@@ -50,22 +48,6 @@ def chargemaster(settings) -> dict[str, Decimal]:
     with settings.fee_schedule_file.open(newline="") as handle:
         rows = [line for line in handle if line.strip() and not line.startswith("#")]
     return {row["code"]: Decimal(row["charge"]) for row in csv.DictReader(rows)}
-
-
-@pytest.fixture(scope="module")
-def rendering_npi(claim_ctx: ClaimContext) -> str:
-    return next(iter(claim_ctx.providers.rendering))
-
-
-@pytest.fixture
-def coded(make_encounter, coding_ref, claim_ctx, rendering_npi, now) -> CodedEncounter:
-    """A clean coded encounter from the practice's own providers (providers.csv), Medicare,
-    the patient the subscriber."""
-    enc = make_encounter(billing_npi=claim_ctx.providers.billing.npi, rendering_npi=rendering_npi,
-                         patient_address=HOME)
-    (emit,) = code_encounter(enc, b"", coding_ref, now)
-    assert emit.topic == "coded"
-    return emit.event
 
 
 def new_state(codec, ttl: timedelta = TTL) -> ClaimStageState:
