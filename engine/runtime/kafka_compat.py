@@ -1,4 +1,4 @@
-"""Four fixes to the client stack, found running faust and aiokafka against Tansu (a
+"""Five fixes to the client stack, found running faust and aiokafka against Tansu (a
 claim submitted while the payer restarted was never adjudicated), applied once, when
 ``engine.runtime.kafka`` is imported (faust's consumers get them too); its retry logs
 are quieted there as well (``engine.runtime.logs``).
@@ -25,6 +25,10 @@ are quieted there as well (``engine.runtime.logs``).
   + 1: 1–44 records short per partition), so a restarted worker missed its newest table
   entries (lost encounters, claims billed twice). The end offset is the larger of that
   answer and the high watermark of a fetch; on Kafka both agree.
+- **Check a partition's progress only once it has a position.** faust's livelock detector
+  reads each assigned partition's position, and aiokafka asserts one exists; a partition
+  assigned in a rebalance and not yet seeked has none, and the assertion crashed the
+  worker's consumer (a crash run on Kafka, the worker waiting for its batch in flight).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.consumer.group_coordinator import GroupCoordinator
+from aiokafka.consumer.subscription_state import SubscriptionState
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.protocol.group import LeaveGroupRequest
@@ -100,6 +105,14 @@ async def fetched_end_offsets(consumer: AIOKafkaConsumer, partitions: list[Topic
     return ends
 
 
+def position_known(subscriptions: SubscriptionState, tp: TopicPartition) -> bool:
+    """Whether ``tp`` is assigned and has a fetch position yet."""
+    subscription = subscriptions.subscription
+    assignment = subscription.assignment if subscription is not None else None
+    state = assignment.state_value(tp) if assignment is not None else None
+    return state is not None and bool(state.has_valid_position)
+
+
 def resume_flow(flow_control: FlowControlEvent, original: Any) -> None:
     """Resume (and drop the stale queued records) only if the flow was suspended."""
     if not flow_control.is_active():
@@ -130,6 +143,12 @@ def apply() -> None:
             return await original_highwaters(self, partitions)
         return await fetched_end_offsets(self._ensure_consumer(), list(partitions))
 
+    def verify_event_path(self: AIOKafkaConsumerThread, now: float, tp: Any) -> None:
+        if position_known(self._ensure_consumer()._fetcher._subscriptions, TopicPartition(tp.topic, tp.partition)):
+            original_verify(self, now, tp)
+
+    original_verify = AIOKafkaConsumerThread.verify_event_path
+    AIOKafkaConsumerThread.verify_event_path = verify_event_path  # type: ignore[method-assign]
     original_highwaters = AIOKafkaConsumerThread._highwaters
     GroupCoordinator._maybe_leave_group = _maybe_leave_group
     AIOKafkaConsumerThread._highwaters = fetched_highwaters  # type: ignore[method-assign]
