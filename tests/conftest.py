@@ -27,27 +27,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                             "(a test that needs the broker goes there; a unit test drops the marker)")
     if problems:
         raise pytest.UsageError("the integration marker is misplaced:\n  " + "\n  ".join(problems))
-    for item in items:
-        group = broker_group(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
-
-
-#: The runs with many processes and kills (a worker pair, payer, coder, EHR; three JVMs): one
-#: after the other in one process, never two at once on the two cores (in CI the Kafka crash
-#: run, beside the three-node cluster's, did not settle in 420 s; alone it takes ~75 s).
-FAULT_MODULES = frozenset({"test_crashes", "test_kafka_cluster"})
-
-
-def broker_group(item: pytest.Item) -> str | None:
-    """Under ``pytest -n 2 --dist loadgroup`` (``make test``), the tests of one broker stay in one
-    worker process, so each process starts only the brokers its tests use: the Tansu half, the
-    one-node Kafka half, and the modules that start clusters of their own."""
-    if INTEGRATION_DIR not in Path(item.path).resolve().parents:
-        return None
-    if Path(item.path).stem in FAULT_MODULES:
-        return "faults"
-    callspec = getattr(item, "callspec", None)
-    if callspec is not None and "backend" in callspec.params:
-        return str(callspec.params["backend"])
-    return f"own-brokers:{Path(item.path).stem}"
