@@ -26,7 +26,7 @@ from rich.table import Table
 
 from engine.ops.audit import audit
 from engine.ops.chaos import ChaosReport, Kill, run_chaos
-from engine.ops.reconciliation import ReadBack, Tally, all_settled, summarize
+from engine.ops.reconciliation import ReadBack, Tally, all_settled, summarize, unsettled
 from engine.posting.routing import DenialRouting
 from engine.runtime.broker import _die_with_parent, running_broker_address
 from engine.runtime.kafka import ClusterRefused, check_connection, connection_environment, resolve_idempotence
@@ -295,8 +295,9 @@ async def run_closed_loop(settings: Settings, options: RunOptions, console: Cons
     summary["startup_s"] = round(started - t0, 2)
     summary["interrupted"] = interrupted
     summary["settled"] = failure is None and not interrupted and all(i["holds"] for i in summary["identities"].values())
-    if options.chaos:  # after crashes, the end-to-end audit too: nothing lost, nothing twice
+    if options.chaos:
         summary["chaos"] = chaos.figures()
+    if options.chaos or failure is not None:  # the end-to-end audit too: what is lost, stuck or twice
         summary["audit"] = audit(readback.tally, settings, int(time.time() * 1000), grace_s=0).report()
         summary["settled"] = summary["settled"] and summary["audit"]["ok"]
     if failure is not None:
@@ -410,7 +411,9 @@ async def _watch(settings: Settings, readback: ReadBack, processes: list[dict[st
                     if task.done() and task.exception() is not None:
                         raise RunFailed(f"{task.get_name()} failed: {task.exception()!r}")
                 if now - started > options.timeout_s:
-                    raise RunFailed(f"not settled after {options.timeout_s:.0f} s")
+                    behind = unsettled(readback.tally, expected, settings, options.coder, summary)
+                    behind += [] if ready() else ["the chaos kills not done"]
+                    raise RunFailed(f"not settled after {options.timeout_s:.0f} s: {'; '.join(behind)}")
     except asyncio.CancelledError:  # Ctrl-C: stop cleanly and report what happened
         current = asyncio.current_task()
         if current is not None:

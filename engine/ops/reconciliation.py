@@ -605,8 +605,22 @@ def all_settled(tally: Tally, expected_encounters: int, settings: Settings, code
     """Every expected encounter record was read and every stage balances (and, with
     the coder simulator running, it has acted on every new work item). ``summary``: the
     tally's, when the caller has just made it."""
-    if tally.records[Topic.ENCOUNTERS] < expected_encounters:
-        return False
-    if coder_running and not (tally.review_ids | tally.audit_ids) <= tally.items_acted_on:
-        return False
-    return all(i.holds for i in identities(summary or summarize(tally, settings, 1.0)))
+    return not unsettled(tally, expected_encounters, settings, coder_running, summary)
+
+
+def unsettled(tally: Tally, expected_encounters: int, settings: Settings, coder_running: bool = False,
+              summary: dict[str, Any] | None = None) -> list[str]:
+    """What keeps the run from settling, in words (empty once it has): so a run that did
+    not settle says whether encounters, the coder or an identity are behind."""
+    reasons = []
+    read = tally.records[Topic.ENCOUNTERS]
+    if read < expected_encounters:
+        reasons.append(f"{read} of {expected_encounters} encounter records read")
+    if coder_running:
+        waiting = (tally.review_ids | tally.audit_ids) - tally.items_acted_on
+        if waiting:
+            reasons.append(f"{len(waiting)} coding work items the coder has not acted on (e.g. {min(waiting)})")
+    if not reasons:  # the identities only once everything is in: before, they are merely behind
+        broken = [i.name for i in identities(summary or summarize(tally, settings, 1.0)) if not i.holds]
+        reasons += [f"identity broken: {name}" for name in broken]
+    return reasons

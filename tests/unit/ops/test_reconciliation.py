@@ -37,7 +37,7 @@ from engine.model.events import (
     ScrubRejected,
     Severity,
 )
-from engine.ops.reconciliation import ENGINE_VERDICTS, Tally, all_settled, identities, summarize
+from engine.ops.reconciliation import ENGINE_VERDICTS, Tally, all_settled, identities, summarize, unsettled
 
 ENCOUNTERS = "encounters = coded_first_pass + coding_review + dead_lettered"
 FIXES = "coding_fixes = coded_after_review + coding_fixes_still_failing + coding_fixes_rejected"
@@ -205,6 +205,16 @@ def test_every_identity_holds_for_a_complete_run(run_events, samples, codec, set
     assert not all_settled(tally, 5, settings)  # an encounter not read back yet
 
 
+def test_a_run_not_settled_says_what_is_behind(run_events, samples, codec, settings):
+    complete = tally_of(run_events + claim_flow(samples, ["ENC-1", "ENC-3", "ENC-2"]), codec)
+    assert unsettled(complete, 4, settings, coder_running=True) == []
+    assert unsettled(complete, 5, settings) == ["4 of 5 encounter records read"]
+
+    unbilled = tally_of(run_events + claim_flow(samples, ["ENC-1", "ENC-3"]), codec)  # ENC-2 coded, never billed
+    assert [reason for reason in unsettled(unbilled, 4, settings) if "coded" in reason] == [
+        "identity broken: coded = claims_submitted_original + scrub_rejected + eligibility_held + duplicates_dropped"]
+
+
 def coder_sim_run(samples, *, e2_actions: int, e3_actions: int, audit_closed: bool = True
                   ) -> list[tuple[str, str, object]]:
     """As the coder simulator acts (one action per item revision): E1 clean and audited,
@@ -254,6 +264,8 @@ def test_with_the_coder_running_actions_on_revisions_do_not_stand_in_for_untouch
     tally = tally_of(coder_sim_run(samples, e2_actions=2, e3_actions=0), codec)
     assert all_settled(tally, 3, settings)
     assert not all_settled(tally, 3, settings, coder_running=True)
+    assert unsettled(tally, 3, settings, coder_running=True) == [
+        "1 coding work items the coder has not acted on (e.g. CR-E3)"]
 
 
 def test_the_engine_s_verdicts_are_not_a_coder_acting(samples, codec, settings):
