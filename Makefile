@@ -35,12 +35,12 @@ kafka: setup
 run: setup
 	$(BIN)/claims run $(ARGS)
 
-# Two processes, each test sent to whichever is free (the long broker runs are collected
-# first, the unit tests fill in). Grouping by broker (--dist loadgroup) does not group under
-# pytest 9.2 with xdist 3.8 (the group suffix xdist writes to item._nodeid is no longer read):
-# the suite has run spread like this all along.
+# Two processes; one that runs out of tests takes some of the other's (worksteal): with
+# --dist load the tests queued behind a long broker run waited for it while the other
+# process sat idle. Grouping by broker (--dist loadgroup) groups nothing under pytest 9.2
+# with xdist 3.8 (the group suffix xdist writes to item._nodeid is no longer read).
 test: setup browser kafka
-	$(BIN)/python -m pytest -n 2 --dist load
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 # The lint and type gate (.ci/run runs it before the tests; pre-commit runs the same).
 lint: setup
