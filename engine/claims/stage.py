@@ -77,7 +77,8 @@ def _take_on(coded: CodedEncounter, message: SourceMessage, state: ClaimStageSta
         state.billed[coded.encounter_id] = taken.dumps()
         return emits
     # Parked in its dedupe entry (a resend while parked is a duplicate) until the 271.
-    state.billed[coded.encounter_id] = replace(taken, parked=True, coded=message.value or b"").dumps()
+    state.billed[coded.encounter_id] = replace(taken, parked=True, coded=message.value or b"",
+                                               coded_at=f"{message.topic}:{message.partition}:{message.offset}").dumps()
     return [Emit(Topic.ELIGIBILITY_REQUESTS, coded.encounter_id, eligibility_request(coded, now))]
 
 
@@ -96,21 +97,24 @@ class TakenOn:
     parked: bool
     origins: list[str | None]
     coded: bytes | None = None  # the parked coded event's framed Avro
+    coded_at: str | None = None  # where it was read (topic:partition:offset), for its claim's source header
 
     def dumps(self) -> str:
         kept = [o for o in self.origins if o is not None][-ORIGINS_KEPT:]
         state = "decided"
         if self.parked:
             state = "parked" if self.coded is None else f"parked {base64.b64encode(self.coded).decode()}"
+            state += f" {self.coded_at}" if self.coded is not None and self.coded_at else ""
         return "\n".join([self.claim_id, state, *kept])
 
     @classmethod
     def loads(cls, entry: str) -> TakenOn:
         claim_id, *rest = entry.split("\n")
-        state, _, coded = rest[0].partition(" ") if rest else ("", "", "")
+        state, *parked = rest[0].split(" ") if rest else [""]
         if state in ("parked", "decided"):
-            return cls(claim_id, state == "parked", list(rest[1:]),
-                       base64.b64decode(coded) if state == "parked" and coded else None)
+            coded = base64.b64decode(parked[0]) if state == "parked" and parked and parked[0] else None
+            coded_at = parked[1] if coded is not None and len(parked) > 1 else None
+            return cls(claim_id, state == "parked", list(rest[1:]), coded, coded_at)
         return cls(claim_id, False, list(rest))  # an entry from before the state line
 
 
@@ -126,8 +130,10 @@ def on_eligibility(answer: EligibilityResponse, state: ClaimStageState, ctx: Cla
     # Decided first, released after: if the claim cannot be built the answer is
     # dead-lettered and the encounter stays parked, so replaying the answer retries it.
     emits = decide(ctx.codec.decode(taken.coded, CodedEncounter), taken.coded, answer, ctx, now)
-    state.billed[answer.encounter_id] = replace(taken, parked=False, coded=None).dumps()
-    return emits
+    state.billed[answer.encounter_id] = replace(taken, parked=False, coded=None, coded_at=None).dumps()
+    # Made from the parked coded record, as if decided when it was read: deciding it again
+    # (its dedupe entry lost with a kill after the claim's ack) is then a redelivery.
+    return [replace(emit, made_from=taken.coded_at) for emit in emits]
 
 
 def decide(coded: CodedEncounter, coded_bytes: bytes, answer: EligibilityResponse, ctx: ClaimContext,

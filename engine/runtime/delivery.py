@@ -114,7 +114,8 @@ def _fit_one(message: SourceMessage, emits: Sequence[Emit], codec: Codec, limits
     for n, emit in enumerate(emits):
         what = "record" if isinstance(emit.event, bytes) else type(emit.event).__name__
         try:
-            record = _encode(emit, codec, real_topic, source=source_header(message, n))
+            source = f"{emit.made_from}:{n}".encode() if emit.made_from else source_header(message, n)
+            record = _encode(emit, codec, real_topic, source=source)
         except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:  # fastavro's refusals
             return [], OutputNotEncodable(f"the {what} for {emit.topic} cannot be encoded: {exc}")
         if record.size > limits.limit(emit.topic):

@@ -66,6 +66,11 @@ class Emit:
     topic: Topic
     key: str
     event: Any
+    #: The record this output is made from when it is not the message being handled
+    #: (``topic:partition:offset``: a parked coded encounter, decided by its 271). Its
+    #: source header names that record, so the same record decided again after a crash
+    #: (a kill between the claim's ack and its dedupe entry) is a redelivery, not a new claim.
+    made_from: str | None = None
 
 
 @dataclass(slots=True)

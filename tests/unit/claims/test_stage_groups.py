@@ -17,6 +17,7 @@ import pytest
 from engine.claims.build import claim_id_for
 from engine.claims.stage import TakenOn
 from engine.model.events import CodedEncounter, EligibilityRequest
+from engine.runtime.delivery import OutputLimits, fit_outputs
 from engine.runtime.staged_state import StagedTable, StateJournal
 from engine.runtime.stages import SOURCE_HEADER, SourceMessage, StageResult, run_group, stage_groups
 from engine.settings import Settings
@@ -105,3 +106,43 @@ async def test_each_message_is_dead_lettered_by_its_own_stage(claim_group, codec
                   SourceMessage(settings.topic(Topic.ELIGIBILITY_RESPONSES), 0, 6, b"E1", junk)])
     assert [(letter.stage, letter.source_topic, letter.source_offset) for letter in result.dead_letters] == [
         ("claims", settings.topic(Topic.CODED), 5), ("eligibility", settings.topic(Topic.ELIGIBILITY_RESPONSES), 6)]
+
+
+def claim_sources(codec, settings, result: StageResult) -> list[bytes]:
+    """The source headers the claims of ``result`` go out with."""
+    records = fit_outputs("claims", result, codec, OutputLimits.of(settings), settings.topic, lambda: datetime.now(UTC))
+    return [dict(record.headers)[SOURCE_HEADER] for records_of in records for record in records_of
+            if record.topic == settings.topic(Topic.CLAIMS_SUBMITTED)]
+
+
+async def test_a_coded_record_decided_again_after_a_kill_sends_its_claim_from_the_same_source(
+        worker_context, codec, settings, coded) -> None:
+    """Seen on Kafka: a worker decided an encounter from its coded record with a cached
+    answer and was killed after the claim's ack, before its dedupe entry landed. The coded
+    record, read again with no answer cached, was parked, asked for and billed from its
+    271: the same claim from a second source, counted as a second original. Decided from
+    its 271, the claim names the coded record it is made from, so it is that claim again."""
+    visit = dataclasses.replace(coded, date_of_service=datetime.now(UTC).date() - timedelta(days=2))
+    record = coded_record(codec, settings, visit, 40, "claims.encounters:0:7:0")
+    (claims_stage, eligibility_stage) = [s for s in STAGES if s.name in ("claims", "eligibility")]
+
+    first_tables: dict[Table, dict[str, str]] = {table: {} for table in TABLES}
+    first = worker_context(tables=first_tables)
+    asked = claims_stage.run(first, codec, [record])  # no answer cached: parked, a 270
+    from_the_271 = eligibility_stage.run(first, codec, [answer_record(codec, settings, asked, 62)])
+
+    # Another life: the answer cached (written beside the claim), the dedupe entry lost.
+    again = worker_context(tables={**{table: {} for table in TABLES},
+                                   Table.ELIGIBILITY_ANSWERS: dict(first_tables[Table.ELIGIBILITY_ANSWERS])})
+    from_the_coded_record = claims_stage.run(again, codec, [record])
+
+    expected = [f"{settings.topic(Topic.CODED)}:2:40:0".encode()]
+    assert claim_sources(codec, settings, from_the_coded_record) == expected
+    assert claim_sources(codec, settings, from_the_271) == expected
+
+
+def test_a_parked_entry_keeps_where_its_coded_record_was_read_and_reads_an_older_entry() -> None:
+    parked = TakenOn("C1", True, ["claims.encounters:0:7:0"], b"\x00avro bytes", "claims.coded:2:40")
+    assert TakenOn.loads(parked.dumps()) == parked
+    older = TakenOn("C1", True, ["claims.encounters:0:7:0"], b"\x00avro bytes").dumps()  # before coded_at
+    assert TakenOn.loads(older) == dataclasses.replace(parked, coded_at=None)
