@@ -78,7 +78,7 @@ def _take_on(coded: CodedEncounter, message: SourceMessage, state: ClaimStageSta
         return emits
     # Parked in its dedupe entry (a resend while parked is a duplicate) until the 271.
     state.billed[coded.encounter_id] = replace(taken, parked=True, coded=message.value or b"",
-                                               coded_at=f"{message.topic}:{message.partition}:{message.offset}").dumps()
+                                               coded_at=message.at).dumps()
     return [Emit(Topic.ELIGIBILITY_REQUESTS, coded.encounter_id, eligibility_request(coded, now))]
 
 

@@ -114,8 +114,7 @@ def _fit_one(message: SourceMessage, emits: Sequence[Emit], codec: Codec, limits
     for n, emit in enumerate(emits):
         what = "record" if isinstance(emit.event, bytes) else type(emit.event).__name__
         try:
-            source = f"{emit.made_from}:{n}".encode() if emit.made_from else source_header(message, n)
-            record = _encode(emit, codec, real_topic, source=source)
+            record = _encode(emit, codec, real_topic, source=source_header(emit.made_from or message.at, n))
         except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:  # fastavro's refusals
             return [], OutputNotEncodable(f"the {what} for {emit.topic} cannot be encoded: {exc}")
         if record.size > limits.limit(emit.topic):
@@ -132,8 +131,9 @@ def _encode(emit: Emit, codec: Codec, real_topic: Callable[[Topic], str], instea
     return Outbound(real_topic(emit.topic), emit.key.encode(), value, instead, headers)
 
 
-def source_header(message: SourceMessage, n: int) -> bytes:
-    return f"{message.topic}:{message.partition}:{message.offset}:{n}".encode()
+def source_header(record_at: str, n: int) -> bytes:
+    """The ``SOURCE_HEADER`` of output ``n`` of the record read at ``record_at``."""
+    return f"{record_at}:{n}".encode()
 
 
 async def deliver(

@@ -52,6 +52,11 @@ class SourceMessage:
     headers: tuple[tuple[str, bytes], ...] = ()
 
     @property
+    def at(self) -> str:
+        """Where the record was read: ``topic:partition:offset``."""
+        return f"{self.topic}:{self.partition}:{self.offset}"
+
+    @property
     def origin(self) -> str | None:
         """The record this one was made from (its ``SOURCE_HEADER``): two records with one
         origin are one output delivered twice, not two events."""
@@ -117,7 +122,7 @@ def dead_letter(stage: str, message: SourceMessage, exc: BaseException, now: dat
         original_sha256=hashlib.sha256(value).hexdigest(),
         original_truncated=len(value) > DEAD_LETTER_KEEP_BYTES,
     )
-    return Emit(DEAD_LETTER_TOPIC, f"{message.topic}:{message.partition}:{message.offset}", letter)
+    return Emit(DEAD_LETTER_TOPIC, message.at, letter)
 
 
 def run_stage(
