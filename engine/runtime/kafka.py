@@ -218,19 +218,29 @@ async def commit_handled(consumer: AIOKafkaConsumer, offsets: dict[TopicPartitio
         log.info("left %d partition(s) of a handled batch uncommitted for their new owner", len(offsets) - len(kept))
 
 
-async def assign_all(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[TopicPartition]:
+async def assign_all(consumer: AIOKafkaConsumer, topics: Sequence[str], wait_s: float = 30.0) -> list[TopicPartition]:
     """Assign every partition of ``topics`` (no group) and seek to the beginning.
 
     The partitions come from a fresh all-topics Metadata request: a consumer without a
     subscription knows no topic on Kafka (its bootstrap asks for none; Tansu answers every
-    topic to that), and ``consumer.topics()`` does not keep what it fetched.
+    topic to that), and ``consumer.topics()`` does not keep what it fetched. A topic the
+    answering broker does not list yet is asked for again, up to ``wait_s``: on a cluster
+    a topic just created reaches each broker's metadata a moment apart, and a reader that
+    took the first answer would read nothing of it, ever.
     """
-    cluster = await consumer._client.fetch_all_metadata()
-    partitions = [
-        TopicPartition(topic, p) for topic in topics for p in sorted(cluster.partitions_for_topic(topic) or ())
-    ]
+    deadline = time.monotonic() + wait_s
+    while True:
+        cluster = await consumer._client.fetch_all_metadata()
+        missing = [topic for topic in topics if not cluster.partitions_for_topic(topic)]
+        if not missing:
+            break
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{len(missing)} topic(s) not in the broker's metadata after {wait_s:.0f} s "
+                               f"(e.g. {missing[0]}): not created yet?")
+        await asyncio.sleep(0.2)
+    partitions = [TopicPartition(topic, p) for topic in topics for p in sorted(cluster.partitions_for_topic(topic))]
     consumer.assign(partitions)
-    if partitions:  # a topic not created yet has none (and seek_to_beginning() means "all assigned")
+    if partitions:  # seek_to_beginning() without partitions means "all assigned"
         await consumer.seek_to_beginning(*partitions)
     return partitions
 
@@ -259,7 +269,7 @@ async def read_topic(settings: Settings, topic: str, timeout_s: float = 30.0) ->
     """Every record on ``topic`` now, without a consumer group: read to each partition's
     fetch high watermark, bounded by ``timeout_s`` (on ``settings.bootstrap_servers``)."""
     async with started(make_consumer(settings)) as consumer:
-        partitions = await assign_all(consumer, [topic])
+        partitions = await assign_all(consumer, [topic], wait_s=timeout_s)
         records: list[ConsumerRecord[bytes, bytes]] = []
         await read_to_highwater(consumer, partitions, timeout_s, records.extend)
         return records
