@@ -27,6 +27,7 @@ from engine.runtime.delivery import Headers, OutputLimits, SendFn, deliver_resul
 from engine.runtime.kafka import ssl_context
 from engine.runtime.staged_state import StateJournal
 from engine.runtime.stages import SourceMessage, Stage, StageResult, run_group, stage_groups, utcnow
+from engine.runtime.transactions import EXACTLY_ONCE
 from engine.settings import Settings
 from engine.wire.codec import Codec
 from engine.wire.topics import Topic
@@ -68,6 +69,8 @@ def make_faust_app(settings: Settings, app_id: str, bootstrap_servers: str) -> f
         table_standby_replicas=0,
     )
 
+    # kafka_compat: its consumer reads committed records only, as every reader in that mode.
+    app.claimflow_read_committed = settings.processing_guarantee == EXACTLY_ONCE  # type: ignore[attr-defined]
     if settings.idempotence == "on":
         _idempotent_producer(app)
     _watch_cluster(app, settings.with_bootstrap(bootstrap_servers), app_id)

@@ -1,4 +1,4 @@
-"""Five fixes to the client stack, found running faust and aiokafka against Tansu (a
+"""Six fixes to the client stack, found running faust and aiokafka against Tansu (a
 claim submitted while the payer restarted was never adjudicated), applied once, when
 ``engine.runtime.kafka`` is imported (faust's consumers get them too); its retry logs
 are quieted there as well (``engine.runtime.logs``).
@@ -29,6 +29,10 @@ are quieted there as well (``engine.runtime.logs``).
   reads each assigned partition's position, and aiokafka asserts one exists; a partition
   assigned in a rebalance and not yet seeked has none, and the assertion crashed the
   worker's consumer (a crash run on Kafka, the worker waiting for its batch in flight).
+- **Read committed records only in exactly-once mode.** faust picks ``read_committed`` only
+  in its own transaction mode, which we do not use (docs/reliability.md); a faust app made
+  for ``CLAIMS_PROCESSING_GUARANTEE=exactly_once`` (the payer simulator) read the outputs of
+  aborted transactions too, and answered a 270 that was never committed.
 """
 
 from __future__ import annotations
@@ -113,6 +117,14 @@ def position_known(subscriptions: SubscriptionState, tp: TopicPartition) -> bool
     return state is not None and bool(state.has_valid_position)
 
 
+def read_committed_if_marked(app: Any, consumer: AIOKafkaConsumer) -> AIOKafkaConsumer:
+    """``consumer`` (not started yet) reading committed records only, if ``app`` is marked
+    ``claimflow_read_committed`` (``engine.runtime.faust_app``, exactly-once mode)."""
+    if getattr(app, "claimflow_read_committed", False):
+        consumer._isolation_level = "read_committed"  # read by start()
+    return consumer
+
+
 def resume_flow(flow_control: FlowControlEvent, original: Any) -> None:
     """Resume (and drop the stale queued records) only if the flow was suspended."""
     if not flow_control.is_active():
@@ -147,6 +159,11 @@ def apply() -> None:
         if position_known(self._ensure_consumer()._fetcher._subscriptions, TopicPartition(tp.topic, tp.partition)):
             original_verify(self, now, tp)
 
+    def create_worker_consumer(self: AIOKafkaConsumerThread, transport: Any) -> Any:
+        return read_committed_if_marked(self.app, original_create(self, transport))
+
+    original_create = AIOKafkaConsumerThread._create_worker_consumer
+    AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
     original_verify = AIOKafkaConsumerThread.verify_event_path
     AIOKafkaConsumerThread.verify_event_path = verify_event_path  # type: ignore[method-assign]
     original_highwaters = AIOKafkaConsumerThread._highwaters

@@ -3,11 +3,16 @@ the records queued meanwhile; resuming a suspended flow still drops the stale on
 
 from __future__ import annotations
 
-from aiokafka import TopicPartition
+from dataclasses import replace
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.consumer.subscription_state import SubscriptionState
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 from engine.runtime import kafka_compat
+from engine.settings import Settings
 
 kafka_compat.apply()  # what importing engine.runtime.kafka does
 
@@ -48,3 +53,19 @@ async def test_a_partition_assigned_and_not_yet_seeked_has_no_position_to_check(
 
     subscriptions.seek(tp, 17)
     assert kafka_compat.position_known(subscriptions, tp)
+
+
+async def test_a_faust_app_made_for_exactly_once_reads_committed_records_only(tmp_path: Path) -> None:
+    """faust reads committed only in its own transaction mode; ours is not that, and the
+    payer simulator answered a 270 of an aborted transaction."""
+    from engine.runtime.faust_app import make_faust_app
+
+    isolation = {}
+    for guarantee in ("at_least_once", "exactly_once"):
+        settings = replace(Settings(), state_dir=tmp_path / guarantee, processing_guarantee=guarantee)
+        app = make_faust_app(settings, f"compat-{guarantee}", "127.0.0.1:9")
+        consumer = kafka_compat.read_committed_if_marked(app, AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9"))
+        isolation[guarantee] = consumer._isolation_level
+        await consumer.stop()  # never started: only marks it closed
+    assert isolation == {"at_least_once": "read_uncommitted", "exactly_once": "read_committed"}
+    assert "apply.<locals>" in AIOKafkaConsumerThread._create_worker_consumer.__qualname__  # installed
