@@ -64,6 +64,11 @@ class Outbound:
     value: bytes
     instead: bool = False
     headers: tuple[tuple[str, bytes], ...] = ()
+    tombstone: bool = False  # a table entry's deletion: produced with no value
+
+    @property
+    def payload(self) -> bytes | None:
+        return None if self.tombstone else self.value
 
     @property
     def size(self) -> int:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -97,11 +97,26 @@ async def commit_in_transaction(producer: AIOKafkaProducer, group_id: str, recor
     try:
         async with producer.transaction():
             for record in records:
-                await producer.send(record.topic, value=record.value, key=record.key,
+                await producer.send(record.topic, value=record.payload, key=record.key,
                                     headers=list(record.headers) or None)
             await producer.send_offsets_to_transaction(offsets, group_id)
     except ProducerFenced as fenced:
         raise Fenced(str(fenced)) from fenced
+
+
+@dataclass
+class Delivered:
+    """What became of a batch delivered in transactions: the partitions another member
+    fenced this one out of, and the messages (by ``id``) whose dead letter went instead of
+    their outputs."""
+
+    fenced: list[TopicPartition] = field(default_factory=list)
+    lettered: set[int] = field(default_factory=set)
+
+    def committed(self, message: SourceMessage) -> bool:
+        """Whether ``message``'s outputs (and state) were committed."""
+        return (id(message) not in self.lettered
+                and TopicPartition(message.topic, message.partition) not in self.fenced)
 
 
 @dataclass
@@ -118,24 +133,32 @@ class TransactionalDelivery:
     real_topic: Callable[[Topic], str]
     now: Callable[[], datetime]
 
-    async def deliver(self, result: StageResult) -> list[TopicPartition]:
-        """Commit the batch; returns the partitions another member fenced this one out of
-        (their messages are not committed here)."""
+    async def deliver(self, result: StageResult,
+                      state: Callable[[SourceMessage], list[Outbound]] = lambda message: []) -> Delivered:
+        """Commit the batch, each message's outputs with its ``state`` records (its table
+        entries, as changelog records) unless it is dead-lettered instead. Says which
+        partitions another member fenced this one out of (not committed here) and which
+        messages went to their dead letter (they leave no state)."""
         fitted = fit_outputs(self.stage, result, self.codec, self.limits, self.real_topic, self.now)
         by_partition: dict[TopicPartition, list[tuple[SourceMessage, list[Outbound]]]] = {}
+        delivered = Delivered()
         for (message, _), records in zip(result.outputs, fitted, strict=True):
+            if any(record.instead for record in records):
+                delivered.lettered.add(id(message))
+            else:
+                records = records + state(message)
             by_partition.setdefault(TopicPartition(message.topic, message.partition), []).append((message, records))
-        fenced = []
         for tp, batch in by_partition.items():
             try:
-                await self._partition(tp, batch)
+                await self._partition(tp, batch, delivered)
             except Fenced as reason:
                 log.warning("%s: fenced out of %s[%d] by another member (%s)", self.stage, tp.topic, tp.partition,
                             reason)
-                fenced.append(tp)
-        return fenced
+                delivered.fenced.append(tp)
+        return delivered
 
-    async def _partition(self, tp: TopicPartition, batch: list[tuple[SourceMessage, list[Outbound]]]) -> None:
+    async def _partition(self, tp: TopicPartition, batch: list[tuple[SourceMessage, list[Outbound]]],
+                         delivered: Delivered) -> None:
         records = [record for _, mine in batch for record in mine]
         try:
             await self._commit(tp, records, batch[-1][0].offset + 1)
@@ -145,15 +168,17 @@ class TransactionalDelivery:
                         self.stage, len(batch), tp.topic, tp.partition, type(error).__name__)
         letter = refused_letter(self.stage, self.codec, self.real_topic, self.now)
         for message, mine in batch:
-            await self._one(tp, message, mine, letter)
+            if await self._one(tp, message, mine, letter):
+                delivered.lettered.add(id(message))
 
     async def _one(self, tp: TopicPartition, message: SourceMessage, records: list[Outbound],
-                   letter: Callable[[SourceMessage, BaseException], Outbound]) -> None:
+                   letter: Callable[[SourceMessage, BaseException], Outbound]) -> bool:
+        """One message in its own transaction; True when its dead letter went instead."""
         backoff, first_failure, last_log, lettered = RETRY_FIRST_S, time.monotonic(), 0.0, False
         while True:
             try:
                 await self._commit(tp, records, message.offset + 1)
-                return
+                return lettered
             except KafkaError as error:
                 if not _retriable(error):
                     if lettered:
@@ -195,7 +220,7 @@ async def consume_transactionally(consumer: AIOKafkaConsumer, delivery: Transact
         if not batches:
             continue
         messages = [source_message(r) for records in batches.values() for r in records]
-        for tp in await delivery.deliver(process(messages)):
+        for tp in (await delivery.deliver(process(messages))).fenced:
             if tp in consumer.assignment():
                 consumer.seek(tp, batches[tp][0].offset)
 

@@ -5,6 +5,7 @@ and the pure function it runs; the tables they keep; and the faust app that feed
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,10 +22,13 @@ from engine.model.events import CodedEncounter, CodingAction, DenialAction, Elig
 from engine.posting.ledger import post_remittance
 from engine.posting.routing import DenialRouting
 from engine.reference.codesets import warm_up
-from engine.runtime.faust_app import add_stages, make_faust_app, run_app, string_table
+from engine.runtime.cluster_watch import watch_cluster
+from engine.runtime.faust_app import TABLE_PARTITIONS, add_stages, make_faust_app, run_app, string_table
 from engine.runtime.kafka import resolve_idempotence
 from engine.runtime.staged_state import StagedTable
 from engine.runtime.stages import Emit, SourceMessage, Stage
+from engine.runtime.transactional_worker import run_transactionally
+from engine.runtime.transactions import EXACTLY_ONCE
 from engine.settings import Settings
 from engine.wire.codec import Codec, default_codec
 from engine.wire.topics import Table, Topic
@@ -125,6 +129,28 @@ def make_app(settings: Settings, bootstrap_servers: str) -> faust.App:
 
 
 def run_worker(settings: Settings, bootstrap_servers: str) -> None:
-    """Run the engine's agents in this process until SIGTERM/SIGINT."""
+    """Run the engine's agents in this process until SIGTERM/SIGINT: on faust, or on
+    aiokafka in transactions with ``exactly_once`` (``engine/runtime/transactional_worker.py``)."""
     settings = asyncio.run(resolve_idempotence(settings, bootstrap_servers))
+    if settings.processing_guarantee == EXACTLY_ONCE:
+        asyncio.run(run_exactly_once(settings, bootstrap_servers))
+        return
     run_app(make_app(settings, bootstrap_servers), settings)
+
+
+async def run_exactly_once(settings: Settings, bootstrap_servers: str, stop: asyncio.Event | None = None) -> None:
+    """The stages exactly once until SIGTERM/SIGINT (or ``stop``), watching the broker for a reset."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    codec = default_codec(settings.schemas_dir)
+    warm_up()
+    watcher = asyncio.create_task(watch_cluster(settings.with_bootstrap(bootstrap_servers), "the engine worker", stop))
+    try:
+        await run_transactionally(settings, bootstrap_servers, codec, STAGES,
+                                  lambda tables: WorkerContext.load(settings, codec, tables), TABLES,
+                                  TABLE_PARTITIONS, stop)
+    finally:
+        stop.set()
+        await watcher

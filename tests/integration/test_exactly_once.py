@@ -1,11 +1,13 @@
-"""Exactly-once for the stages run on aiokafka (``CLAIMS_PROCESSING_GUARANTEE=exactly_once``,
-Apache Kafka only): a stage killed with its transaction open — outputs sent and on the
-broker, offsets added, not committed — is restarted, and a ``read_committed`` reader sees
-every output exactly once, though the log holds the aborted ones too."""
+"""Exactly-once (``CLAIMS_PROCESSING_GUARANTEE=exactly_once``, Apache Kafka only): a stage
+killed with its transaction open — outputs sent and on the broker, offsets added, not
+committed — is restarted, and a ``read_committed`` reader sees every output exactly once,
+though the log holds the aborted ones too; the engine's workers killed and restarted
+through a closed loop leave no output of theirs twice for such a reader."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import subprocess
 import sys
@@ -17,6 +19,10 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from rich.console import Console
+
+from engine.cli.run import RunFailed, RunOptions, run_closed_loop
+from engine.ops.chaos import parse_chaos
 
 from engine.runtime.kafka import assign_all, make_consumer, read_to_highwater, run_consumer_stage, started
 from engine.runtime.stages import Emit, SourceMessage, StageResult
@@ -24,7 +30,7 @@ from engine.runtime.transactions import exactly_once_settings
 from engine.settings import Settings
 from engine.wire.codec import Codec
 from engine.wire.topics import Topic
-from tests.fixtures.kafka import on_broker
+from tests.fixtures.kafka import SettingsFactory, on_broker
 
 pytestmark = [pytest.mark.integration, on_broker("kafka"), pytest.mark.timeout(240)]
 
@@ -106,3 +112,33 @@ async def test_a_stage_killed_mid_transaction_commits_each_output_once(topic_set
     assert sorted(committed) == sorted(b"E%04d" % i for i in range(N_RECORDS))  # each once, none missing
     everything = await read(settings, Topic.CODED, "read_uncommitted")
     assert len(everything) > N_RECORDS  # the dead stage's open transaction did reach the log: aborted
+
+
+#: The records the simulators write, at least once (the payer answers a 270 again after a
+#: restart); everything else on the topics is the engine workers' output.
+SIMULATOR_OUTPUTS = {Topic.ENCOUNTERS, Topic.ELIGIBILITY_RESPONSES, Topic.REMITTANCES, Topic.PAYER_CLAIMS,
+                     Topic.CODING_ACTIONS}
+
+
+@pytest.mark.timeout(600)
+async def test_workers_killed_through_a_run_leave_no_output_twice_for_a_committed_reader(
+    settings_factory: SettingsFactory,
+) -> None:
+    """At least once, the same kills leave hundreds of redelivered outputs for the
+    stages to recognise (docs/reliability.md); here a read_committed reader sees none."""
+    settings = settings_factory(processing_guarantee="exactly_once")
+    kills = tuple(parse_chaos("worker:kill:4,worker:term:2,payer:kill:1"))
+    options = RunOptions(encounters=1500, rate=60.0, seed=29, bad_rate=0.04, resend_rate=0.01, summary_path=None,
+                         timeout_s=420, live=False, workers=2, chaos=kills, chaos_every_s=4.0)
+    try:
+        summary = await run_closed_loop(settings, options, Console(file=io.StringIO()))
+    except RunFailed as failed:
+        partial = failed.summary or {}
+        pytest.fail(f"{failed}: audit {partial.get('audit')}")
+
+    audited = summary["audit"]
+    assert summary["chaos"]["kills"] == len(kills)
+    assert (audited["lost"]["count"], audited["in_flight"]["count"], audited["duplicates"]) == (0, 0, 0), audited
+    assert audited["ok"] and summary["settled"] is True
+    assert {topic: n for topic, n in audited["redelivered_by_topic"].items()
+            if Topic(topic) not in SIMULATOR_OUTPUTS} == {}
