@@ -5,9 +5,12 @@ too, one after the other; or uses CLAIMS_KAFKA_BOOTSTRAP), measures the raw
 aiokafka consume→transform→produce hop there (bench/raw_hop.py), then runs
 ``claims run --encounters N --rate 0`` on the same broker and prints encounters/s, the
 records the engine and payer wrote per second, and both as ratios of the raw hop.
+``--guarantees at_least_once,exactly_once`` runs the loop once in each mode on the same
+broker (Kafka: Tansu has no transactions), so the cost of exactly once is one ratio.
 Machines are noisy: compare the ratios, not the absolute figures across runs.
 
     python bench/loop.py [--encounters 20000] [--hop-messages 50000] [--brokers tansu,kafka]
+                         [--guarantees at_least_once,exactly_once]
 """
 
 from __future__ import annotations
@@ -48,13 +51,15 @@ def hop_ceiling(bootstrap: str, messages: int) -> float:
     return float(match.group(1).replace(",", ""))
 
 
-def closed_loop(bootstrap: str, encounters: int) -> dict[str, object]:
+def closed_loop(bootstrap: str, encounters: int, guarantee: str, prefix: str) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         summary_file = Path(tmp) / "summary.json"
         subprocess.run(
             [sys.executable, "-m", "engine", "run", "--encounters", str(encounters), "--rate", "0", "--seed", "20000",
-             "--no-live", "--summary", str(summary_file)],
-            env={**os.environ, "CLAIMS_KAFKA_BOOTSTRAP": bootstrap, "CLAIMS_STATE_DIR": tmp},
+             "--no-live", "--no-web", "--summary", str(summary_file)],
+            env={**os.environ, "CLAIMS_KAFKA_BOOTSTRAP": bootstrap, "CLAIMS_STATE_DIR": tmp,
+                 "CLAIMS_PROCESSING_GUARANTEE": guarantee, "CLAIMS_TOPIC_PREFIX": prefix,
+                 "CLAIMS_APP_ID": f"{prefix}claimflow"},
             cwd=ROOT, capture_output=True, timeout=900, check=True,
         )
         return json.loads(summary_file.read_text())  # type: ignore[no-any-return]
@@ -94,6 +99,8 @@ async def main() -> int:
     parser.add_argument("--hop-messages", type=int, default=50_000)
     parser.add_argument("--brokers", default="tansu",
                         help="comma-separated: tansu, kafka (a one-node Apache Kafka), measured one after the other")
+    parser.add_argument("--guarantees", default="at_least_once",
+                        help="comma-separated: at_least_once, exactly_once (Kafka only), a loop each, same broker")
     args = parser.parse_args()
     given = os.environ.get("CLAIMS_KAFKA_BOOTSTRAP")
     rates: dict[str, float] = {}
@@ -103,9 +110,13 @@ async def main() -> int:
             context = started(kind, Path(tmp)) if not given else contextlib.nullcontext(given)
             async with context as bootstrap:
                 ceiling = hop_ceiling(bootstrap, args.hop_messages)
-                summary = closed_loop(bootstrap, args.encounters)
-        rates[kind] = report(kind, ceiling, summary)
-        settled = settled and bool(summary["settled"])
+                for n, guarantee in enumerate(args.guarantees.split(",")):
+                    if guarantee == "exactly_once" and kind == "tansu":
+                        print(f"[{kind}] exactly_once skipped: Tansu has no transactions (BROKER.md)")
+                        continue
+                    summary = closed_loop(bootstrap, args.encounters, guarantee, f"bench{n}.")
+                    rates[f"{kind} {guarantee}"] = report(f"{kind} {guarantee}", ceiling, summary)
+                    settled = settled and bool(summary["settled"])
     if len(rates) > 1:
         base = next(iter(rates.values()))
         print()
