@@ -23,7 +23,6 @@ from rich.console import Console
 
 from engine.cli.run import RunFailed, RunOptions, run_closed_loop
 from engine.ops.chaos import parse_chaos
-
 from engine.runtime.kafka import assign_all, make_consumer, read_to_highwater, run_consumer_stage, started
 from engine.runtime.stages import Emit, SourceMessage, StageResult
 from engine.runtime.transactions import exactly_once_settings
