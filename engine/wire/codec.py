@@ -18,6 +18,7 @@ skipped dead-letters the event, naming the id it lacks.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import decimal
 import io
 import json
@@ -236,11 +237,52 @@ def _items_check(item: Check) -> Check:
 
 def to_record(obj: Any) -> Any:
     """A dataclass tree as the plain dicts and lists fastavro writes."""
-    if dataclasses.is_dataclass(obj):
-        return {f.name: to_record(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _recorder(type(obj))(obj)
     if isinstance(obj, list):
         return [to_record(item) for item in obj]
     return obj
+
+
+#: Field types fastavro writes as they are: no conversion planned for them.
+_AS_IS: tuple[type, ...] = (str, int, float, bool, bytes, decimal.Decimal, datetime.date, type(None))
+
+
+@cache
+def _recorder(cls: type) -> Callable[[Any], dict[str, Any]]:
+    """``to_record`` for one dataclass type, planned once from its type hints: the
+    fields of plain values are read as they are, the rest converted (an encode per emitted
+    event walked ``dataclasses.fields`` for every object of the tree)."""
+    hints = typing.get_type_hints(cls)
+    plan = [(f.name, _to_record_converter(hints[f.name])) for f in dataclasses.fields(cls)]
+    plain = tuple(name for name, conv in plan if conv is None)
+    nested = tuple((name, conv) for name, conv in plan if conv is not None)
+
+    def record(obj: Any) -> dict[str, Any]:
+        out = {name: getattr(obj, name) for name in plain}
+        for name, conv in nested:
+            out[name] = conv(getattr(obj, name))
+        return out
+
+    return record
+
+
+def _to_record_converter(hint: Any) -> Callable[[Any], Any] | None:
+    """How a field of type ``hint`` becomes what fastavro writes; None = as it is."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        return None if all(_to_record_converter(arg) is None for arg in args) else to_record
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        item_conv = _to_record_converter(item)
+        return None if item_conv is None else (lambda v: [item_conv(x) for x in v])
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        recorder = _recorder(hint)
+        return lambda v: recorder(v) if dataclasses.is_dataclass(v) else to_record(v)
+    if isinstance(hint, type) and (issubclass(hint, Enum) or issubclass(hint, _AS_IS)):
+        return None
+    return to_record  # anything else (Any, a type we do not plan for): the general walk
 
 
 def from_record(cls: type[T], record: dict[str, Any]) -> T:
