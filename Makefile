@@ -66,6 +66,7 @@ bench: setup kafka
 	$(BIN)/python bench/payer.py
 	$(BIN)/python bench/loop.py
 	$(BIN)/python bench/exactly_once.py
+	$(BIN)/claims load --find-max --no-live --report load-report.json
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache run-summary.json soak-summary.json
+	rm -rf $(VENV) *.egg-info .pytest_cache run-summary.json soak-summary.json load-report.json

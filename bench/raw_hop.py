@@ -36,66 +36,25 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import replace
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from engine.claims.build import ClaimContext, build_claim
-from engine.coding.rules import CodingReference, code_encounter
-from engine.model.events import ClaimSubmitted, CodedEncounter, Encounter
-from engine.runtime.broker import EmbeddedBroker
-from engine.settings import Settings
-from engine.wire.codec import Codec
-from simulators.ehr import Kind, plan_encounters
-from simulators.payer.adjudication import PayerBook
+from engine.model.events import ClaimSubmitted  # noqa: E402
+from engine.ops.baseline import (  # noqa: E402  (re-exported: bench/loop.py and exactly_once.py use them)
+    PARTITIONS,
+    HighWater,
+    claim_values,
+    create_topics,
+    hop,
+    hop_topics,
+    produce_source,
+)
+from engine.runtime.broker import EmbeddedBroker  # noqa: E402
+from engine.settings import Settings  # noqa: E402
+from engine.wire.codec import Codec  # noqa: E402
 
-PARTITIONS = 8
-TARGET_VALUE_BYTES = 600
-POOL = 64  # distinct claim values, cycled over the N messages
-SESSION_TIMEOUT_MS = 10_000
-LINGER_MS = 5
-MAX_BATCH_BYTES = 1024 * 1024
-
-
-# --- the messages ------------------------------------------------------------------
-
-
-def claim_values(settings: Settings, codec: Codec) -> list[bytes]:
-    """POOL framed ClaimSubmitted events of >= TARGET_VALUE_BYTES from the real code path."""
-    book = PayerBook.load(settings.payer_profiles_file)
-    claim_ctx = ClaimContext.load(settings, codec)
-    coding_ref = CodingReference.load(settings)
-    now = datetime.now(UTC)
-    now = now.replace(microsecond=now.microsecond // 1000 * 1000)
-    planned = plan_encounters(POOL * 2, 1, 0.0, 0.0, codec, book, today=date(2026, 11, 25))
-    values: list[bytes] = []
-    for _offset, record in enumerate(planned):
-        if record.kind != Kind.GOOD or len(values) == POOL:
-            continue
-        encounter = codec.decode(record.value, Encounter)
-        emit = code_encounter(encounter, record.value, coding_ref, now)[0]
-        if not isinstance(emit.event, CodedEncounter):
-            continue
-        values.append(codec.encode(_grow(build_claim(emit.event, claim_ctx, now), codec)))
-    if len(values) < POOL:
-        raise SystemExit(f"only {len(values)} claims from {len(planned)} planned encounters")
-    return values
-
-
-def _grow(claim: ClaimSubmitted, codec: Codec) -> ClaimSubmitted:
-    """Repeat the claim's lines (new line numbers) until the framed event is big enough."""
-    original = list(claim.lines)
-    while len(codec.encode(claim)) < TARGET_VALUE_BYTES:
-        extra = replace(original[len(claim.lines) % len(original)], line_number=len(claim.lines) + 1)
-        lines = [*claim.lines, extra]
-        claim = replace(claim, lines=lines, total_charge=sum((line.charge for line in lines), Decimal("0.00")))
-    return claim
-
-
-# --- broker plumbing -----------------------------------------------------------------
+__all__ = ["PARTITIONS", "HighWater", "claim_values", "create_topics", "hop", "produce_source"]
 
 
 @contextlib.asynccontextmanager
@@ -106,134 +65,6 @@ async def broker() -> AsyncIterator[tuple[str, str]]:
         return
     async with EmbeddedBroker() as embedded:
         yield embedded.bootstrap_servers, "embedded Tansu (memory)"
-
-
-async def create_topics(bootstrap: str, names: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, PARTITIONS, 1) for name in names])
-    finally:
-        await admin.close()
-
-
-def make_producer(bootstrap: str) -> AIOKafkaProducer:
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        linger_ms=LINGER_MS,
-        max_batch_size=MAX_BATCH_BYTES,
-        max_request_size=2 * MAX_BATCH_BYTES,
-        enable_idempotence=False,
-    )
-
-
-class HighWater:
-    """End offsets of a topic, from the fetch high watermark (Tansu's ListOffsets(latest)
-    is wrong, BROKER.md). Each poll is a fresh assignment: a fresh fetch from ``base``."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.topic = topic
-        self.tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        self.base = {tp: 0 for tp in self.tps}  # last end offsets seen: fetch from there
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            enable_auto_commit=False,
-            fetch_max_wait_ms=10,
-            max_partition_fetch_bytes=1024,  # the broker still returns one whole batch
-            request_timeout_ms=10_000,
-        )
-
-    async def start(self) -> None:
-        await self.consumer.start()
-
-    async def stop(self) -> None:
-        await self.consumer.stop()
-
-    async def wait_total(self, total: int) -> dict[TopicPartition, int]:
-        """Poll until the end offsets sum to ``total`` (or more); callers bound the wait."""
-        while True:
-            self.consumer.assign(self.tps)
-            for tp in self.tps:
-                self.consumer.seek(tp, self.base[tp])
-            ends: dict[TopicPartition, int] = {}
-            while len(ends) < len(self.tps):
-                await self.consumer.getmany(timeout_ms=20, max_records=1)
-                ends = {tp: hw for tp in self.tps if (hw := self.consumer.highwater(tp)) is not None}
-            self.consumer.unsubscribe()
-            self.base = ends
-            if sum(ends.values()) >= total:
-                return ends
-
-
-# --- the phases ----------------------------------------------------------------------
-
-
-async def produce_source(bootstrap: str, topic: str, values: list[bytes], n: int) -> float:
-    producer = make_producer(bootstrap)
-    await producer.start()
-    try:
-        started = time.perf_counter()
-        pending = []
-        for i in range(n):
-            pending.append(await producer.send(topic, value=values[i % len(values)], key=b"%08d" % i))
-            if len(pending) >= 10_000:
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-        return time.perf_counter() - started
-    finally:
-        await producer.stop()
-
-
-async def hop(
-    bootstrap: str, source: str, destination: HighWater, n: int, group: str, transform: Callable[[bytes], bytes]
-) -> tuple[float, int]:
-    """(seconds, getmany batches) for one hop of all n source messages."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=SESSION_TIMEOUT_MS,
-        request_timeout_ms=30_000,
-    )
-    producer = make_producer(bootstrap)
-    await producer.start()
-    await consumer.start()
-    try:
-        tps = [TopicPartition(source, p) for p in range(PARTITIONS)]
-        consumer.assign(tps)  # manual assignment: no group join (Tansu: ~5 s), commits still go to `group`
-        await consumer.seek_to_beginning(*tps)
-        target = sum(destination.base.values()) + n
-        dst = destination.topic
-        started = time.perf_counter()
-        consumed = batches = 0
-        while consumed < n:
-            fetched = await consumer.getmany(timeout_ms=1000)
-            if not fetched:
-                continue
-            acks = []
-            for tp, records in fetched.items():
-                batch = producer.create_batch()
-                for record in records:
-                    value = transform(record.value)
-                    if batch.append(key=record.key, value=value, timestamp=None) is None:  # full
-                        batch.close()
-                        acks.append(await producer.send_batch(batch, dst, partition=tp.partition))
-                        batch = producer.create_batch()
-                        batch.append(key=record.key, value=value, timestamp=None)
-                batch.close()
-                acks.append(await producer.send_batch(batch, dst, partition=tp.partition))
-                consumed += len(records)
-            await asyncio.gather(*acks)
-            await consumer.commit({tp: records[-1].offset + 1 for tp, records in fetched.items()})
-            batches += 1
-        await destination.wait_total(target)
-        return time.perf_counter() - started, batches
-    finally:
-        await consumer.stop()
-        await producer.stop()
 
 
 async def run(n: int) -> int:
@@ -252,39 +83,23 @@ async def run(n: int) -> int:
         ("bytes passthrough", passthrough),
         ("Avro decode+encode (Codec, ClaimSubmitted)", avro),
     ]
-    run_id = uuid.uuid4().hex[:8]
-    source, dest = f"bench.raw-hop.{run_id}.source", f"bench.raw-hop.{run_id}.destination"
-    # Generous bounds (2 cores: ~10k msg/s at worst) so only a hang trips them.
-    produce_timeout = 30 + n / 2_000
-    hop_timeout = 30 + n / 1_000
-
+    hop_timeout = 30 + n / 1_000  # generous (2 cores: ~10k msg/s at worst): only a hang trips it
     wall = time.perf_counter()
     async with broker() as (bootstrap, kind):
         print(f"broker: {kind} at {bootstrap}; {n} messages, {PARTITIONS} partitions, "
               f"values {sizes[0]}–{sizes[-1]} B (framed ClaimSubmitted)")
-        async with asyncio.timeout(30):
-            await create_topics(bootstrap, [source, dest])
-        src_hw, dst_hw = HighWater(bootstrap, source), HighWater(bootstrap, dest)
-        await src_hw.start()
-        await dst_hw.start()
-        try:
-            async with asyncio.timeout(produce_timeout):
-                seconds = await produce_source(bootstrap, source, values, n)
-                ends = await src_hw.wait_total(n)
-            if sum(ends.values()) != n:
-                raise SystemExit(f"source holds {sum(ends.values())} messages, expected {n}")
-            print(f"{'produce (send() per message)':<44} {n / seconds:>9,.0f} msg/s  ({seconds:.2f} s)")
+        async with hop_topics(bootstrap, "bench.raw-hop", values, n) as topics:
+            print(f"{'produce (send() per message)':<44} {n / topics.produce_s:>9,.0f} msg/s  "
+                  f"({topics.produce_s:.2f} s)")
             for index, (name, transform) in enumerate(variants):
                 async with asyncio.timeout(hop_timeout):
-                    seconds, batches = await hop(bootstrap, source, dst_hw, n, f"bench-raw-hop-{run_id}-{index}",
-                                                 transform)
+                    seconds, batches = await hop(bootstrap, topics.source, topics.destination, n,
+                                                 f"bench-raw-hop-{uuid.uuid4().hex[:8]}-{index}", transform)
                 print(f"{'hop: ' + name:<44} {n / seconds:>9,.0f} msg/s  ({seconds:.2f} s, "
                       f"{batches} getmany, {n / batches:,.0f} msg each)")
-            if sum(dst_hw.base.values()) != n * len(variants):
-                raise SystemExit(f"destination holds {sum(dst_hw.base.values())}, expected {n * len(variants)}")
-        finally:
-            await src_hw.stop()
-            await dst_hw.stop()
+            written = sum(topics.destination.base.values())
+            if written != n * len(variants):
+                raise SystemExit(f"destination holds {written}, expected {n * len(variants)}")
     print(f"({time.perf_counter() - wall:.1f} s wall, broker included)")
     return 0
 

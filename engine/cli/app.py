@@ -25,6 +25,7 @@ from engine.cli.x12 import export_app, ingest_app
 from engine.runtime.broker import EmbeddedBroker
 from engine.runtime.kafka_cluster import kafka_version, replication_for
 from engine.runtime.local_broker import kafka_cluster
+from engine.settings import Settings
 from engine.wire.topics import Topic
 
 app = typer.Typer(help="Claimflow: encounter → coded → claim → remittance → denial queues, on Kafka.",
@@ -83,13 +84,7 @@ def run(
     except ChaosSpecError as exc:
         err.print(f"--chaos {exc}", style="red", markup=False)
         raise typer.Exit(2) from None
-    settings = _settings()
-    if broker is not None:
-        try:
-            settings = dataclasses.replace(settings, broker=broker)
-        except ValueError as exc:
-            err.print(str(exc).replace("CLAIMS_BROKER", "--broker"), style="red")
-            raise typer.Exit(2) from None
+    settings = _with_broker(_settings(), broker)
     if rate is None:
         rate = None if encounters is not None else settings.rate
     options = RunOptions(
@@ -194,6 +189,52 @@ def reconcile(
         console.print(table)
     if not result.ok:
         raise typer.Exit(1)
+
+
+def _with_broker(settings: Settings, broker: str | None) -> Settings:
+    """``settings`` with ``--broker``'s kind, when it was given (exit 2 on a bad one)."""
+    if broker is None:
+        return settings
+    try:
+        return dataclasses.replace(settings, broker=broker)
+    except ValueError as exc:
+        err.print(str(exc).replace("CLAIMS_BROKER", "--broker"), style="red")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def load(
+    rate: Annotated[float, typer.Option(min=1.0, help="Encounters per second offered (with --find-max: the "
+                                                      "first step's).")] = 100.0,
+    duration: Annotated[float, typer.Option(min=4.0, help="Seconds each rate is held.")] = 30.0,
+    find_max: Annotated[bool, typer.Option("--find-max", help="Ramp the rate (x1.5 a step) until the backlog "
+                                                              "grows without bound; report the highest "
+                                                              "sustained.")] = False,
+    max_rate: Annotated[float, typer.Option(help="--find-max goes no higher.")] = 20_000.0,
+    workers: Annotated[int, typer.Option(min=1, help="Engine workers side by side.")] = 1,
+    coder: Annotated[bool, typer.Option("--coder/--no-coder", help="Run the coder simulator.")] = True,
+    hop_messages: Annotated[int, typer.Option(min=1000, help="Messages of the raw-hop baseline.")] = 50_000,
+    report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    broker: Annotated[str | None, typer.Option(help="When no broker is configured or running: tansu or "
+                                                   "kafka (as `claims run --broker`).")] = None,
+    no_live: Annotated[bool, typer.Option("--no-live", help="No live table.")] = False,
+) -> None:
+    """An open-loop load on the whole engine: the EHR at a rate that does not slow down
+    when the engine does, figures per stage, latency, lag, CPU and RSS, each beside its ratio
+    to the raw aiokafka hop measured first on the same broker."""
+    from engine.cli.load import LoadOptions, run_load
+    from engine.cli.run import RunFailed
+
+    settings = _with_broker(_settings(), broker)
+    options = LoadOptions(rate=rate, duration_s=duration, find_max=find_max, max_rate=max_rate, workers=workers,
+                          coder=coder, bad_rate=settings.bad_rate, hop_messages=hop_messages, report_path=report,
+                          live=not no_live and console.is_terminal)
+    try:
+        result = asyncio.run(run_load(settings, options, console))
+    except RunFailed as exc:
+        err.print(f"load failed: {exc}", style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print_json(json.dumps(result))
 
 
 @app.command()

@@ -165,6 +165,12 @@ class Latencies:
         self._seen: set[tuple[str, str]] = set()
         self._coding_seen: set[str] = set()
 
+    def restart_window(self) -> None:
+        """Percentiles from here on only (a load step's, not its warm-up's); the all-time
+        histograms keep counting."""
+        for figures in self.figures.values():
+            figures.recent.clear()
+
     def percentiles(self) -> dict[str, dict[str, float | None]]:
         return {stage: {"p50": f.percentile(0.50), "p95": f.percentile(0.95), "p99": f.percentile(0.99),
                         "count": f.count} for stage, f in self.figures.items()}

@@ -54,8 +54,10 @@ class Monitor:
     """Figures from the topics for one broker. ``readback`` shared with ``claims run``
     (which polls it), or None: the monitor reads everything from the beginning itself."""
 
-    def __init__(self, settings: Settings, bootstrap: str, codec: Codec, readback: ReadBack | None = None) -> None:
+    def __init__(self, settings: Settings, bootstrap: str, codec: Codec, readback: ReadBack | None = None,
+                 sample_interval_s: float = SAMPLE_INTERVAL_S) -> None:
         self.settings, self.bootstrap, self.codec = settings, bootstrap, codec
+        self.sample_interval_s = sample_interval_s
         self.routing = DenialRouting.load(settings.denial_routing_file)
         self.owns_reader = readback is None
         self.readback = readback or ReadBack(settings, bootstrap, codec, self.routing.queues())
@@ -98,7 +100,7 @@ class Monitor:
                 else:
                     await asyncio.sleep(0.2)  # the run's own loop polls the shared reader
                 if time.monotonic() >= next_sample:
-                    next_sample = time.monotonic() + SAMPLE_INTERVAL_S
+                    next_sample = time.monotonic() + self.sample_interval_s
                     await self.sample()
             except asyncio.CancelledError:
                 raise

@@ -1,0 +1,60 @@
+"""How `claims load` judges a step and chooses the next: a backlog that keeps growing
+faster than a tenth of the offered rate is not sustained; --find-max ramps ×1.5 while
+steps hold (down while none has), then halves the gap until it is within 10 %."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.ops.load import LAG_GROWTH_TOLERANCE, Sample, Step, bytes_per_encounter, max_sustained, next_rate, slope
+
+
+def step(rate: float, lags: list[int], duration_s: float = 20.0) -> Step:
+    every = duration_s / len(lags)
+    return Step(rate, duration_s, [Sample((i + 1) * every, 0, lag, {}, {}) for i, lag in enumerate(lags)])
+
+
+def test_the_slope_of_a_straight_line_is_its_gradient() -> None:
+    assert slope([(0.0, 5.0), (1.0, 8.0), (2.0, 11.0)]) == pytest.approx(3.0)
+    assert slope([(1.0, 4.0)]) == 0.0 and slope([(1.0, 4.0), (1.0, 9.0)]) == 0.0
+
+
+def test_a_backlog_that_grows_past_the_tolerance_is_not_sustained() -> None:
+    rate = 100.0
+    flat = step(rate, [300, 900, 400, 350, 380, 360, 370, 365])  # a burst early on, then level
+    assert flat.sustained()
+    growing = step(rate, [0, 100, 200, 300, 400, 500, 600, 700])  # 40 records/s > 10 % of 100/s
+    assert growing.lag_growth_per_s() > LAG_GROWTH_TOLERANCE * rate and not growing.sustained()
+    assert not step(rate, [0]).sustained()  # one reading says nothing
+
+
+def test_find_max_ramps_then_halves_the_gap_until_the_bracket_is_tight() -> None:
+    held, lost = [10, 10, 10, 10], [0, 500, 1000, 1500]
+    steps = [step(100.0, held)]
+    assert next_rate(steps, 10_000) == 150.0
+    steps.append(step(150.0, held))
+    assert next_rate(steps, 10_000) == 225.0
+    steps.append(step(225.0, lost))
+    assert next_rate(steps, 10_000) == 187.5
+    steps.append(step(187.5, held))
+    assert next_rate(steps, 10_000) == 206.25  # 225 / 187.5 = 1.2: still wider than BRACKET
+    steps.append(step(206.25, lost))
+    assert next_rate(steps, 10_000) is None  # 206.25 / 187.5 = 1.1
+    assert max_sustained(steps) == 187.5
+    assert next_rate([step(100.0, held)], 120.0) is None  # the ceiling
+
+
+def test_find_max_steps_down_when_the_first_rate_does_not_hold() -> None:
+    held, lost = [10, 10, 10, 10], [0, 500, 1000, 1500]
+    steps = [step(150.0, lost)]
+    assert next_rate(steps, 10_000) == 100.0
+    steps.append(step(100.0, held))
+    assert next_rate(steps, 10_000) == 125.0
+    assert next_rate([step(6.0, lost)], 10_000) is None  # not below MIN_RATE
+    assert max_sustained([step(100.0, lost)]) is None
+
+
+def test_record_bytes_are_given_per_encounter_largest_topic_first() -> None:
+    figures = bytes_per_encounter({"claims.encounters": 2_600, "app-payer_members-changelog": 15_000}, 10)
+    assert figures == {"total": 1760, "by_topic": {"app-payer_members-changelog": 1500, "claims.encounters": 260}}
+    assert bytes_per_encounter({}, 0)["total"] is None
