@@ -92,13 +92,14 @@ class Fenced(Exception):
 
 async def commit_in_transaction(producer: AIOKafkaProducer, group_id: str, records: Sequence[Outbound],
                                 offsets: dict[TopicPartition, int]) -> None:
-    """Produce ``records`` and move ``offsets`` in one transaction; the commit waits for
-    every record's acknowledgement, and any failure aborts all of it."""
+    """Produce ``records`` and move ``offsets`` in one transaction; every record's
+    acknowledgement is awaited before the commit, and any failure aborts all of it (a
+    refused record fails only its own send future: aiokafka would commit the rest)."""
     try:
         async with producer.transaction():
-            for record in records:
-                await producer.send(record.topic, value=record.payload, key=record.key,
-                                    headers=list(record.headers) or None)
+            sent = [await producer.send(record.topic, value=record.payload, key=record.key,
+                                        headers=list(record.headers) or None) for record in records]
+            await asyncio.gather(*sent)
             await producer.send_offsets_to_transaction(offsets, group_id)
     except ProducerFenced as fenced:
         raise Fenced(str(fenced)) from fenced

@@ -18,14 +18,25 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 from rich.console import Console
 
 from engine.cli.run import RunFailed, RunOptions, run_closed_loop
 from engine.ops.chaos import parse_chaos
-from engine.runtime.kafka import assign_all, make_consumer, read_to_highwater, run_consumer_stage, started
+from engine.runtime.delivery import Outbound
+from engine.runtime.kafka import (
+    assign_all,
+    make_consumer,
+    make_group_consumer,
+    make_producer,
+    read_to_highwater,
+    run_consumer_stage,
+    started,
+)
 from engine.runtime.stages import Emit, SourceMessage, StageResult
-from engine.runtime.transactions import exactly_once_settings
+from engine.runtime.transactions import commit_in_transaction, exactly_once_settings
 from engine.settings import Settings
 from engine.wire.codec import Codec
 from engine.wire.topics import Topic
@@ -47,7 +58,9 @@ def passthrough(messages: Sequence[SourceMessage]) -> StageResult:
 #: after its third transaction got its records onto the broker and its offsets added.
 CRASHING_STAGE = textwrap.dedent("""
     import asyncio, os
-    from aiokafka import AIOKafkaProducer
+    from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
     from engine.runtime.kafka import run_consumer_stage
     from engine.settings import Settings
     from engine.wire.codec import default_codec
@@ -141,3 +154,25 @@ async def test_workers_killed_through_a_run_leave_no_output_twice_for_a_committe
     assert audited["ok"] and summary["settled"] is True
     assert {topic: n for topic, n in audited["redelivered_by_topic"].items()
             if Topic(topic) not in SIMULATOR_OUTPUTS} == {}
+
+
+async def test_a_record_the_broker_refuses_aborts_its_whole_transaction(topic_settings: Settings) -> None:
+    """A refused record fails only its own send future: the transaction must not commit the
+    rest (nor the offsets) without it."""
+    settings = exactly_once_settings(replace(topic_settings, processing_guarantee="exactly_once"))
+    small = f"{settings.topic_prefix}small-records"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(small, 1, 1, topic_configs={"max.message.bytes": "1000"})])
+    finally:
+        await admin.close()
+    source = TopicPartition(settings.topic(Topic.ENCOUNTERS), 0)
+    records = [Outbound(settings.topic(Topic.CODED), b"E1", b"fits"), Outbound(small, b"E1", b"x" * 5_000)]
+    async with started(make_producer(settings, settings.bootstrap_servers, "eos-refused-test")) as producer:
+        with pytest.raises(KafkaError):
+            await commit_in_transaction(producer, "eos-refused", records, {source: 1})
+    assert await read(settings, Topic.CODED, "read_committed") == []
+    group = make_group_consumer(settings, settings.bootstrap_servers, "eos-refused")
+    async with started(group):
+        assert await group.committed(source) is None  # the offsets went nowhere either
