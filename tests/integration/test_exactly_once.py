@@ -58,9 +58,7 @@ def passthrough(messages: Sequence[SourceMessage]) -> StageResult:
 #: after its third transaction got its records onto the broker and its offsets added.
 CRASHING_STAGE = textwrap.dedent("""
     import asyncio, os
-    from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+    from aiokafka import AIOKafkaProducer
     from engine.runtime.kafka import run_consumer_stage
     from engine.settings import Settings
     from engine.wire.codec import default_codec
