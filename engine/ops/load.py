@@ -156,7 +156,9 @@ def slope(points: Sequence[tuple[float, float]]) -> float:
 
 
 def ratio(value: float, baseline: float) -> float | None:
-    return round(value / baseline, 5) if baseline else None
+    """``value`` as a share of ``baseline``, to four significant figures (the loop's share
+    of a raw hop is a few ten-thousandths)."""
+    return float(f"{value / baseline:.4g}") if baseline else None
 
 
 def next_rate(steps: Sequence[Step], max_rate: float) -> float | None:
