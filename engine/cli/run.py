@@ -90,7 +90,8 @@ def start_worker(settings: Settings, bootstrap_servers: str, command: tuple[str,
     env = {**os.environ, "CLAIMS_KAFKA_BOOTSTRAP": bootstrap_servers, "CLAIMS_TOPIC_PREFIX": settings.topic_prefix,
            "CLAIMS_APP_ID": settings.app_id, "CLAIMS_SEED": str(settings.seed),
            "CLAIMS_STATE_DIR": str(settings.state_dir), "CLAIMS_IDEMPOTENCE": settings.idempotence,
-           "CLAIMS_PROCESSING_GUARANTEE": settings.processing_guarantee, **connection_environment(settings)}
+           "CLAIMS_PROCESSING_GUARANTEE": settings.processing_guarantee,
+           "CLAIMS_PAYER_TIME_SCALE": repr(settings.payer_time_scale), **connection_environment(settings)}
     log_path = log_path or settings.worker_log_file
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log_file:
