@@ -1,4 +1,4 @@
-"""Six fixes to the client stack, found running faust and aiokafka against Tansu (a
+"""Seven fixes to the client stack, found running faust and aiokafka against Tansu (a
 claim submitted while the payer restarted was never adjudicated), applied once, when
 ``engine.runtime.kafka`` is imported (faust's consumers get them too); its retry logs
 are quieted there as well (``engine.runtime.logs``).
@@ -33,13 +33,25 @@ are quieted there as well (``engine.runtime.logs``).
   in its own transaction mode, which we do not use (docs/reliability.md); a faust app made
   for ``CLAIMS_PROCESSING_GUARANTEE=exactly_once`` (the payer simulator) read the outputs of
   aborted transactions too, and answered a 270 that was never committed.
+- **Commit no offset past a record read and not acknowledged.** faust commits up to the
+  first hole in a partition's acknowledged offsets, but counts a hole at the committed
+  offset itself as none (its check is one off: the committed offset is the next record to
+  read, not the last one read), and it counts offsets it never handed to a stream (a fetched
+  chunk cut short by a rebalance) as acknowledged. A record whose acknowledgement was
+  dropped, because its batch's outputs were not delivered (``AckGate``), was then committed
+  over when it sat right at the committed offset: an encounter lost under load on Kafka.
+  The commit now stops at the first record fetched and not acknowledged; when a later record
+  of the partition is acknowledged before it, it was skipped, and the partition is sought
+  back to it (read again: a redelivery, which every stage absorbs).
 """
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import logging
-from collections import defaultdict
-from collections.abc import Mapping
+from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -48,7 +60,10 @@ from aiokafka.consumer.subscription_state import SubscriptionState
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.fetch import FetchRequest
 from aiokafka.protocol.group import LeaveGroupRequest
+from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.types import TP
+from faust.utils.functional import consecutive_numbers
 from mode.utils.queues import FlowControlEvent
 
 from engine.runtime.logs import quiet_client_retries, redact_record_content
@@ -131,6 +146,120 @@ def resume_flow(flow_control: FlowControlEvent, original: Any) -> None:
         original(flow_control)
 
 
+class UnackedReads:
+    """The records of one partition fetched since its last seek and not acknowledged yet,
+    in offset order: the first of them is as far as a commit may go."""
+
+    def __init__(self) -> None:
+        self._fetched: deque[int] = deque()
+        self._acked: set[int] = set()
+        self._rescued: int | None = None
+
+    def fetched(self, offsets: Iterable[int]) -> None:
+        fetched = self._fetched
+        for offset in offsets:
+            if fetched and offset <= fetched[-1]:  # sought back: what was read before is read again
+                self.clear()
+            fetched.append(offset)
+
+    def acked(self, offset: int) -> None:
+        fetched = self._fetched
+        if not fetched or offset < fetched[0]:
+            return  # read before the last seek, or already past
+        self._acked.add(offset)
+        while fetched and fetched[0] in self._acked:
+            self._acked.discard(fetched.popleft())
+
+    def first(self) -> int | None:
+        """The first record fetched and not acknowledged, if any."""
+        return self._fetched[0] if self._fetched else None
+
+    def skipped(self) -> int | None:
+        """The first unacknowledged record if a later one of the partition was acknowledged
+        (a stream acknowledges its records in order, so that one will never be), once per
+        record: the offset to seek back to."""
+        first = self.first()
+        if first is None or not self._acked or first == self._rescued:
+            return None
+        self._rescued = first
+        return first
+
+    def clear(self) -> None:
+        self._fetched.clear()
+        self._acked.clear()
+
+
+def unacked_reads(consumer: Any, tp: TP) -> UnackedReads:
+    reads: dict[TP, UnackedReads] = consumer.__dict__.setdefault("claimflow_unacked_reads", {})
+    if tp not in reads:
+        reads[tp] = UnackedReads()
+    return reads[tp]
+
+
+def forget_reads(consumer: Any, tps: Iterable[TP] | None = None) -> None:
+    """Forget the reads of ``tps`` (all when None): they were sought, or revoked."""
+    reads: dict[TP, UnackedReads] = consumer.__dict__.get("claimflow_unacked_reads", {})
+    for tp in list(reads) if tps is None else tps:
+        if tp in reads:
+            reads[tp].clear()
+
+
+def record_fetched(consumer: Any, records: Mapping[TP, list[Any]] | None) -> None:
+    if not records:
+        return
+    acks_enabled_for = consumer.app.topics.acks_enabled_for
+    for tp, batch in records.items():
+        if batch and acks_enabled_for(tp.topic):
+            unacked_reads(consumer, tp).fetched(record.offset for record in batch)
+
+
+def committable_offset(consumer: Any, tp: TP) -> int | None:
+    """faust's ``Consumer._new_offset`` that stops at the first record fetched and not
+    acknowledged, and takes a hole at the committed offset for a hole."""
+    acked: list[int] = consumer._acked[tp]
+    if not acked:
+        return None
+    gap_for_tp = consumer._gap[tp]
+    max_offset = max(acked)
+    if gap_for_tp:  # offsets faust never handed over (markers, compacted, cut chunks)
+        candidates = sorted(gap_for_tp.overlap(0, max_offset), key=lambda interval: interval.begin)
+        if candidates:
+            filled = [offset for interval in candidates for offset in range(interval.begin, interval.end)]
+            acked.extend(filled)
+            gap_for_tp.chop(0, max(filled[-1], max_offset + 1))
+    acked.sort()
+    committed = consumer._committed_offset[tp]
+    if committed and acked[0] - committed > 1:
+        return None
+    batch = list(next(consecutive_numbers(acked)))
+    reads = unacked_reads(consumer, tp)
+    first_unacked = reads.first()
+    if first_unacked is not None:
+        batch = batch[: bisect.bisect_left(batch, first_unacked)]
+        skipped = reads.skipped()
+        if skipped is not None:
+            log.warning("Record %s[%d]@%d was read and never acknowledged; reading the partition again from it",
+                        tp.topic, tp.partition, skipped)
+            seek_back(consumer, tp, skipped)
+    if not batch:
+        return None
+    acked[: len(batch)] = []
+    consumer._acked_index[tp].difference_update(batch)
+    return int(batch[-1]) + 1
+
+
+def seek_back(consumer: Any, tp: TP, offset: int) -> None:
+    task = asyncio.ensure_future(consumer.seek(tp, offset))
+    task.add_done_callback(_log_seek_failure)
+    consumer.__dict__.setdefault("claimflow_seeks", set()).add(task)
+    task.add_done_callback(consumer.__dict__["claimflow_seeks"].discard)
+
+
+def _log_seek_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("Seeking back to a skipped record failed: %s", task.exception())
+
+
 def apply() -> None:
     """Install the fixes (idempotent)."""
     if getattr(GroupCoordinator, "claimflow_fixes", False):
@@ -162,6 +291,43 @@ def apply() -> None:
     def create_worker_consumer(self: AIOKafkaConsumerThread, transport: Any) -> Any:
         return read_committed_if_marked(self.app, original_create(self, transport))
 
+    original_wait_next = FaustConsumer._wait_next_records
+    original_ack = FaustConsumer.ack
+    original_seek = FaustConsumer.seek
+    original_perform_seek = FaustConsumer.perform_seek
+    original_revoked = FaustConsumer.on_partitions_revoked
+
+    async def _wait_next_records(self: FaustConsumer, timeout: float) -> Any:
+        records, active = await original_wait_next(self, timeout)
+        record_fetched(self, records)
+        return records, active
+
+    def ack(self: FaustConsumer, message: Any) -> bool:
+        acked = original_ack(self, message)
+        unacked_reads(self, message.tp).acked(message.offset)
+        return acked
+
+    async def seek(self: FaustConsumer, partition: TP, offset: int) -> None:
+        await original_seek(self, partition, offset)
+        forget_reads(self, [partition])
+
+    async def perform_seek(self: FaustConsumer) -> None:
+        await original_perform_seek(self)
+        forget_reads(self)
+
+    async def on_partitions_revoked(self: FaustConsumer, revoked: Any) -> None:
+        forget_reads(self, revoked)
+        await original_revoked(self, revoked)
+
+    def _new_offset(self: FaustConsumer, tp: TP) -> int | None:
+        return committable_offset(self, tp)
+
+    FaustConsumer._wait_next_records = _wait_next_records  # type: ignore[method-assign]
+    FaustConsumer.ack = ack  # type: ignore[method-assign]
+    FaustConsumer.seek = seek  # type: ignore[method-assign]
+    FaustConsumer.perform_seek = perform_seek  # type: ignore[method-assign]
+    FaustConsumer.on_partitions_revoked = on_partitions_revoked  # type: ignore[method-assign]
+    FaustConsumer._new_offset = _new_offset  # type: ignore[method-assign]
     original_create = AIOKafkaConsumerThread._create_worker_consumer
     AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
     original_verify = AIOKafkaConsumerThread.verify_event_path

@@ -3,12 +3,18 @@ the records queued meanwhile; resuming a suspended flow still drops the stale on
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+from unittest.mock import patch
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.consumer.subscription_state import SubscriptionState
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.types import TP, Message
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 from engine.runtime import kafka_compat
@@ -69,3 +75,84 @@ async def test_a_faust_app_made_for_exactly_once_reads_committed_records_only(tm
         await consumer.stop()  # never started: only marks it closed
     assert isolation == {"at_least_once": "read_uncommitted", "exactly_once": "read_committed"}
     assert "apply.<locals>" in AIOKafkaConsumerThread._create_worker_consumer.__qualname__  # installed
+
+
+class _FetchedRecord:
+    """What faust's fetch hands its consumer: only the offset matters to the commit."""
+
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+@contextlib.contextmanager
+def _faust_consumer(tmp_path: Path, topic: str) -> Iterator[Any]:
+    """faust's own consumer of an app (never started) that acknowledges ``topic``."""
+    from engine.runtime.faust_app import make_faust_app
+
+    app = make_faust_app(replace(Settings(), state_dir=tmp_path), "compat-commit", "127.0.0.1:9")
+    app.topics._acking_topics.add(topic)
+    consumer = app.consumer
+    try:
+        yield consumer
+    finally:
+        consumer._thread.thread_loop.close()  # made with the consumer, never run
+
+
+def _message(tp: TP, offset: int) -> Message:
+    return Message(tp.topic, tp.partition, offset, 0.0, 0, None, b"key", b"value", None)
+
+
+async def test_the_record_at_the_committed_offset_left_unacknowledged_is_not_committed_over(tmp_path: Path) -> None:
+    """An encounter lost under load on Kafka: its batch's acks were dropped (outputs not
+    delivered), and faust committed past it because it sat right at the committed offset."""
+    tp = TP("encounters", 6)
+    with _faust_consumer(tmp_path, tp.topic) as consumer:
+        consumer._committed_offset[tp] = 20
+        kafka_compat.record_fetched(consumer, {tp: [_FetchedRecord(offset) for offset in range(20, 35)]})
+        for offset in range(21, 35):  # 20's ack was dropped
+            consumer.ack(_message(tp, offset))
+
+        with patch.object(type(consumer), "seek", autospec=True) as seek:
+            assert consumer._new_offset(tp) is None
+            await asyncio.sleep(0)  # the seek back is a task of its own
+        seek.assert_called_once_with(consumer, tp, 20)
+
+        consumer.ack(_message(tp, 20))  # read again and processed
+        assert consumer._new_offset(tp) == 35
+
+
+async def test_a_commit_stops_at_the_first_record_read_and_not_acknowledged(tmp_path: Path) -> None:
+    tp = TP("claims.coded", 2)
+    with _faust_consumer(tmp_path, tp.topic) as consumer:
+        kafka_compat.record_fetched(consumer, {tp: [_FetchedRecord(offset) for offset in range(0, 10)]})
+        for offset in range(0, 4):
+            consumer.ack(_message(tp, offset))
+
+        assert consumer._new_offset(tp) == 4  # 4 to 9 are still being processed
+        for offset in range(4, 10):
+            consumer.ack(_message(tp, offset))
+        assert consumer._new_offset(tp) == 10
+
+
+async def test_offsets_that_hold_no_record_are_committed_over(tmp_path: Path) -> None:
+    """A transaction marker at the committed offset (read_committed readers) is no record:
+    the commit goes past it."""
+    tp = TP("claims.submitted", 0)
+    with _faust_consumer(tmp_path, tp.topic) as consumer:
+        consumer._committed_offset[tp] = 40
+        kafka_compat.record_fetched(consumer, {tp: [_FetchedRecord(offset) for offset in range(41, 45)]})
+        for offset in range(41, 45):
+            consumer.ack(_message(tp, offset))
+
+        assert consumer._new_offset(tp) == 45
+
+
+def test_a_partition_read_again_after_a_seek_starts_its_reads_afresh() -> None:
+    reads = kafka_compat.UnackedReads()
+    reads.fetched(range(30, 40))
+    reads.fetched(range(20, 25))  # sought back to 20
+
+    assert reads.first() == 20
+    reads.acked(35)  # processed before the seek
+    assert reads.skipped() == 20  # once
+    assert reads.skipped() is None
