@@ -40,9 +40,9 @@ are quieted there as well (``engine.runtime.logs``).
   chunk cut short by a rebalance) as acknowledged. A record whose acknowledgement was
   dropped, because its batch's outputs were not delivered (``AckGate``), was then committed
   over when it sat right at the committed offset: an encounter lost under load on Kafka.
-  The commit now stops at the first record fetched and not acknowledged; when a later record
-  of the partition is acknowledged before it, it was skipped, and the partition is sought
-  back to it (read again: a redelivery, which every stage absorbs).
+  The commit now stops at the first record fetched and not acknowledged; when later records
+  of the partition stay acknowledged ahead of it (``SKIP_GRACE_S``), it was skipped, and the
+  partition is sought back to it (read again: a redelivery, which every stage absorbs).
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import time
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -146,14 +147,22 @@ def resume_flow(flow_control: FlowControlEvent, original: Any) -> None:
         original(flow_control)
 
 
+#: How long the first unacknowledged record of a partition may trail a later acknowledged
+#: one before it counts as skipped. Right after a seek, records fetched before it can still
+#: be processed (and acked) ahead of the same offsets read again; those catch up in moments.
+SKIP_GRACE_S = 10.0
+
+
 class UnackedReads:
     """The records of one partition fetched since its last seek and not acknowledged yet,
     in offset order: the first of them is as far as a commit may go."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._fetched: deque[int] = deque()
         self._acked: set[int] = set()
+        self._trailing_since: float | None = None
         self._rescued: int | None = None
+        self.clock = clock
 
     def fetched(self, offsets: Iterable[int]) -> None:
         fetched = self._fetched
@@ -169,17 +178,23 @@ class UnackedReads:
         self._acked.add(offset)
         while fetched and fetched[0] in self._acked:
             self._acked.discard(fetched.popleft())
+            self._trailing_since = None
 
     def first(self) -> int | None:
         """The first record fetched and not acknowledged, if any."""
         return self._fetched[0] if self._fetched else None
 
     def skipped(self) -> int | None:
-        """The first unacknowledged record if a later one of the partition was acknowledged
-        (a stream acknowledges its records in order, so that one will never be), once per
-        record: the offset to seek back to."""
+        """The first unacknowledged record if later ones of the partition have been
+        acknowledged for ``SKIP_GRACE_S`` (a stream acknowledges its records in order, so it
+        will never be), once per record: the offset to seek back to."""
         first = self.first()
         if first is None or not self._acked or first == self._rescued:
+            return None
+        now = self.clock()
+        if self._trailing_since is None:
+            self._trailing_since = now
+        if now - self._trailing_since < SKIP_GRACE_S:
             return None
         self._rescued = first
         return first
@@ -187,6 +202,7 @@ class UnackedReads:
     def clear(self) -> None:
         self._fetched.clear()
         self._acked.clear()
+        self._trailing_since = None
 
 
 def unacked_reads(consumer: Any, tp: TP) -> UnackedReads:
@@ -205,12 +221,17 @@ def forget_reads(consumer: Any, tps: Iterable[TP] | None = None) -> None:
 
 
 def record_fetched(consumer: Any, records: Mapping[TP, list[Any]] | None) -> None:
+    """Note the records of a fetch that faust will hand to a stream: not those below its read
+    offset, which it drops as read already (fetched again from an older position, after a
+    rebalance, before faust's own seek)."""
     if not records:
         return
     acks_enabled_for = consumer.app.topics.acks_enabled_for
+    read_offsets = consumer._read_offset
     for tp, batch in records.items():
         if batch and acks_enabled_for(tp.topic):
-            unacked_reads(consumer, tp).fetched(record.offset for record in batch)
+            read = read_offsets.get(tp)
+            unacked_reads(consumer, tp).fetched(r.offset for r in batch if read is None or r.offset >= read)
 
 
 def committable_offset(consumer: Any, tp: TP) -> int | None:

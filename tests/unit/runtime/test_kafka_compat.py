@@ -112,7 +112,15 @@ async def test_the_record_at_the_committed_offset_left_unacknowledged_is_not_com
         for offset in range(21, 35):  # 20's ack was dropped
             consumer.ack(_message(tp, offset))
 
+        clock = [100.0]
+        kafka_compat.unacked_reads(consumer, tp).clock = lambda: clock[0]
         with patch.object(type(consumer), "seek", autospec=True) as seek:
+            assert consumer._new_offset(tp) is None
+            clock[0] += kafka_compat.SKIP_GRACE_S - 0.1  # it may still be on its way
+            assert consumer._new_offset(tp) is None
+            await asyncio.sleep(0)
+            seek.assert_not_called()
+            clock[0] += 0.1
             assert consumer._new_offset(tp) is None
             await asyncio.sleep(0)  # the seek back is a task of its own
         seek.assert_called_once_with(consumer, tp, 20)
@@ -148,11 +156,46 @@ async def test_offsets_that_hold_no_record_are_committed_over(tmp_path: Path) ->
 
 
 def test_a_partition_read_again_after_a_seek_starts_its_reads_afresh() -> None:
-    reads = kafka_compat.UnackedReads()
+    clock = [0.0]
+    reads = kafka_compat.UnackedReads(clock=lambda: clock[0])
     reads.fetched(range(30, 40))
     reads.fetched(range(20, 25))  # sought back to 20
 
     assert reads.first() == 20
-    reads.acked(35)  # processed before the seek
-    assert reads.skipped() == 20  # once
+    reads.acked(22)  # fetched before the seek, processed after it, ahead of 20 read again
     assert reads.skipped() is None
+    reads.acked(20)
+    reads.acked(21)
+    assert reads.first() == 23 and reads.skipped() is None  # caught up: nothing skipped
+
+
+def test_a_record_left_behind_for_good_is_sought_back_to_once() -> None:
+    clock = [0.0]
+    reads = kafka_compat.UnackedReads(clock=lambda: clock[0])
+    reads.fetched(range(20, 25))
+    reads.acked(21)
+
+    assert reads.skipped() is None
+    clock[0] = kafka_compat.SKIP_GRACE_S
+    assert reads.skipped() == 20
+    assert reads.skipped() is None
+
+
+async def test_records_faust_drops_as_read_already_do_not_hold_the_commit(tmp_path: Path) -> None:
+    """After a rebalance the client can fetch from an older position before faust's own
+    seek; faust drops those records as read already, and they were never acked again: the
+    commit stalled on them (a crash run, both cores busy) until they were read a third time."""
+    tp = TP("encounters", 1)
+    with _faust_consumer(tmp_path, tp.topic) as consumer:
+        consumer._committed_offset[tp] = 100
+        consumer._read_offset[tp] = 129  # faust has handed on up to 129
+        kafka_compat.record_fetched(consumer, {tp: [_FetchedRecord(offset) for offset in range(103, 135)]})
+        for offset in range(100, 135):
+            if offset >= 129:  # 103-128 are dropped by faust's fetch loop
+                consumer.ack(_message(tp, offset))
+            else:
+                consumer._acked_index[tp].add(offset)  # acked the first time they were read
+                consumer._acked[tp].append(offset)
+
+        assert consumer._new_offset(tp) == 135
+        assert kafka_compat.unacked_reads(consumer, tp).first() is None
