@@ -20,6 +20,7 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import faust
+from aiokafka.partitioner import murmur2
 from faust.types import EventT
 
 from engine.runtime.cluster_watch import BrokerReset, ClusterWatch, declared_topics, stop_on_reset
@@ -134,6 +135,20 @@ class StringTable(faust.Table[str, str]):
         return sent
 
 
+#: Splits a grouped table's key into its group and the entry within it.
+ENTRY_SEPARATOR = "#"
+
+
+class GroupedStringTable(StringTable):
+    """A ``StringTable`` whose entries ``GROUP#…`` sit in the changelog partition of ``GROUP``
+    (the producers' partitioner, murmur2), beside the records keyed ``GROUP`` on the topic
+    its stage reads: a payer member's claims, each its own entry, in the member's partition."""
+
+    def partition_for_key(self, key: Any) -> int | None:
+        group = str(key).split(ENTRY_SEPARATOR, 1)[0]
+        return int(murmur2(group.encode()) & 0x7FFFFFFF) % (self.partitions or TABLE_PARTITIONS)
+
+
 #: The changelog records a batch agent's table writes sent (faust's ``FutureMessage``s,
 #: resolved when the broker acknowledges each), so the batch is acked only after them.
 _changelog_sends: ContextVar[list[Any] | None] = ContextVar("claimflow_changelog_sends", default=None)
@@ -162,6 +177,13 @@ def string_table(app: faust.App, name: str) -> Any:
     topics keyed the same way (so a timer may write it outside a stream, too)."""
     table = StringTable(app, name=name, default=None, beacon=app.tables.beacon, key_type=str, value_type=str,
                         partitions=TABLE_PARTITIONS, use_partitioner=True)
+    return app.tables.add(table)
+
+
+def grouped_string_table(app: faust.App, name: str) -> Any:
+    """A ``GroupedStringTable`` on ``app``, partitioned by the group of each key."""
+    table = GroupedStringTable(app, name=name, default=None, beacon=app.tables.beacon, key_type=str,
+                               value_type=str, partitions=TABLE_PARTITIONS, use_partitioner=True)
     return app.tables.add(table)
 
 

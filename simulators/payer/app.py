@@ -8,9 +8,10 @@ Four agents and a timer:
 - ``claims-submitted`` → ``payer-claims``: the claim re-keyed by payer|member, so each
   member's state lives in one partition;
 - ``payer-claims``: adjudicate (``simulators/payer/adjudication.py``) against the member's
-  state in the ``payer_members`` table — accumulators per plan year and what duplicates
-  and reversals need of the claims adjudicated, both for a window of plan years
-  (``PLAN_YEARS_KEPT``), and the remittances waiting for their payment date;
+  state in the ``payer_members`` table — accumulators per plan year (for a window of plan
+  years, ``PLAN_YEARS_KEPT``) and the remittances waiting for their payment date, and beside
+  it one entry per claim adjudicated with what duplicates and reversals need of it
+  (``simulators/payer/member_store.py``);
 - ``denial-actions``: a biller's appeal gets the payer's decision (``simulators/appeals.py``);
 - a timer releases each remittance when its payment date comes (``CLAIMS_PAYER_TIME_SCALE``
   simulated seconds per real second) onto ``remittances``, then forgets it. A crash between
@@ -40,9 +41,9 @@ from engine.model.events import (
 from engine.runtime.faust_app import (
     add_stages,
     faust_send,
+    grouped_string_table,
     make_faust_app,
     run_app,
-    string_table,
     track_table_changelogs,
 )
 from engine.runtime.kafka import produce_emits, resolve_idempotence
@@ -52,6 +53,7 @@ from engine.wire.codec import Codec, default_codec
 from engine.wire.topics import Table, Topic
 from simulators.appeals import decide_appeal
 from simulators.coverage import Coverage, load_authorizations, load_coverage
+from simulators.payer import member_store
 from simulators.payer.adjudication import (
     Calibration,
     MemberState,
@@ -123,7 +125,8 @@ class PayerRuntime:
         self._members: dict[str, Coverage] | None = None
         self.calibration: dict[str, Calibration] = {}
         self.next_due: dict[str, float] = {}
-        #: payer|member → MemberState: the faust table in the simulator, a dict in tests.
+        #: payer|member → MemberState, and its claims beside it (``member_store``): the faust
+        #: table in the simulator, a dict in tests.
         self.member_table: MutableMapping[str, str] = {}
 
     @property
@@ -165,7 +168,7 @@ class PayerRuntime:
         table[key] = current.dumps()
 
     def rescan(self, table: Any) -> None:
-        for key, raw in list(table.items()):
+        for key, raw in list(member_store.member_records(table)):
             pending = MemberState.loads(raw).pending
             if pending:
                 self.next_due[key] = min(self.next_due.get(key, float("inf")), min(p.due_at for p in pending))
@@ -186,7 +189,8 @@ def _adjudicate(runtime: PayerRuntime, claim: ClaimSubmitted, message: SourceMes
     their payment date (or go at once when the time scale is 0)."""
     table = runtime.member_table
     key = member_key(claim)
-    state = MemberState.loads(table.get(key))
+    view = member_store.load(table, key, claim)
+    state = view.state
     cal = runtime.calibration.setdefault(claim.payer_id, Calibration())
     try:
         result = adjudicate(claim, state, runtime.reference, cal, runtime.codec, now)
@@ -200,7 +204,7 @@ def _adjudicate(runtime: PayerRuntime, claim: ClaimSubmitted, message: SourceMes
         else:
             state.pending.append(PendingPayment(due, encoded))
             runtime.next_due[key] = min(runtime.next_due.get(key, due), due)
-    table[key] = state.dumps()
+    member_store.store(table, view)
     return emits
 
 
@@ -221,7 +225,7 @@ def make_payer_app(settings: Settings, bootstrap_servers: str) -> faust.App:
     app = make_faust_app(settings, settings.payer_app_id, bootstrap_servers)
     codec = default_codec(settings.schemas_dir)
     runtime = PayerRuntime(settings, codec)
-    members = runtime.member_table = string_table(app, Table.PAYER_MEMBERS)
+    members = runtime.member_table = grouped_string_table(app, Table.PAYER_MEMBERS)
     send = faust_send(app)
     add_stages(app, settings, codec, PAYER_STAGES, runtime)
 

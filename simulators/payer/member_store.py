@@ -1,0 +1,107 @@
+"""How the payer's member table holds a member: the member's record (``payer|member``:
+accumulators, the window's year, payments pending) and, beside it, one entry per claim
+adjudicated, with two small indexes to find one by the payer's claim control number and by
+fingerprint (exact duplicates). Each claim is written once when it is answered (and again
+if it is reversed), so a member's record no longer grows with every claim the member had
+and is no longer rewritten whole, claims and all, per claim.
+
+Every entry's key starts with its member's key and ``#``: the table puts it in its
+member's partition (``engine.runtime.faust_app.grouped_string_table``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass, field
+
+from engine.model.codes import ORIGINAL
+from engine.model.events import ClaimSubmitted
+from engine.runtime.faust_app import ENTRY_SEPARATOR
+from engine.wire import state as state_codec
+from simulators.payer.adjudication import (
+    AdjudicatedClaim,
+    MemberState,
+    fingerprint,
+    payer_claim_control_number,
+)
+
+CLAIM, CONTROL_NUMBER, FINGERPRINT = "c:", "n:", "f:"
+
+
+def entry_key(member: str, kind: str, ref: str) -> str:
+    return f"{member}{ENTRY_SEPARATOR}{kind}{ref}"
+
+
+def is_member_key(key: str) -> bool:
+    return ENTRY_SEPARATOR not in key
+
+
+@dataclass
+class MemberView:
+    """A member's record with the claims one claim's adjudication may need, as read."""
+
+    member: str
+    state: MemberState
+    claims: dict[str, AdjudicatedClaim] = field(default_factory=dict)
+    as_read: dict[str, str] = field(default_factory=dict)
+
+
+def load(table: MutableMapping[str, str], member: str, claim: ClaimSubmitted) -> MemberView:
+    """The member's record, with the claims ``claim`` may touch put in ``state.claims``: its
+    own (a redelivery), its original (a replacement or void, by claim id or control
+    number) and those with its fingerprint (a duplicate)."""
+    state = MemberState.loads(table.get(member))
+    view = MemberView(member, state, dict(state.claims))  # a record written with its claims inside
+    refs = [claim.claim_id]
+    if claim.frequency_code != ORIGINAL and claim.original_claim_id:
+        refs.append(claim.original_claim_id)
+        by_number = table.get(entry_key(member, CONTROL_NUMBER, claim.original_claim_id))
+        if by_number:
+            refs.append(by_number)
+    refs.extend(_split(table.get(entry_key(member, FINGERPRINT, fingerprint(claim)))))
+    for claim_id in refs:
+        if claim_id in view.claims:
+            continue
+        raw = table.get(entry_key(member, CLAIM, claim_id))
+        if raw:
+            view.claims[claim_id] = state_codec.loads(AdjudicatedClaim, raw)
+            view.as_read[claim_id] = raw
+    state.claims = dict(view.claims)
+    return view
+
+
+def store(table: MutableMapping[str, str], view: MemberView) -> None:
+    """Write back what the adjudication changed: each claim entry that is new or changed,
+    the indexes of a new claim, and the member's record without its claims."""
+    member, state = view.member, view.state
+    seen = {**view.claims, **state.claims}  # the window may have dropped some from the state
+    for claim_id, claim in seen.items():
+        raw = state_codec.dumps(claim)
+        if view.as_read.get(claim_id) == raw:
+            continue
+        if claim_id not in view.as_read:  # new here (or moved out of an old record)
+            table[entry_key(member, CONTROL_NUMBER, payer_claim_control_number(claim_id))] = claim_id
+            if claim.fingerprint:
+                key = entry_key(member, FINGERPRINT, claim.fingerprint)
+                ids = _split(table.get(key))
+                if claim_id not in ids:
+                    table[key] = ",".join([*ids, claim_id])
+        table[entry_key(member, CLAIM, claim_id)] = raw
+    state.claims = {}
+    table[member] = state.dumps()
+
+
+def member_claims(table: MutableMapping[str, str], member: str) -> dict[str, AdjudicatedClaim]:
+    """Every claim entry of a member (a scan: for tests and tools, not the stage)."""
+    prefix = entry_key(member, CLAIM, "")
+    return {key[len(prefix):]: state_codec.loads(AdjudicatedClaim, raw)
+            for key, raw in table.items() if key.startswith(prefix)}
+
+
+def member_records(table: MutableMapping[str, str]) -> Iterator[tuple[str, str]]:
+    """The members' own records, without the entries beside them."""
+    return ((key, raw) for key, raw in table.items() if is_member_key(key))
+
+
+def _split(ids: str | None) -> list[str]:
+    return ids.split(",") if ids else []

@@ -1,0 +1,29 @@
+"""engine.runtime.faust_app's tables: where a grouped table puts its entries. A payer
+member's claims are entries of their own, and must sit in the member's changelog partition,
+the partition of the member's records on the topic the payer reads, or a payer that took the
+member's partition over would restore the member without its claims."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from aiokafka.partitioner import DefaultPartitioner
+
+from engine.runtime.faust_app import TABLE_PARTITIONS, grouped_string_table, make_faust_app
+from engine.settings import Settings
+from simulators.payer import member_store
+
+
+def test_a_grouped_tables_entries_sit_in_the_partition_of_their_group(tmp_path: Path) -> None:
+    app = make_faust_app(replace(Settings(), state_dir=tmp_path), "tables", "127.0.0.1:9")
+    table = grouped_string_table(app, "payer_members")
+    partitions = list(range(TABLE_PARTITIONS))
+    members = [f"PPO01|PPO{n:09}" for n in range(40)]
+    for member in members:
+        on_topic = DefaultPartitioner()(member.encode(), partitions, partitions)  # how the intake keys it
+        kinds = [(member_store.CLAIM, "CLM-1"), (member_store.CONTROL_NUMBER, "P0A1"), (member_store.FINGERPRINT, "ab")]
+        entries = [member_store.entry_key(member, kind, ref) for kind, ref in kinds]
+        assert {table.partition_for_key(key) for key in [member, *entries]} == {on_topic}
+    spread = {table.partition_for_key(member) for member in members}
+    assert len(spread) > 1  # partitioned by member, not all in one place
