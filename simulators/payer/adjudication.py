@@ -279,6 +279,9 @@ class MemberState(StateRecord):
     pending: list[PendingPayment] = field(default_factory=list)
     #: The newest plan year of the member's claims (``window_year``); 0: none yet, or written before the window.
     newest_plan_year: int = 0
+    #: How many times the record was written (``member_store``): claim entries written for a
+    #: later one are of a write whose record never landed (a kill between the two).
+    seq: int = 0
 
     def accumulator(self, plan_year: int) -> Accumulator:
         return self.accumulators.setdefault(plan_year, Accumulator())

@@ -12,6 +12,7 @@ import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import partial
+from typing import Any
 
 import pytest
 
@@ -410,8 +411,8 @@ def test_a_member_record_written_before_the_window_is_read_and_goes_on(local, co
     (first,) = adjudicate(runtime, messages(codec, make_claim("C1")), table).emits
     key = "PPO01|PPO000000001"
     doc = json.loads(table[key])
-    entry = json.loads(table[member_store.entry_key(key, member_store.CLAIM, "C1")])
-    del doc["newest_plan_year"], entry["plan_year"]
+    entry = json.loads(table[member_store.entry_key(key, member_store.CLAIM, "C1")])["claim"]
+    del doc["newest_plan_year"], doc["seq"], entry["plan_year"]
     entry["remittance"] = base64.b64encode(codec.encode(first.event)).decode()
     doc["claims"] = {"C1": entry}  # the claim inside the member's record, no entry beside it
     table.clear()
@@ -425,3 +426,54 @@ def test_a_member_record_written_before_the_window_is_read_and_goes_on(local, co
     state = MemberState.loads(table[key])
     c1 = member_store.member_claims(table, key)["C1"]  # moved out of the record into its own entry
     assert (state.newest_plan_year, state.claims, c1.plan_year, c1.remittance) == (DOS.year, {}, DOS.year, b"")
+
+
+class Prefix(dict[str, str]):
+    """A member table that keeps the order of its writes, to replay a kill between any two
+    of them (each write is a changelog record; a kill -9 leaves a prefix of a batch's)."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.writes: list[tuple[str, str]] = []
+
+    def __setitem__(self, key: str, value: str) -> None:
+        self.writes.append((key, value))
+        super().__setitem__(key, value)
+
+
+def _settled(runtime: PayerRuntime, table: dict[str, str], key: str, codec) -> tuple[Any, ...]:
+    state = MemberState.loads(table[key])
+    claims = member_store.member_claims(table, key)
+    return (state.accumulators, sorted(codec.decode(p.remittance, Remittance).claim_id for p in state.pending),
+            {cid: c.reversed for cid, c in claims.items()})
+
+
+@pytest.mark.parametrize("scale", [0, SCALE])
+def test_a_kill_between_a_claims_writes_is_redelivered_into_the_same_state(local, codec, scale):
+    """A claim writes several entries (its own, the indexes, the member's record, an original
+    it reverses); a kill can land between any two after its outputs were sent. Read again,
+    the claim must end where an uninterrupted run ends: the member charged once, its payment
+    pending once, a replacement not denied for an original it already reversed."""
+    settings = dataclasses.replace(local, payer_time_scale=scale)
+    original = make_claim("C1", lines_of("99213", "36415"))
+    replacement = make_claim("C1R", lines_of("99213"), frequency_code="7", original_claim_id="C1")
+    key = member_key(original)
+
+    whole = Prefix()
+    runtime = quiet(PayerRuntime(settings, codec))
+    adjudicate(runtime, messages(codec, original), whole)
+    before = dict(whole)
+    whole.writes.clear()
+    expected = adjudicate(runtime, messages(codec, replacement), whole).emits
+    writes = list(whole.writes)
+    assert len(writes) >= 3
+    for cut in range(len(writes)):
+        table = Prefix(before)
+        for k, v in writes[:cut]:
+            table[k] = v
+        again = quiet(PayerRuntime(settings, codec))
+        emits = adjudicate(again, messages(codec, replacement), table).emits
+        if scale == 0 and emits:
+            assert [(e.key, e.event.claim_status_code) for e in emits] == [
+                (e.key, e.event.claim_status_code) for e in expected], cut
+        assert _settled(again, table, key, codec) == _settled(runtime, whole, key, codec), cut
