@@ -21,6 +21,12 @@ from engine.runtime.delivery import Outbound
 from engine.runtime.staged_state import StateJournal, _Deleted
 
 
+def key_partition(key: str, partitions: int) -> int:
+    """The partition of ``key``: Kafka's default partitioner (murmur2), as our producers and
+    faust's ``use_partitioner`` place it."""
+    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
 class ChangelogTable(MutableMapping[str, str]):
     """One table: its entries by key, and by changelog partition."""
 
@@ -30,8 +36,8 @@ class ChangelogTable(MutableMapping[str, str]):
         self._data: dict[str, str] = {}
 
     def partition_of(self, key: str) -> int:
-        """The changelog partition of ``key``: Kafka's default partitioner (murmur2)."""
-        return int(murmur2(key.encode()) & 0x7FFFFFFF) % self.partitions
+        """The changelog partition of ``key``."""
+        return key_partition(key, self.partitions)
 
     def record(self, key: str, value: str | _Deleted) -> Outbound:
         """The changelog record of one write (a tombstone for a deletion)."""

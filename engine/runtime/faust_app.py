@@ -20,9 +20,9 @@ from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import faust
-from aiokafka.partitioner import murmur2
 from faust.types import EventT
 
+from engine.runtime.changelog_tables import key_partition
 from engine.runtime.cluster_watch import BrokerReset, ClusterWatch, declared_topics, stop_on_reset
 from engine.runtime.delivery import Headers, OutputLimits, SendFn, deliver_result
 from engine.runtime.kafka import ssl_context
@@ -145,8 +145,7 @@ class GroupedStringTable(StringTable):
     its stage reads: a payer member's claims, each its own entry, in the member's partition."""
 
     def partition_for_key(self, key: Any) -> int | None:
-        group = str(key).split(ENTRY_SEPARATOR, 1)[0]
-        return int(murmur2(group.encode()) & 0x7FFFFFFF) % (self.partitions or TABLE_PARTITIONS)
+        return key_partition(str(key).split(ENTRY_SEPARATOR, 1)[0], self.partitions or TABLE_PARTITIONS)
 
 
 #: The changelog records a batch agent's table writes sent (faust's ``FutureMessage``s,
@@ -172,18 +171,12 @@ async def apply_and_acknowledge(journal: StateJournal, delivered: Callable[[Sour
         await asyncio.gather(*sends)
 
 
-def string_table(app: faust.App, name: str) -> Any:
-    """A ``StringTable`` on ``app``, partitioned by its key as our producers partition the
-    topics keyed the same way (so a timer may write it outside a stream, too)."""
-    table = StringTable(app, name=name, default=None, beacon=app.tables.beacon, key_type=str, value_type=str,
-                        partitions=TABLE_PARTITIONS, use_partitioner=True)
-    return app.tables.add(table)
-
-
-def grouped_string_table(app: faust.App, name: str) -> Any:
-    """A ``GroupedStringTable`` on ``app``, partitioned by the group of each key."""
-    table = GroupedStringTable(app, name=name, default=None, beacon=app.tables.beacon, key_type=str,
-                               value_type=str, partitions=TABLE_PARTITIONS, use_partitioner=True)
+def string_table(app: faust.App, name: str, table_type: type[StringTable] = StringTable) -> Any:
+    """A ``StringTable`` (or ``table_type``) on ``app``, partitioned by its key as our
+    producers partition the topics keyed the same way (so a timer may write it outside a
+    stream, too)."""
+    table = table_type(app, name=name, default=None, beacon=app.tables.beacon, key_type=str, value_type=str,
+                       partitions=TABLE_PARTITIONS, use_partitioner=True)
     return app.tables.add(table)
 
 

@@ -39,11 +39,12 @@ from engine.model.events import (
     EligibilityStatus,
 )
 from engine.runtime.faust_app import (
+    GroupedStringTable,
     add_stages,
     faust_send,
-    grouped_string_table,
     make_faust_app,
     run_app,
+    string_table,
     track_table_changelogs,
 )
 from engine.runtime.kafka import produce_emits, resolve_idempotence
@@ -225,7 +226,7 @@ def make_payer_app(settings: Settings, bootstrap_servers: str) -> faust.App:
     app = make_faust_app(settings, settings.payer_app_id, bootstrap_servers)
     codec = default_codec(settings.schemas_dir)
     runtime = PayerRuntime(settings, codec)
-    members = runtime.member_table = grouped_string_table(app, Table.PAYER_MEMBERS)
+    members = runtime.member_table = string_table(app, Table.PAYER_MEMBERS, GroupedStringTable)
     send = faust_send(app)
     add_stages(app, settings, codec, PAYER_STAGES, runtime)
 

@@ -6,11 +6,12 @@ if it is reversed), so a member's record no longer grows with every claim the me
 and is no longer rewritten whole, claims and all, per claim.
 
 Every entry's key starts with its member's key and ``#``: the table puts it in its
-member's partition (``engine.runtime.faust_app.grouped_string_table``).
+member's partition (``engine.runtime.faust_app.GroupedStringTable``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field
 
@@ -50,7 +51,7 @@ class ClaimEntry:
         """The claim as the member's record of write ``seq`` knows it (None: not yet)."""
         if self.seq > seq:
             return None
-        claim = state_codec.loads(AdjudicatedClaim, state_codec.dumps(self.claim))
+        claim = dataclasses.replace(self.claim)  # the adjudication may reverse it; the entry stays as read
         if self.reversed_seq and self.reversed_seq <= seq:
             claim.reverse()
         return claim

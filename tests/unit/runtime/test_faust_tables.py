@@ -10,14 +10,14 @@ from pathlib import Path
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from engine.runtime.faust_app import TABLE_PARTITIONS, grouped_string_table, make_faust_app
+from engine.runtime.faust_app import TABLE_PARTITIONS, GroupedStringTable, make_faust_app, string_table
 from engine.settings import Settings
 from simulators.payer import member_store
 
 
 def test_a_grouped_tables_entries_sit_in_the_partition_of_their_group(tmp_path: Path) -> None:
     app = make_faust_app(replace(Settings(), state_dir=tmp_path), "tables", "127.0.0.1:9")
-    table = grouped_string_table(app, "payer_members")
+    table = string_table(app, "payer_members", GroupedStringTable)
     partitions = list(range(TABLE_PARTITIONS))
     members = [f"PPO01|PPO{n:09}" for n in range(40)]
     for member in members:
