@@ -29,6 +29,7 @@ from decimal import Decimal
 from typing import Any
 
 import faust
+from faust.exceptions import NotReady
 
 from engine.claims.build import FeeSchedule
 from engine.model.events import (
@@ -245,8 +246,11 @@ def make_payer_app(settings: Settings, bootstrap_servers: str) -> faust.App:
 
 
     async def release_timer() -> None:
-        await track_table_changelogs(app)
-        await release_due_payments()
+        try:
+            await track_table_changelogs(app)
+            await release_due_payments()
+        except NotReady:  # a SIGTERM: faust stops the producer before its timers
+            log.info("payer stopping: due payments stay pending in the member table until the restart")
 
     app.timer(interval=settings.payer_release_interval_s)(release_timer)
     return app
