@@ -282,11 +282,19 @@ def faust_send(app: faust.App) -> SendFn:
     return send
 
 
-def run_app(app: faust.App, settings: Settings) -> None:
-    """Run ``app``'s agents in this process until SIGTERM/SIGINT."""
+def make_worker(app: faust.App, settings: Settings) -> Any:
+    """faust's ``Worker`` for ``app``, without its start-up spinner: the spinner set the
+    root logger to DEBUG and handled every record, so each debug line of aiokafka and faust
+    (one per record produced) was built and handled whatever the configured level."""
     from faust.worker import Worker
 
     worker = Worker(app, loglevel=settings.log_level.lower().replace("warning", "warn"), quiet=True)
-    # faust leaves the root logger at DEBUG: records get built and dropped (BROKER.md).
+    worker.spinner = None
+    return worker
+
+
+def run_app(app: faust.App, settings: Settings) -> None:
+    """Run ``app``'s agents in this process until SIGTERM/SIGINT."""
+    worker = make_worker(app, settings)
     logging.getLogger().setLevel(settings.log_level)
     worker.execute_from_commandline()
