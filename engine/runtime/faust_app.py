@@ -5,23 +5,26 @@ messages, and faust's producer as a ``SendFn``.
 Per BROKER.md, faust's per-message machinery costs ~300–500 µs of CPU an event, so
 every agent takes batches (``take_events``), keeps values as raw bytes (our own Avro
 codec, not faust's serializers), produces through faust's producer without awaiting
-each send, and waits for the broker's acks once per batch before the batch's offsets
-are acknowledged: at-least-once, and every stage is idempotent downstream.
+each send (its tables' changelog records through a ``ChangelogOutbox``, in batches), and
+waits for the broker's acks once per batch before the batch's offsets are acknowledged:
+at-least-once, and every stage is idempotent downstream.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import typing
 from collections.abc import Awaitable, Callable, Sequence
-from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import faust
+from faust.exceptions import NotReady
 from faust.types import EventT
 
+from engine.runtime.changelog_outbox import ChangelogOutbox, ChangelogRecord
 from engine.runtime.changelog_tables import key_partition
 from engine.runtime.cluster_watch import BrokerReset, ClusterWatch, declared_topics, stop_on_reset
 from engine.runtime.delivery import Headers, OutputLimits, SendFn, deliver_result
@@ -70,6 +73,7 @@ def make_faust_app(settings: Settings, app_id: str, bootstrap_servers: str) -> f
         table_standby_replicas=0,
     )
 
+    app.claimflow_outbox = _make_outbox(app)  # type: ignore[attr-defined]
     # kafka_compat: its consumer reads committed records only, as every reader in that mode.
     app.claimflow_read_committed = settings.processing_guarantee == EXACTLY_ONCE  # type: ignore[attr-defined]
     if settings.idempotence == "on":
@@ -127,12 +131,28 @@ class StringTable(faust.Table[str, str]):
     def _serializer_from_type(self, typ: Any) -> Any:
         return "raw" if typ is str else super()._serializer_from_type(typ)
 
-    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
-        sent = super().send_changelog(*args, **kwargs)
-        pending = _changelog_sends.get()
-        if pending is not None:
-            pending.append(sent)
-        return sent
+    def send_changelog(self, partition: int | None, key: Any, value: Any, key_serializer: Any = None,
+                       value_serializer: Any = None) -> Any:
+        """The entry's record goes to the app's ``ChangelogOutbox`` (in write order, sent in
+        batches), not to faust's per-record producer buffer."""
+        raw_key = str(key).encode()
+        if partition is None:
+            partition = key_partition(str(key), self.partitions or TABLE_PARTITIONS)
+        outbox(self.app).put(ChangelogRecord(self.changelog_topic.get_topic_name(), partition, raw_key,
+                                             None if value is None else str(value).encode()))
+        return _Written(_WrittenTo(partition))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _WrittenTo:
+    partition: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Written:
+    """What faust's table reads of a changelog send: the partition the entry went to."""
+
+    message: _WrittenTo
 
 
 #: Splits a grouped table's key into its group and the entry within it.
@@ -148,27 +168,34 @@ class GroupedStringTable(StringTable):
         return key_partition(str(key).split(ENTRY_SEPARATOR, 1)[0], self.partitions or TABLE_PARTITIONS)
 
 
-#: The changelog records a batch agent's table writes sent (faust's ``FutureMessage``s,
-#: resolved when the broker acknowledges each), so the batch is acked only after them.
-_changelog_sends: ContextVar[list[Any] | None] = ContextVar("claimflow_changelog_sends", default=None)
+def outbox(app: Any) -> ChangelogOutbox:
+    """The app's ``ChangelogOutbox``, made with the app (``make_faust_app``)."""
+    return typing.cast(ChangelogOutbox, app.claimflow_outbox)
 
 
-async def apply_and_acknowledge(journal: StateJournal, delivered: Callable[[SourceMessage], bool]) -> None:
-    """Apply a batch's table writes and wait until the broker holds their changelog records.
+def _make_outbox(app: faust.App) -> ChangelogOutbox:
+    def producer() -> Any:
+        return typing.cast(Any, app.producer)._ensure_producer()  # faust's aiokafka producer
 
-    faust flushes its producer before it commits, but a record its buffer has handed on
-    and aiokafka has not yet taken in (the accumulator full: "producer buffer full") is in
-    neither, and the commit went ahead of it: a kill then lost a dedupe entry whose offset
-    was committed, and a copy of the coded event read later was billed again.
+    def failed(exc: BaseException) -> None:
+        if not isinstance(exc, NotReady):  # NotReady: the producer stopped, the app is stopping
+            asyncio.ensure_future(app.crash(exc))
+
+    return ChangelogOutbox(producer, failed)
+
+
+async def apply_and_acknowledge(app: faust.App, journal: StateJournal,
+                                delivered: Callable[[SourceMessage], bool]) -> None:
+    """Apply a batch's table writes and wait until the broker holds their changelog records
+    (and every record written before them: the payer writes its table as it decides).
+
+    faust flushes its producer before it commits, but a record its buffer had handed on
+    and aiokafka had not yet taken in was in neither, and the commit went ahead of it: a
+    kill then lost a dedupe entry whose offset was committed, and a copy of the coded event
+    read later was billed again.
     """
-    token = _changelog_sends.set([])
-    try:
-        journal.apply(delivered)
-        sends = _changelog_sends.get() or []
-    finally:
-        _changelog_sends.reset(token)
-    if sends:
-        await asyncio.gather(*sends)
+    journal.apply(delivered)
+    await outbox(app).flush()
 
 
 def string_table(app: faust.App, name: str, table_type: type[StringTable] = StringTable) -> Any:
@@ -194,7 +221,6 @@ def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, name: str,
     limits = OutputLimits.of(settings)
 
     async def process(stream: faust.StreamT[bytes]) -> None:
-        await track_table_changelogs(app)
         batches = typing.cast(faust.Stream[bytes], stream)
         gate = AckGate(batches)
         async for events in batches.take_events(settings.batch_max, within=settings.batch_within_s):
@@ -202,7 +228,7 @@ def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, name: str,
             with StateJournal.opened() as journal:
                 result = stage(source_messages(events))
                 delivered = await deliver_result(send, name, result, codec, limits, settings.topic, utcnow)
-                await apply_and_acknowledge(journal, delivered)
+                await apply_and_acknowledge(app, journal, delivered)
             gate.release()
 
     process.__name__ = f"{name.replace('-', '_')}_agent"
@@ -231,23 +257,6 @@ class AckGate:
 
     async def ack(self, event: EventT[bytes]) -> bool:
         return await self._ack(event) if self._open else False
-
-
-async def track_table_changelogs(app: faust.App) -> None:
-    """Make the producer's metadata hold every table's changelog before a table is written.
-
-    A table write picks its changelog partition from the producer's metadata, synchronously
-    (``use_partitioner``). aiokafka's producer refreshes metadata for the topics it has sent
-    to only; Kafka answers exactly those (Tansu answers every topic), so on Kafka the first
-    write of a table whose changelog had not been produced to failed. ``partitions_for``
-    adds a topic to the producer's tracked set for good.
-    """
-    if getattr(app, "claimflow_changelogs_tracked", False):
-        return
-    aioproducer = typing.cast(Any, app.producer)._ensure_producer()  # faust's aiokafka producer
-    for table in app.tables.values():
-        await aioproducer.partitions_for(table.changelog_topic.get_topic_name())
-    app.claimflow_changelogs_tracked = True  # type: ignore[attr-defined]
 
 
 def add_stages(app: faust.App, settings: Settings, codec: Codec, stages: Sequence[Stage[C]], context: C) -> None:

@@ -46,7 +46,6 @@ from engine.runtime.faust_app import (
     make_faust_app,
     run_app,
     string_table,
-    track_table_changelogs,
 )
 from engine.runtime.kafka import produce_emits, resolve_idempotence
 from engine.runtime.stages import Emit, ProcessingError, SourceMessage, Stage
@@ -247,7 +246,6 @@ def make_payer_app(settings: Settings, bootstrap_servers: str) -> faust.App:
 
     async def release_timer() -> None:
         try:
-            await track_table_changelogs(app)
             await release_due_payments()
         except NotReady:  # a SIGTERM: faust stops the producer before its timers
             log.info("payer stopping: due payments stay pending in the member table until the restart")
