@@ -6,29 +6,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import typing
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
+
+from engine.runtime.partition_batches import BatchProducer, PlacedRecord, send_batches
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class ChangelogRecord:
-    """A table entry written (``value``) or deleted (``None``, a tombstone)."""
-
-    topic: str
-    partition: int
-    key: bytes
-    value: bytes | None
-
-
-class BatchProducer(Protocol):
-    """What the outbox needs of aiokafka's producer."""
-
-    def create_batch(self) -> Any: ...
-
-    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> Awaitable[object]: ...
+#: A table entry written (a value) or deleted (``None``, a tombstone), in its changelog partition.
+ChangelogRecord = PlacedRecord
 
 
 class ChangelogFailed(Exception):
@@ -83,7 +70,7 @@ class ChangelogOutbox:
             taken, self._pending = self._pending, []
             if taken:
                 try:
-                    self._in_flight.extend(await _send_batches(self._producer(), taken))
+                    self._in_flight.extend(future for _, future in await send_batches(self._producer(), taken))
                 except Exception as exc:  # not handed over: those records are gone
                     self._fail(exc)
             waiting = list(self._in_flight)
@@ -116,21 +103,3 @@ class ChangelogOutbox:
             await self.flush()
         except ChangelogFailed:  # told to on_failure; whoever waits for these records raises too
             pass
-
-
-async def _send_batches(producer: BatchProducer, records: Sequence[ChangelogRecord]) -> list[asyncio.Future[Any]]:
-    """One batch per topic partition, in order (a new one when a batch is full); each
-    partition's batches are handed over in the order of its records."""
-    by_partition: dict[tuple[str, int], list[ChangelogRecord]] = {}
-    for record in records:
-        by_partition.setdefault((record.topic, record.partition), []).append(record)
-    futures: list[asyncio.Future[Any]] = []
-    for (topic, partition), mine in by_partition.items():
-        batch = producer.create_batch()
-        for record in mine:
-            if batch.append(key=record.key, value=record.value, timestamp=None) is None:  # full
-                futures.append(asyncio.ensure_future(await producer.send_batch(batch, topic, partition=partition)))
-                batch = producer.create_batch()
-                batch.append(key=record.key, value=record.value, timestamp=None)  # the first always fits
-        futures.append(asyncio.ensure_future(await producer.send_batch(batch, topic, partition=partition)))
-    return futures

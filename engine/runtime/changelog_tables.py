@@ -15,16 +15,15 @@ import time
 from collections.abc import Iterator, MutableMapping, Sequence
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import murmur2
 
 from engine.runtime.delivery import Outbound
+from engine.runtime.partition_batches import key_partition as record_partition
 from engine.runtime.staged_state import StateJournal, _Deleted
 
 
 def key_partition(key: str, partitions: int) -> int:
-    """The partition of ``key``: Kafka's default partitioner (murmur2), as our producers and
-    faust's ``use_partitioner`` place it."""
-    return int(murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+    """The partition of the entry ``key``, as our producers place a record keyed the same."""
+    return record_partition(key.encode(), partitions)
 
 
 class ChangelogTable(MutableMapping[str, str]):

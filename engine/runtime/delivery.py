@@ -15,6 +15,7 @@ from datetime import datetime
 
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 
+from engine.runtime.partition_batches import BatchProducer, PlacedRecord, key_partition, send_batches
 from engine.runtime.stages import SOURCE_HEADER, Emit, SourceMessage, StageResult, dead_letter
 from engine.settings import Settings
 from engine.wire.codec import Codec
@@ -145,13 +146,16 @@ async def deliver(
     send: SendFn,
     batch: Sequence[tuple[SourceMessage, list[Outbound]]],
     refused: Callable[[SourceMessage, BaseException], Outbound],
+    producer: Callable[[], BatchProducer] | None = None,
 ) -> set[int]:
     """Produce every record of ``batch`` and wait for the broker's acknowledgements.
 
     Per source message: all its records taken → done; one refused for good → its dead
     letter (``refused``) goes instead; the broker not answering (retriable errors, after
     the producer's own retries) → that message is sent again after a capped backoff, for
-    as long as it takes (a redelivered output is recognised downstream by its id).
+    as long as it takes (a redelivered output is recognised downstream by its id). With a
+    ``producer``, records go in one batch per partition (``send_batches``); a batch refused
+    for good is sent again record by record, so only the message it was for is lettered.
     Returns only when every message is delivered, with the ``id()`` of each message whose
     dead letter went instead of its outputs; raises ``DeliveryFailed`` when even a dead
     letter is refused. Cancellation (shutdown) leaves the batch unacknowledged.
@@ -162,7 +166,10 @@ async def deliver(
     first_failure: float | None = None
     last_log = 0.0
     while pending:
-        outcomes = await _send_each(send, pending)
+        if producer is None:
+            outcomes = await _send_each(send, pending)
+        else:
+            outcomes = await _send_batched(send, producer(), pending)
         retry: list[tuple[SourceMessage, list[Outbound]]] = []
         retriable: list[BaseException] = []
         for (message, records), error in zip(pending, outcomes, strict=True):
@@ -224,6 +231,40 @@ async def _send_each(send: SendFn, batch: Sequence[tuple[SourceMessage, list[Out
     return errors
 
 
+async def _send_batched(send: SendFn, producer: BatchProducer, batch: Sequence[tuple[SourceMessage, list[Outbound]]]
+                        ) -> list[BaseException | None]:
+    """``_send_each`` in one batch per topic partition: per message, its first error. A batch
+    refused for good (one record too large, one invalid) fails every message in it, so those
+    messages are sent again one record at a time, which names the one it was."""
+    records: list[PlacedRecord] = []
+    owners: list[int] = []
+    partitions: dict[str, int] = {}
+    errors: list[BaseException | None] = [None] * len(batch)
+    try:
+        for index, (_, outbound) in enumerate(batch):
+            for record in outbound:
+                if record.topic not in partitions:
+                    partitions[record.topic] = len(await producer.partitions_for(record.topic))
+                records.append(PlacedRecord(record.topic, key_partition(record.key, partitions[record.topic]),
+                                            record.key, record.value, record.headers))
+                owners.append(index)
+        handed = await send_batches(producer, records)
+    except KafkaError as exc:  # no metadata, no room: what was handed over goes on, all is sent again
+        return [exc] * len(batch)
+    outcomes = await asyncio.gather(*(future for _, future in handed), return_exceptions=True)
+    for (members, _), outcome in zip(handed, outcomes, strict=True):
+        if isinstance(outcome, asyncio.CancelledError):
+            raise outcome
+        if isinstance(outcome, BaseException):
+            for member in members:
+                errors[owners[member]] = errors[owners[member]] or outcome
+    refused = [index for index, error in enumerate(errors) if error is not None and not _retriable(error)]
+    if refused:
+        for index, error in zip(refused, await _send_each(send, [batch[i] for i in refused]), strict=True):
+            errors[index] = error
+    return errors
+
+
 def _retriable(error: BaseException) -> bool:
     """aiokafka marks ``KafkaTimeoutError`` (a batch expired unsent, no room in the buffer:
     the broker away for longer than the request timeout) not retriable; for us it is the
@@ -259,12 +300,13 @@ async def deliver_result(
     limits: OutputLimits,
     real_topic: Callable[[Topic], str],
     now: Callable[[], datetime],
+    producer: Callable[[], BatchProducer] | None = None,
 ) -> Callable[[SourceMessage], bool]:
     """``fit_outputs`` then ``deliver``: a stage's batch, acknowledged by the broker.
     Returns whether a source message's own outputs were delivered (not its dead letter
     instead): its table writes may then be applied (``StateJournal.apply``)."""
     fitted = fit_outputs(stage, result, codec, limits, real_topic, now)
     batch = [(message, records) for (message, _), records in zip(result.outputs, fitted, strict=True)]
-    lettered = await deliver(send, batch, refused_letter(stage, codec, real_topic, now))
+    lettered = await deliver(send, batch, refused_letter(stage, codec, real_topic, now), producer)
     lettered |= {id(message) for message, records in batch if any(r.instead for r in records)}
     return lambda message: id(message) not in lettered

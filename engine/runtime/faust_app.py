@@ -175,7 +175,7 @@ def outbox(app: Any) -> ChangelogOutbox:
 
 def _make_outbox(app: faust.App) -> ChangelogOutbox:
     def producer() -> Any:
-        return typing.cast(Any, app.producer)._ensure_producer()  # faust's aiokafka producer
+        return typing.cast(Any, app.producer)._ensure_producer()  # faust's, not in a transaction
 
     def failed(exc: BaseException) -> None:
         if not isinstance(exc, NotReady):  # NotReady: the producer stopped, the app is stopping
@@ -220,6 +220,9 @@ def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, name: str,
     send = faust_send(app)
     limits = OutputLimits.of(settings)
 
+    def aiokafka_producer() -> Any:
+        return typing.cast(Any, app.producer)._ensure_producer()  # faust's, not in a transaction
+
     async def process(stream: faust.StreamT[bytes]) -> None:
         batches = typing.cast(faust.Stream[bytes], stream)
         gate = AckGate(batches)
@@ -227,7 +230,8 @@ def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, name: str,
             gate.hold()
             with StateJournal.opened() as journal:
                 result = stage(source_messages(events))
-                delivered = await deliver_result(send, name, result, codec, limits, settings.topic, utcnow)
+                delivered = await deliver_result(send, name, result, codec, limits, settings.topic, utcnow,
+                                                 aiokafka_producer)
                 await apply_and_acknowledge(app, journal, delivered)
             gate.release()
 

@@ -311,7 +311,8 @@ async def run_consumer_stage(
         send = aiokafka_send(producer)
 
         async def handle(messages: Sequence[SourceMessage]) -> None:
-            await deliver_result(send, stage, process(messages), codec, limits, settings.topic, utcnow)
+            await deliver_result(send, stage, process(messages), codec, limits, settings.topic, utcnow,
+                                 lambda: producer)
 
         await consume_batches(consumer, handle, stop)
 

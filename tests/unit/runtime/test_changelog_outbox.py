@@ -23,7 +23,8 @@ class _Batch:
         self.records: list[tuple[bytes, bytes | None]] = []
         self.room = room
 
-    def append(self, *, key: bytes, value: bytes | None, timestamp: float | None) -> object | None:
+    def append(self, *, key: bytes, value: bytes | None, timestamp: float | None,
+               headers: list[tuple[str, bytes]]) -> object | None:
         if self.records and len(self.records) >= self.room:
             return None
         self.records.append((key, value))

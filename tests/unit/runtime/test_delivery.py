@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from aiokafka.errors import KafkaTimeoutError
+from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
 
 from engine.model.events import ClaimSubmitted, DeadLetter, Encounter
 from engine.runtime.delivery import RECORD_OVERHEAD_BYTES, OutputLimits, deliver_result, fit_outputs
@@ -156,3 +158,112 @@ async def test_a_send_that_timed_out_is_sent_again_not_dead_lettered(codec, make
     limits = OutputLimits({Topic.CODED: 1 << 20, DEAD_LETTER_TOPIC: 1 << 20})
     delivered = await deliver_result(send, "coding", result, codec, limits, str, lambda: NOW)
     assert attempts == ["coded", "coded"] and delivered(result.outputs[0][0])
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes, bytes | None]] = []
+
+    def append(self, *, key: bytes, value: bytes | None, timestamp: float | None,
+               headers: list[tuple[str, bytes]]) -> object:
+        self.records.append((key, value))
+        return object()
+
+
+class _BatchProducer:
+    """aiokafka's producer as a batch send uses it; ``refuse`` decides the outcome of each
+    batch handed over (None: acknowledged)."""
+
+    def __init__(self, refuse: Callable[[list[tuple[bytes, bytes | None]]], BaseException | None]) -> None:
+        self.refuse = refuse
+        self.batches: list[tuple[str, int, list[tuple[bytes, bytes | None]]]] = []
+
+    def create_batch(self) -> _Batch:
+        return _Batch()
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(8))
+
+    async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> asyncio.Future[object]:
+        self.batches.append((topic, partition, batch.records))
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        error = self.refuse(batch.records)
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+        return future
+
+
+def _coding_batch(codec, make_encounter, ids: list[str]) -> StageResult:  # type: ignore[no-untyped-def]
+    messages = [SourceMessage("t.encounters", 0, n, i.encode(), codec.encode(make_encounter(encounter_id=i)))
+                for n, i in enumerate(ids)]
+    return run_stage("coding", messages, codec, Encounter,
+                     lambda e, m: [Emit(Topic.CODED, e.encounter_id, e)], now=lambda: NOW)
+
+
+async def test_a_batch_goes_in_one_batch_per_partition_where_the_producer_would_put_each_key(
+        codec, make_encounter) -> None:
+    ids = [f"ENC-{n}" for n in range(40)]
+    result = _coding_batch(codec, make_encounter, ids)
+    producer = _BatchProducer(lambda records: None)
+
+    async def send(*args: object) -> asyncio.Future[object]:
+        raise AssertionError("every record goes in a batch")
+
+    limits = OutputLimits({Topic.CODED: 1 << 20, DEAD_LETTER_TOPIC: 1 << 20})
+    delivered = await deliver_result(send, "coding", result, codec, limits, str, lambda: NOW, lambda: producer)
+    assert all(delivered(message) for message, _ in result.outputs)
+    placed = {key: partition for _, partition, records in producer.batches for key, _ in records}
+    partitions = list(range(8))
+    assert placed == {i.encode(): DefaultPartitioner()(i.encode(), partitions, partitions) for i in ids}
+    assert len(producer.batches) == len(set(placed.values()))  # one batch per partition
+    for _, _, records in producer.batches:  # each in the order of its sources
+        keys = [key for key, _ in records]
+        assert keys == sorted(keys, key=lambda k: ids.index(k.decode()))
+
+
+async def test_a_batch_refused_for_good_letters_only_the_message_it_was_refused_for(codec, make_encounter) -> None:
+    """The broker refuses a whole batch for one record (too large, invalid): the messages in
+    it are sent again one record at a time, and only the culprit's dead letter goes."""
+    ids = [f"ENC-{n}" for n in range(12)]
+    result = _coding_batch(codec, make_encounter, ids)
+    culprit = b"ENC-5"
+    producer = _BatchProducer(lambda records: MessageSizeTooLargeError()
+                              if any(key == culprit for key, _ in records) else None)
+    sent_alone: list[bytes] = []
+
+    async def send(topic: str, key: bytes, value: bytes, headers: object = ()) -> asyncio.Future[object]:
+        sent_alone.append(key)
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        if key == culprit:
+            future.set_exception(MessageSizeTooLargeError())
+        else:
+            future.set_result(None)
+        return future
+
+    limits = OutputLimits({Topic.CODED: 1 << 20, DEAD_LETTER_TOPIC: 1 << 20})
+    delivered = await deliver_result(send, "coding", result, codec, limits, str, lambda: NOW, lambda: producer)
+    assert [message.key for message, _ in result.outputs if not delivered(message)] == [culprit]
+    refused_batch = next(records for _, _, records in producer.batches if any(key == culprit for key, _ in records))
+    assert sent_alone == [key for key, _ in refused_batch]  # the refused batch's messages, one by one
+    letters = [records for topic, _, records in producer.batches if topic == "dead-letter"]
+    assert len(letters) == 1 and letters[0][0][0] == b"t.encounters:0:5"
+
+
+async def test_a_batch_that_timed_out_is_sent_again_not_dead_lettered(codec, make_encounter) -> None:
+    result = _coding_batch(codec, make_encounter, ["ENC-1", "ENC-2"])
+    attempts = []
+
+    def refuse(records: list[tuple[bytes, bytes | None]]) -> BaseException | None:
+        attempts.append([key for key, _ in records])
+        return KafkaTimeoutError() if len(attempts) == 1 else None
+
+    producer = _BatchProducer(refuse)
+
+    async def send(*args: object) -> asyncio.Future[object]:
+        raise AssertionError("a batch that timed out goes again as a batch")
+
+    limits = OutputLimits({Topic.CODED: 1 << 20, DEAD_LETTER_TOPIC: 1 << 20})
+    delivered = await deliver_result(send, "coding", result, codec, limits, str, lambda: NOW, lambda: producer)
+    assert all(delivered(message) for message, _ in result.outputs) and len(attempts) >= 2
