@@ -173,15 +173,17 @@ def outbox(app: Any) -> ChangelogOutbox:
     return typing.cast(ChangelogOutbox, app.claimflow_outbox)
 
 
-def _make_outbox(app: faust.App) -> ChangelogOutbox:
-    def producer() -> Any:
-        return typing.cast(Any, app.producer)._ensure_producer()  # faust's, not in a transaction
+def aiokafka_producer(app: faust.App) -> Any:
+    """The aiokafka producer under faust's (ours is not in faust's transaction mode)."""
+    return typing.cast(Any, app.producer)._ensure_producer()
 
+
+def _make_outbox(app: faust.App) -> ChangelogOutbox:
     def failed(exc: BaseException) -> None:
         if not isinstance(exc, NotReady):  # NotReady: the producer stopped, the app is stopping
             asyncio.ensure_future(app.crash(exc))
 
-    return ChangelogOutbox(producer, failed)
+    return ChangelogOutbox(functools.partial(aiokafka_producer, app), failed)
 
 
 async def apply_and_acknowledge(app: faust.App, journal: StateJournal,
@@ -220,9 +222,6 @@ def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, name: str,
     send = faust_send(app)
     limits = OutputLimits.of(settings)
 
-    def aiokafka_producer() -> Any:
-        return typing.cast(Any, app.producer)._ensure_producer()  # faust's, not in a transaction
-
     async def process(stream: faust.StreamT[bytes]) -> None:
         batches = typing.cast(faust.Stream[bytes], stream)
         gate = AckGate(batches)
@@ -231,7 +230,7 @@ def add_batch_agent(app: faust.App, settings: Settings, codec: Codec, name: str,
             with StateJournal.opened() as journal:
                 result = stage(source_messages(events))
                 delivered = await deliver_result(send, name, result, codec, limits, settings.topic, utcnow,
-                                                 aiokafka_producer)
+                                                 functools.partial(aiokafka_producer, app))
                 await apply_and_acknowledge(app, journal, delivered)
             gate.release()
 
