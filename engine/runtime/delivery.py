@@ -249,8 +249,8 @@ async def _send_batched(send: SendFn, producer: BatchProducer, batch: Sequence[t
                                             record.key, record.value, record.headers))
                 owners.append(index)
         handed = await send_batches(producer, records)
-    except KafkaError as exc:  # no metadata, no room: what was handed over goes on, all is sent again
-        return [exc] * len(batch)
+    except KafkaError:  # no metadata, no room: what was handed over goes on; each message is sent
+        return await _send_each(send, batch)  # again alone, which names its own error
     outcomes = await asyncio.gather(*(future for _, future in handed), return_exceptions=True)
     for (members, _), outcome in zip(handed, outcomes, strict=True):
         if isinstance(outcome, asyncio.CancelledError):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, UnsupportedVersionError
 from aiokafka.partitioner import DefaultPartitioner
 
 from engine.model.events import ClaimSubmitted, DeadLetter, Encounter
@@ -267,3 +267,27 @@ async def test_a_batch_that_timed_out_is_sent_again_not_dead_lettered(codec, mak
     limits = OutputLimits({Topic.CODED: 1 << 20, DEAD_LETTER_TOPIC: 1 << 20})
     delivered = await deliver_result(send, "coding", result, codec, limits, str, lambda: NOW, lambda: producer)
     assert all(delivered(message) for message, _ in result.outputs) and len(attempts) >= 2
+
+
+async def test_a_batch_that_could_not_be_handed_over_is_sent_message_by_message(codec, make_encounter) -> None:
+    """The producer failing before a batch left (its metadata, say) names no message: each
+    is sent again alone, and only a message refused alone is dead-lettered."""
+    result = _coding_batch(codec, make_encounter, ["ENC-1", "ENC-2"])
+    producer = _BatchProducer(lambda records: None)
+
+    async def no_metadata(topic: str) -> set[int]:
+        raise UnsupportedVersionError()  # a KafkaError aiokafka does not retry
+
+    producer.partitions_for = no_metadata  # type: ignore[method-assign]
+    sent_alone: list[bytes] = []
+
+    async def send(topic: str, key: bytes, value: bytes, headers: object = ()) -> asyncio.Future[object]:
+        sent_alone.append(key)
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+    limits = OutputLimits({Topic.CODED: 1 << 20, DEAD_LETTER_TOPIC: 1 << 20})
+    delivered = await deliver_result(send, "coding", result, codec, limits, str, lambda: NOW, lambda: producer)
+    assert all(delivered(message) for message, _ in result.outputs)
+    assert sent_alone == [b"ENC-1", b"ENC-2"]
