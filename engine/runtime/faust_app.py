@@ -28,6 +28,8 @@ from engine.runtime.changelog_outbox import ChangelogOutbox, ChangelogRecord
 from engine.runtime.changelog_tables import key_partition
 from engine.runtime.cluster_watch import BrokerReset, ClusterWatch, declared_topics, stop_on_reset
 from engine.runtime.delivery import Headers, OutputLimits, SendFn, deliver_result
+from engine.runtime.faust_transport import BROKER_SCHEME
+from engine.runtime.faust_transport import register as register_transport
 from engine.runtime.kafka import ssl_context
 from engine.runtime.staged_state import StateJournal
 from engine.runtime.stages import SourceMessage, Stage, StageResult, run_group, stage_groups, utcnow
@@ -44,9 +46,10 @@ TABLE_PARTITIONS = 8
 
 def make_faust_app(settings: Settings, app_id: str, bootstrap_servers: str) -> faust.App:
     (settings.state_dir / "faust").mkdir(parents=True, exist_ok=True)
+    register_transport()
     app = faust.App(
         app_id,
-        broker=f"kafka://{bootstrap_servers}",
+        broker=f"{BROKER_SCHEME}://{bootstrap_servers}",  # faust's aiokafka transport, a fetch handed over at once
         store="memory://",
         datadir=str(settings.state_dir / "faust" / app_id),  # not the working directory
         topic_partitions=TABLE_PARTITIONS,
