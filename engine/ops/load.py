@@ -30,6 +30,11 @@ RAMP_FACTOR = 1.5
 BRACKET = 1.1
 #: --find-max goes no lower (encounters per second).
 MIN_RATE = 5.0
+#: The share of a step after which a process's memory counts as warmed up: the target is an
+#: RSS within 10 % of that reading at the end of a long step (tables and caches filled).
+RSS_WARM_UP_SHARE = 0.1
+#: Points kept of each process's RSS over a step, in the report.
+RSS_SERIES_POINTS = 20
 
 
 @dataclass
@@ -190,14 +195,20 @@ def max_sustained(steps: Sequence[Step]) -> float | None:
     return max(rates) if rates else None
 
 
-def _peak_usage(samples: Sequence[Sample]) -> dict[str, dict[str, float]]:
-    """Per process: mean CPU over the step, and its RSS at the start and the end."""
+def _peak_usage(samples: Sequence[Sample]) -> dict[str, dict[str, Any]]:
+    """Per process: mean CPU over the step; its RSS at the start, after the step's warm-up
+    (``RSS_WARM_UP_SHARE``), at the end, the growth since the warm-up, and a thinned series."""
     names = {name for s in samples for name in s.processes}
-    usage: dict[str, dict[str, float]] = {}
+    usage: dict[str, dict[str, Any]] = {}
     for name in sorted(names):
-        seen = [s.processes[name] for s in samples if name in s.processes]
-        usage[name] = {"cpu_percent_mean": round(sum(u["cpu_percent"] for u in seen) / len(seen), 1),
-                       "rss_mb_first": seen[0]["rss_mb"], "rss_mb_last": seen[-1]["rss_mb"]}
+        seen = [(s.t_s, s.processes[name]) for s in samples if name in s.processes]
+        rss = [u["rss_mb"] for _, u in seen]
+        settled = rss[int(len(rss) * RSS_WARM_UP_SHARE)]
+        every = max(1, len(seen) // RSS_SERIES_POINTS)
+        usage[name] = {"cpu_percent_mean": round(sum(u["cpu_percent"] for _, u in seen) / len(seen), 1),
+                       "rss_mb_first": rss[0], "rss_mb_after_warm_up": settled, "rss_mb_last": rss[-1],
+                       "rss_growth_after_warm_up": round(rss[-1] / settled - 1, 3) if settled else None,
+                       "rss_mb_series": [(round(t, 1), u["rss_mb"]) for t, u in seen[::every]]}
     return usage
 
 

@@ -58,3 +58,17 @@ def test_record_bytes_are_given_per_encounter_largest_topic_first() -> None:
     figures = bytes_per_encounter({"claims.encounters": 2_600, "app-payer_members-changelog": 15_000}, 10)
     assert figures == {"total": 1760, "by_topic": {"app-payer_members-changelog": 1500, "claims.encounters": 260}}
     assert bytes_per_encounter({}, 0)["total"] is None
+
+
+def test_a_steps_memory_is_read_against_its_warmed_up_value() -> None:
+    """RSS grows while tables and caches fill; the target (flat within 10 % over a long
+    soak) is read from a tenth of the way in, not from the process's start."""
+    rss = [60.0, 150.0, 200.0, 200.0, 202.0, 204.0, 206.0, 208.0, 210.0, 212.0, 220.0] * 4
+    samples = [Sample(float(i), 0, 0, {}, {"worker": {"cpu_percent": 40.0 + i % 2, "rss_mb": mb}})
+               for i, mb in enumerate(sorted(rss))]
+    usage = Step(100.0, 44.0, samples).figures(1000.0)["processes"]["worker"]
+    assert usage["rss_mb_first"] == 60.0 and usage["rss_mb_last"] == 220.0
+    assert usage["rss_mb_after_warm_up"] == sorted(rss)[4]
+    assert usage["rss_growth_after_warm_up"] == round(220.0 / sorted(rss)[4] - 1, 3)
+    assert usage["cpu_percent_mean"] == 40.5
+    assert 10 <= len(usage["rss_mb_series"]) <= 44 and usage["rss_mb_series"][0] == (0.0, 60.0)
