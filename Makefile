@@ -8,7 +8,7 @@ ARGS ?= --encounters 3000 --rate 150 --bad-rate 0.04 --summary run-summary.json
 # The browser tests drive Debian's Chromium through Playwright (no browser download).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup browser kafka run test test-unit lint bench soak clean
+.PHONY: setup browser kafka run test test-unit lint bench bench-memory soak clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,13 +60,26 @@ SOAK_ARGS ?= --encounters 20000 --rate 120 --workers 2 --chaos-every 10 \
 soak: setup
 	$(BIN)/claims run $(SOAK_ARGS) --broker $(SOAK_BROKER) --no-live --no-web --summary soak-summary.json
 
+# The speed figures (docs/performance.md): the micro-benchmarks, each stage alone on a
+# pre-loaded topic, then `claims load --find-max` on Tansu (one worker, then two) and on one
+# Kafka node, each beside the raw aiokafka hop of its own run; bench/report.py prints them
+# against the targets. ~25 minutes on 2 cores. `make bench-memory`: RSS over 200,000 encounters.
+BENCH_LOAD := --rate 300 --duration 20 --find-max --no-live
 bench: setup kafka
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/coding.py
 	$(BIN)/python bench/payer.py
 	$(BIN)/python bench/loop.py
 	$(BIN)/python bench/exactly_once.py
-	$(BIN)/claims load --find-max --no-live --report load-report.json
+	$(BIN)/python bench/stages.py --brokers tansu,kafka --report bench-stages.json
+	$(BIN)/claims load $(BENCH_LOAD) --report load-tansu.json
+	$(BIN)/claims load $(BENCH_LOAD) --workers 2 --report load-tansu-2w.json
+	$(BIN)/claims load $(BENCH_LOAD) --broker kafka --report load-kafka.json
+	$(BIN)/python bench/report.py load-tansu.json load-tansu-2w.json load-kafka.json bench-stages.json
+
+bench-memory: setup
+	$(BIN)/claims load --rate 250 --duration 800 --no-live --report load-memory.json
+	$(BIN)/python bench/report.py load-memory.json
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache run-summary.json soak-summary.json load-report.json
+	rm -rf $(VENV) *.egg-info .pytest_cache run-summary.json soak-summary.json load-*.json bench-stages.json
