@@ -67,11 +67,6 @@ from simulators.payer.adjudication import (
 
 log = logging.getLogger(__name__)
 
-#: Every this many seconds the release timer re-reads the whole member table for payments
-#: it has no note of (a table recovered after a restart or a rebalance).
-RESCAN_S = 5.0
-
-
 def member_key(claim: ClaimSubmitted) -> str:
     return f"{claim.payer_id}|{claim.member_id}"
 
@@ -129,6 +124,8 @@ class PayerRuntime:
         #: payer|member → MemberState, and its claims beside it (``member_store``): the faust
         #: table in the simulator, a dict in tests.
         self.member_table: MutableMapping[str, str] = {}
+        #: The member table was recovered since the last ``rescan`` (a fresh process: yes).
+        self.rescan_due = True
 
     @property
     def members(self) -> dict[str, Coverage]:
@@ -167,6 +164,18 @@ class PayerRuntime:
         current = MemberState.loads(table.get(key))
         current.pending = [p for p in current.pending if (p.due_at, p.remittance) not in sent]
         table[key] = current.dumps()
+
+    def table_recovered(self) -> None:
+        """The member table was recovered (a start, a rebalance): it may hold payments this
+        process has no note of."""
+        self.rescan_due = True
+
+    def rescan_if_recovered(self, table: Any) -> None:
+        """``rescan`` once after each recovery, not on a clock: a scan reads every entry of the
+        table, and the table grows with every claim adjudicated."""
+        if self.rescan_due:
+            self.rescan_due = False
+            self.rescan(table)
 
     def rescan(self, table: Any) -> None:
         for key, raw in list(member_store.member_records(table)):
@@ -230,13 +239,13 @@ def make_payer_app(settings: Settings, bootstrap_servers: str) -> faust.App:
     send = faust_send(app)
     add_stages(app, settings, codec, PAYER_STAGES, runtime)
 
-    last_scan = [0.0]
+    @members.on_recover  # type: ignore[untyped-decorator]
+    async def members_recovered() -> None:  # pragma: no cover - faust calls it after each recovery
+        runtime.table_recovered()
 
     async def release_due_payments() -> None:
         now = time.time()
-        if now - last_scan[0] > RESCAN_S:
-            last_scan[0] = now
-            runtime.rescan(members)
+        runtime.rescan_if_recovered(members)
         for key, _, due in runtime.due_payments(members, now):
             emits = [Emit(Topic.REMITTANCES, (codec.decode_record(p.remittance)[1])["claim_id"], p.remittance)
                      for p in due]

@@ -477,3 +477,33 @@ def test_a_kill_between_a_claims_writes_is_redelivered_into_the_same_state(local
             assert [(e.key, e.event.claim_status_code) for e in emits] == [
                 (e.key, e.event.claim_status_code) for e in expected], cut
         assert _settled(again, table, key, codec) == _settled(runtime, whole, key, codec), cut
+
+
+class CountingTable(dict[str, str]):
+    """A member table that counts full reads (``items``): what a rescan costs."""
+
+    scans = 0
+
+    def items(self):  # type: ignore[override]
+        self.scans += 1
+        return super().items()
+
+
+def test_the_release_timer_rescans_only_after_a_recovery(local, codec):
+    """A rescan reads every entry of a table that grows with every claim; the timer did one
+    every 5 s whatever happened. Payments the process has no note of come only with a
+    recovered table (a start, a rebalance)."""
+    runtime = quiet(PayerRuntime(local, codec))
+    table = CountingTable()
+    adjudicate(runtime, messages(codec, make_claim("C1")), table)
+    expected = dict(runtime.next_due)
+    runtime.next_due.clear()
+    runtime.rescan_if_recovered(table)  # a fresh process: its table was just recovered
+    assert table.scans == 1 and runtime.next_due == expected
+    for _ in range(3):
+        runtime.rescan_if_recovered(table)
+    assert table.scans == 1
+    runtime.next_due.clear()
+    runtime.table_recovered()
+    runtime.rescan_if_recovered(table)
+    assert table.scans == 2 and runtime.next_due == expected
