@@ -167,6 +167,8 @@ async def _hold(rate: float, options: LoadOptions, pace: Pace, monitor: Monitor,
     step.sent = pace.sent - sent_before
     step.latency_s = monitor.status()["latency_s"]
     verdict = "sustained" if step.sustained() else "NOT sustained"
+    if not step.sender_kept_up():
+        verdict += f": the sender offered only {step.sent_per_s():,.0f}/s"
     console.print(f"{rate:,.0f} encounters/s for {options.duration_s:.0f} s: {verdict} "
                   f"(backlog {step.lag_growth_per_s():+,.0f} records/s)")
     return step

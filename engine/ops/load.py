@@ -24,6 +24,9 @@ from simulators.ehr import PlannedRecord
 #: slope over the step's second half): a backlog that keeps growing is one the engine
 #: would never clear.
 LAG_GROWTH_TOLERANCE = 0.10
+#: A step offered its rate when the sender sent at least this share of it (the driver shares
+#: the machine with the engine, and falls behind it on a full one).
+SENDER_TOLERANCE = 0.95
 #: --find-max: each step offers this many times the last sustained rate.
 RAMP_FACTOR = 1.5
 #: --find-max stops when the rate that held and the one that did not are this close.
@@ -129,8 +132,19 @@ class Step:
         later = [s for s in self.samples if s.t_s >= self.duration_s / 2] or self.samples
         return slope([(s.t_s, float(s.lag)) for s in later])
 
+    def sent_per_s(self) -> float:
+        """What the sender managed, by the step's last sample."""
+        last = self.samples[-1] if self.samples else None
+        return last.sent / last.t_s if last is not None and last.t_s > 0 else 0.0
+
+    def sender_kept_up(self) -> bool:
+        return self.sent_per_s() >= SENDER_TOLERANCE * self.rate
+
     def sustained(self) -> bool:
-        return len(self.samples) >= 2 and self.lag_growth_per_s() <= LAG_GROWTH_TOLERANCE * self.rate
+        """The backlog did not grow, and the rate was offered: a sender that fell behind
+        offered less than the step says, and a flat backlog then says nothing of the rate."""
+        return (len(self.samples) >= 2 and self.sender_kept_up()
+                and self.lag_growth_per_s() <= LAG_GROWTH_TOLERANCE * self.rate)
 
     def figures(self, baseline: float) -> dict[str, Any]:
         last = self.samples[-1] if self.samples else None
@@ -139,6 +153,7 @@ class Step:
             "rate_offered": self.rate,
             "encounters_sent_per_s": round(offered, 1),
             "sustained": self.sustained(),
+            "sender_kept_up": self.sender_kept_up(),
             "lag_growth_per_s": round(self.lag_growth_per_s(), 1),
             "lag": [(round(s.t_s, 1), s.lag) for s in self.samples],
             "stages": last.stages if last else {},

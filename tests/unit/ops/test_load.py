@@ -9,9 +9,10 @@ import pytest
 from engine.ops.load import LAG_GROWTH_TOLERANCE, Sample, Step, bytes_per_encounter, max_sustained, next_rate, slope
 
 
-def step(rate: float, lags: list[int], duration_s: float = 20.0) -> Step:
+def step(rate: float, lags: list[int], duration_s: float = 20.0, sent_share: float = 1.0) -> Step:
     every = duration_s / len(lags)
-    return Step(rate, duration_s, [Sample((i + 1) * every, 0, lag, {}, {}) for i, lag in enumerate(lags)])
+    return Step(rate, duration_s, [Sample((i + 1) * every, round(rate * sent_share * (i + 1) * every), lag, {}, {})
+                                   for i, lag in enumerate(lags)])
 
 
 def test_the_slope_of_a_straight_line_is_its_gradient() -> None:
@@ -26,6 +27,16 @@ def test_a_backlog_that_grows_past_the_tolerance_is_not_sustained() -> None:
     growing = step(rate, [0, 100, 200, 300, 400, 500, 600, 700])  # 40 records/s > 10 % of 100/s
     assert growing.lag_growth_per_s() > LAG_GROWTH_TOLERANCE * rate and not growing.sustained()
     assert not step(rate, [0]).sustained()  # one reading says nothing
+
+
+def test_a_step_the_sender_could_not_offer_is_not_sustained() -> None:
+    """On a full machine the driver falls behind the engine: 801/s asked, 496/s sent, and a
+    flat backlog was reported as 801/s sustained."""
+    flat = [300, 310, 290, 300, 305, 295, 300, 300]
+    assert step(801.0, flat, sent_share=0.96).sustained()
+    behind = step(801.0, flat, sent_share=496 / 801)
+    assert not behind.sender_kept_up() and not behind.sustained()
+    assert behind.figures(1000.0)["sender_kept_up"] is False
 
 
 def test_find_max_ramps_then_halves_the_gap_until_the_bracket_is_tight() -> None:
