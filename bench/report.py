@@ -27,6 +27,7 @@ TARGET_P99_AT_RATE = 500.0
 TARGET_BYTES_PER_ENCOUNTER = 5_000
 TARGET_RSS_GROWTH = 0.10  # after warm-up, over a long step
 TARGET_START_S = 5.0
+SENDER_TOLERANCE = 0.95  # engine/ops/load.py's
 #: A load report of at least this many encounters is the long run the memory target is read from.
 MEMORY_RUN_ENCOUNTERS = 150_000
 
@@ -44,12 +45,13 @@ def load_rows(report: dict[str, Any]) -> list[Row]:
     """The closed loop's figures from one ``claims load`` report."""
     hop = float(report["raw_hop_msg_per_s"])
     steps = report["steps"]
-    best = report.get("max_sustained_encounters_per_s")
+    held = [s for s in steps if held_step(s)]
+    best = max((s["rate_offered"] for s in held), default=None)
     rows = [Row("raw aiokafka hop (getmany → send_batch → commit)", f"{hop:,.0f} msg/s", "1", "", "")]
     if best is None:
         return [*rows, Row("closed loop, highest sustained", "no step held", "", f"≥ {TARGET_ENCOUNTERS_PER_S:,.0f}/s",
                            "")]
-    at_best = max((s for s in steps if s["sustained"]), key=lambda s: s["rate_offered"])
+    at_best = max(held, key=lambda s: s["rate_offered"])
     rows.append(Row("closed loop, highest sustained rate", f"{best:,.0f} encounters/s", share(best, hop),
                     f"≥ {TARGET_ENCOUNTERS_PER_S:,.0f}/s", times_short(best, TARGET_ENCOUNTERS_PER_S)))
     written = sum(stage.get("out_per_s", 0.0) for stage in at_best["stages"].values())
@@ -60,8 +62,7 @@ def load_rows(report: dict[str, Any]) -> list[Row]:
     if latency:
         rows.append(Row(f"end to end p50 / p99 at {best:,.0f}/s", f"{latency['p50']:.2f} / {latency['p99']:.2f} s",
                         "", f"p99 ≤ {TARGET_P99_S} s at {TARGET_P99_AT_RATE:,.0f}/s",
-                        "" if best >= TARGET_P99_AT_RATE else f"{latency['p99'] / TARGET_P99_S:.1f}× the p99, "
-                                                              f"at {best / TARGET_P99_AT_RATE:.0%} of the rate"))
+                        latency_gap(latency["p99"], best)))
     size = report["record_bytes_per_encounter"]["total"]
     rows.append(Row("record bytes per encounter, all topics", f"{size:,}", "", f"≤ {TARGET_BYTES_PER_ENCOUNTER:,}",
                     "met" if size <= TARGET_BYTES_PER_ENCOUNTER else f"{size / TARGET_BYTES_PER_ENCOUNTER:.2f}×"))
@@ -87,8 +88,19 @@ def memory_rows(report: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def held_step(step: dict[str, Any]) -> bool:
+    """Sustained, and offered: reports written before ``sender_kept_up`` was judged are
+    judged here the same way (the sender sent ≥ 95 % of the rate)."""
+    kept_up = step.get("sender_kept_up", step["encounters_sent_per_s"] >= SENDER_TOLERANCE * step["rate_offered"])
+    return bool(step["sustained"] and kept_up)
+
+
+def max_held(report: dict[str, Any]) -> float | None:
+    return max((s["rate_offered"] for s in report["steps"] if held_step(s)), default=None)
+
+
 def workers_rows(one: dict[str, Any], two: dict[str, Any]) -> list[Row]:
-    a, b = one.get("max_sustained_encounters_per_s"), two.get("max_sustained_encounters_per_s")
+    a, b = max_held(one), max_held(two)
     if not a or not b:
         return []
     return [Row("two workers against one, highest sustained", f"{b:,.0f} vs {a:,.0f} encounters/s",
@@ -108,6 +120,13 @@ def stage_rows(broker: dict[str, Any]) -> list[Row]:
         rows.append(Row("worker start to first event (median of 3)", f"{start:.1f} s", "", f"≤ {TARGET_START_S:.0f} s",
                         "met" if start <= TARGET_START_S else f"{start / TARGET_START_S:.1f}×"))
     return rows
+
+
+def latency_gap(p99: float, rate: float) -> str:
+    if p99 <= TARGET_P99_S:
+        return "met" if rate >= TARGET_P99_AT_RATE else f"met at {rate:,.0f}/s"
+    return f"p99 {p99 / TARGET_P99_S:.0f}× the target" + (
+        "" if rate >= TARGET_P99_AT_RATE else f", at {rate / TARGET_P99_AT_RATE:.0%} of its rate")
 
 
 def share(value: float, hop: float) -> str:
