@@ -64,7 +64,7 @@ soak: setup
 # pre-loaded topic, then `claims load --find-max` on Tansu (one worker, then two) and on one
 # Kafka node, each beside the raw aiokafka hop of its own run; bench/report.py prints them
 # against the targets. ~25 minutes on 2 cores. `make bench-memory`: RSS over 200,000 encounters.
-BENCH_LOAD := --rate 300 --duration 20 --find-max --no-live
+BENCH_LOAD := --rate 300 --duration 30 --find-max --no-live
 bench: setup kafka
 	$(BIN)/python bench/codec.py
 	$(BIN)/python bench/coding.py

@@ -166,6 +166,7 @@ async def _hold(rate: float, options: LoadOptions, pace: Pace, monitor: Monitor,
                 live.update(_progress(step))
     step.sent = pace.sent - sent_before
     step.latency_s = monitor.status()["latency_s"]
+    step.behind_at_end = {f"{row.group} {row.topic}[{row.partition}]": row.lag for row in monitor.lags if row.lag}
     verdict = "sustained" if step.sustained() else "NOT sustained"
     if not step.sender_kept_up():
         verdict += f": the sender offered only {step.sent_per_s():,.0f}/s"

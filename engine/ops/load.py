@@ -24,6 +24,9 @@ from simulators.ehr import PlannedRecord
 #: slope over the step's second half): a backlog that keeps growing is one the engine
 #: would never clear.
 LAG_GROWTH_TOLERANCE = 0.10
+#: A backlog grows when its slope exceeds the tolerance by more than this many standard
+#: errors: a growth the readings' own scatter could make is not one.
+GROWTH_ERRORS = 2.0
 #: A step offered its rate when the sender sent at least this share of it (the driver shares
 #: the machine with the engine, and falls behind it on a full one).
 SENDER_TOLERANCE = 0.95
@@ -126,11 +129,22 @@ class Step:
     samples: list[Sample] = field(default_factory=list)
     latency_s: dict[str, dict[str, Any]] = field(default_factory=dict)
     sent: int = 0
+    #: The partitions behind when the step ended (``group topic[partition]`` → records): where
+    #: a backlog that grew sits.
+    behind_at_end: dict[str, int] = field(default_factory=dict)
+
+    def _later_lags(self) -> list[tuple[float, float]]:
+        later = [s for s in self.samples if s.t_s >= self.duration_s / 2] or self.samples
+        return [(s.t_s, float(s.lag)) for s in later]
 
     def lag_growth_per_s(self) -> float:
         """The backlog's slope over the step's second half, records per second."""
-        later = [s for s in self.samples if s.t_s >= self.duration_s / 2] or self.samples
-        return slope([(s.t_s, float(s.lag)) for s in later])
+        return slope(self._later_lags())
+
+    def lag_growth_error_per_s(self) -> float:
+        """The standard error of that slope: the backlog read from committed offsets jumps by
+        a commit's worth of records (several hundred with two workers committing apart)."""
+        return slope_error(self._later_lags())
 
     def sent_per_s(self) -> float:
         """What the sender managed, by the step's last sample."""
@@ -143,8 +157,8 @@ class Step:
     def sustained(self) -> bool:
         """The backlog did not grow, and the rate was offered: a sender that fell behind
         offered less than the step says, and a flat backlog then says nothing of the rate."""
-        return (len(self.samples) >= 2 and self.sender_kept_up()
-                and self.lag_growth_per_s() <= LAG_GROWTH_TOLERANCE * self.rate)
+        growth = self.lag_growth_per_s() - GROWTH_ERRORS * self.lag_growth_error_per_s()
+        return len(self.samples) >= 2 and self.sender_kept_up() and growth <= LAG_GROWTH_TOLERANCE * self.rate
 
     def figures(self, baseline: float) -> dict[str, Any]:
         last = self.samples[-1] if self.samples else None
@@ -155,7 +169,9 @@ class Step:
             "sustained": self.sustained(),
             "sender_kept_up": self.sender_kept_up(),
             "lag_growth_per_s": round(self.lag_growth_per_s(), 1),
+            "lag_growth_error_per_s": round(self.lag_growth_error_per_s(), 1),
             "lag": [(round(s.t_s, 1), s.lag) for s in self.samples],
+            "behind_at_end": self.behind_at_end,
             "stages": last.stages if last else {},
             "latency_s": self.latency_s,
             "processes": _peak_usage(self.samples),
@@ -173,6 +189,20 @@ def slope(points: Sequence[tuple[float, float]]) -> float:
     if spread == 0:
         return 0.0
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+
+
+def slope_error(points: Sequence[tuple[float, float]]) -> float:
+    """The standard error of ``slope``'s least-squares slope; 0 for fewer than three points."""
+    if len(points) < 3:
+        return 0.0
+    mean_x = sum(x for x, _ in points) / len(points)
+    spread = sum((x - mean_x) ** 2 for x, _ in points)
+    if spread == 0:
+        return 0.0
+    b = slope(points)
+    mean_y = sum(y for _, y in points) / len(points)
+    residuals = sum((y - (mean_y + b * (x - mean_x))) ** 2 for x, y in points)
+    return float((residuals / (len(points) - 2) / spread) ** 0.5)
 
 
 def ratio(value: float, baseline: float) -> float | None:

@@ -6,7 +6,16 @@ from __future__ import annotations
 
 import pytest
 
-from engine.ops.load import LAG_GROWTH_TOLERANCE, Sample, Step, bytes_per_encounter, max_sustained, next_rate, slope
+from engine.ops.load import (
+    LAG_GROWTH_TOLERANCE,
+    Sample,
+    Step,
+    bytes_per_encounter,
+    max_sustained,
+    next_rate,
+    slope,
+    slope_error,
+)
 
 
 def step(rate: float, lags: list[int], duration_s: float = 20.0, sent_share: float = 1.0) -> Step:
@@ -27,6 +36,25 @@ def test_a_backlog_that_grows_past_the_tolerance_is_not_sustained() -> None:
     growing = step(rate, [0, 100, 200, 300, 400, 500, 600, 700])  # 40 records/s > 10 % of 100/s
     assert growing.lag_growth_per_s() > LAG_GROWTH_TOLERANCE * rate and not growing.sustained()
     assert not step(rate, [0]).sustained()  # one reading says nothing
+
+
+def test_the_slope_error_is_zero_on_a_line_and_grows_with_scatter() -> None:
+    line = [(float(x), 3.0 * x + 5) for x in range(10)]
+    assert slope_error(line) == pytest.approx(0.0, abs=1e-9)
+    scattered = [(float(x), 3.0 * x + (400 if x % 2 else -400)) for x in range(10)]
+    assert slope_error(scattered) > 20 and slope_error(line[:2]) == 0.0
+
+
+def test_a_backlog_that_only_scatters_is_not_growth() -> None:
+    """Two workers commit a second apart: the backlog read from committed offsets jumps by
+    hundreds of records, and a 10-second slope of +14/s at 133/s was such a jump, not growth."""
+    rate = 133.0
+    scatter = [600, 700, 500, 800, 450, 900, 550, 650, 1100, 700, 500, 1000, 600, 900, 800, 1000]
+    noisy = step(rate, scatter, duration_s=16.0)
+    assert noisy.lag_growth_per_s() > LAG_GROWTH_TOLERANCE * rate  # by the slope alone: not held
+    assert noisy.sustained()
+    steady_growth = step(rate, [600 + 60 * i + (40 if i % 2 else -40) for i in range(16)], duration_s=16.0)
+    assert not steady_growth.sustained()
 
 
 def test_a_step_the_sender_could_not_offer_is_not_sustained() -> None:
