@@ -26,7 +26,7 @@ from simulators.ehr import PlannedRecord
 LAG_GROWTH_TOLERANCE = 0.10
 #: A backlog grows when its slope exceeds the tolerance by more than this many standard
 #: errors: a growth the readings' own scatter could make is not one.
-GROWTH_ERRORS = 2.0
+GROWTH_ERRORS = 1.0
 #: A step offered its rate when the sender sent at least this share of it (the driver shares
 #: the machine with the engine, and falls behind it on a full one).
 SENDER_TOLERANCE = 0.95
