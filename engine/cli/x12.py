@@ -130,12 +130,17 @@ def ingest_835(
     file: Annotated[Path, typer.Argument(help="The X12 835 file (any delimiters).")],
     dry_run: Annotated[bool, typer.Option("--dry-run",
                                           help="Match and show what would be published; produce nothing.")] = False,
+    accept_unbalanced: Annotated[bool, typer.Option(
+        "--accept-unbalanced",
+        help="Ingest a file that does not balance (BPR02, CLP, SVC) or count (SE01), its findings flagged.")] = False,
 ) -> None:
     """A payer's 835 into remittances, unapplied cash and payments.
 
     Claim payments matched to our claims by patient control number become remittances
     (posting dedupes by remittance id), the others unapplied cash; each transaction is a
-    payment with its PLB adjustments. Exit 2 when the file is not a readable 835."""
+    payment with its PLB adjustments. Exit 2 when the file is not a readable 5010 835, or
+    when it does not balance or its control counts are wrong (each finding names its
+    transaction and segment) unless ``--accept-unbalanced``."""
 
     from rich.table import Table
 
@@ -143,6 +148,7 @@ def ingest_835(
     from engine.x12.remittance_835_ingest import ingest_reference, publish, totals
     from engine.x12.remittance_835_matching import match_file
     from engine.x12.remittance_835_read import read_835
+    from engine.x12.validation import balance_findings_835
 
     try:
         text = file.read_text(encoding="latin-1")
@@ -151,9 +157,16 @@ def ingest_835(
         raise typer.Exit(2) from None
     try:
         payments = read_835(text)
+        findings = balance_findings_835(text)
     except ValueError as exc:
         err.print(escape(f"{file} is not a readable 835: {exc}"), style="red")
         raise typer.Exit(2) from None
+    for finding in findings:
+        err.print(escape(finding.removeprefix("claimflow: ")), style="yellow" if accept_unbalanced else "red")
+    if findings and not accept_unbalanced:
+        err.print(escape(f"{file} refused: {len(findings)} balancing or control-count findings, nothing "
+                         "published (--accept-unbalanced ingests it with them flagged)"), style="red")
+        raise typer.Exit(2)
 
     settings = _settings()
     codec = default_codec(settings.schemas_dir)
@@ -186,4 +199,6 @@ def ingest_835(
     summary.add_column("value", justify="right")
     for name, value in totals(results).items():
         summary.add_row(name, f"{value:,.2f}" if isinstance(value, Decimal) else str(value))
+    if findings:
+        summary.add_row("accepted unbalanced: findings", str(len(findings)))
     console.print(summary)

@@ -833,7 +833,8 @@ class PaymentReceived:
     """
 
     SCHEMA: ClassVar[str] = f"{NAMESPACE}.PaymentReceived"
-    #: Deterministic from payer and trace: ingesting a file twice makes one payment.
+    #: Deterministic from payer, trace, amount and date: ingesting a file twice makes one payment, and two
+    #: payments sharing a trace number make two.
     payment_id: str
     #: Payer id (REF*2U or N1*PR N104, else the matched claims' payer).
     payer_id: str

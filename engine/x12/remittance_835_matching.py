@@ -97,7 +97,9 @@ def match_payment(payment: Payment835, claims_by_pcn: Mapping[str, list[ClaimSub
     payer_ids = {r.payer_id for r in remittances}
     payer_id = payment.payer_id or (next(iter(payer_ids)) if len(payer_ids) == 1 else "")
     received = PaymentReceived(
-        payment_id="PAY-" + _digest(f"{payer_id}|{payment.trace_number}"),
+        # Amount and date too: two payments of one payer may share a trace number (a reissued check).
+        payment_id="PAY-" + _digest(
+            f"{payer_id}|{payment.trace_number}|{payment.payment_amount}|{payment.payment_date}"),
         payer_id=payer_id,
         payer_name=payment.payer_name,
         trace_number=payment.trace_number,

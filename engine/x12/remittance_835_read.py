@@ -23,6 +23,8 @@ from engine.x12.segments import (
 )
 
 MAX_PLB_PAIRS = 6  # PLB03/04 .. PLB13/14
+#: The version this reader reads: GS08 and ST03 name it (005010X221A1 and its errata).
+VERSION_5010 = "005010"
 
 
 # --- what read_835 gives ----------------------------------------------------------
@@ -172,7 +174,22 @@ def _txn(reader: _Reader, seg_id: str) -> _Transaction:
     return reader.txn
 
 
+def _check_version(seg_id: str, position: int, e: list[str]) -> None:
+    """A 4010 file read as 5010 gets its fields wrong without an error: name the version."""
+    version = get(e, position)
+    if version and not version.startswith(VERSION_5010):
+        raise ValueError(f"{seg_id}{position:02d} is version {version!r}; this reader reads 5010 "
+                         f"({VERSION_5010}X221A1) only")
+
+
+def _on_gs(reader: _Reader, e: list[str]) -> None:
+    if get(e, 1) == "HP":  # an 835 group; other groups (999s, 277s) are skipped with their transactions
+        _check_version("GS", 8, e)
+
+
 def _on_st(reader: _Reader, e: list[str]) -> None:
+    if get(e, 1) == "835":
+        _check_version("ST", 3, e)
     if reader.txn is not None:
         raise ValueError(f"ST {get(e, 2)} before the SE of transaction {reader.txn.control}")
     if get(e, 1) == "835":
@@ -342,7 +359,8 @@ def _flush_claim(reader: _Reader) -> None:
 
 
 _HANDLERS: dict[str, Callable[[_Reader, list[str]], None]] = {
-    "ST": _on_st, "BPR": _on_bpr, "TRN": _on_trn, "N1": _on_n1, "REF": _on_ref, "LX": _on_lx, "CLP": _on_clp,
+    "GS": _on_gs, "ST": _on_st, "BPR": _on_bpr, "TRN": _on_trn, "N1": _on_n1, "REF": _on_ref, "LX": _on_lx,
+    "CLP": _on_clp,
     "CAS": _on_cas, "MOA": _on_moa, "MIA": _on_mia, "DTM": _on_dtm, "AMT": _on_amt, "SVC": _on_svc, "LQ": _on_lq,
     "PLB": _on_plb, "SE": _on_se,
 }

@@ -30,6 +30,14 @@ def validate_835(text: str) -> list[str]:
     return _findings(text, _rules_835, newline_terminator=True)
 
 
+def balance_findings_835(text: str) -> list[str]:
+    """The balancing and control-count findings of ``validate_835`` without pyx12 (fast, for
+    ingest): each names its transaction and segment. ``ValueError`` for a file that does not
+    split into segments."""
+    segments, _ = split(text, newline_terminator=True)
+    return _payment_balance_errors(segments)
+
+
 def _findings(text: str, rules: Callable[[list[list[str]], str], list[str]], *, newline_terminator: bool) -> list[str]:
     """A file that does not split is one finding; otherwise pyx12's findings, then ``rules``'."""
     try:
