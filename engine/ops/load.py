@@ -139,12 +139,12 @@ class Step:
 
     def lag_growth_per_s(self) -> float:
         """The backlog's slope over the step's second half, records per second."""
-        return slope(self._later_lags())
+        return least_squares(self._later_lags())[0]
 
     def lag_growth_error_per_s(self) -> float:
         """The standard error of that slope: the backlog read from committed offsets jumps by
         a commit's worth of records (several hundred with two workers committing apart)."""
-        return slope_error(self._later_lags())
+        return least_squares(self._later_lags())[1]
 
     def sent_per_s(self) -> float:
         """What the sender managed, by the step's last sample."""
@@ -157,7 +157,8 @@ class Step:
     def sustained(self) -> bool:
         """The backlog did not grow, and the rate was offered: a sender that fell behind
         offered less than the step says, and a flat backlog then says nothing of the rate."""
-        growth = self.lag_growth_per_s() - GROWTH_ERRORS * self.lag_growth_error_per_s()
+        growth, error = least_squares(self._later_lags())
+        growth -= GROWTH_ERRORS * error
         return len(self.samples) >= 2 and self.sender_kept_up() and growth <= LAG_GROWTH_TOLERANCE * self.rate
 
     def figures(self, baseline: float) -> dict[str, Any]:
@@ -179,30 +180,31 @@ class Step:
         }
 
 
-def slope(points: Sequence[tuple[float, float]]) -> float:
-    """Least-squares slope of (x, y) points; 0 for fewer than two distinct x."""
+def least_squares(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """The least-squares slope of (x, y) points and its standard error: (0, 0) for fewer than
+    two distinct x, and an error of 0 for fewer than three points."""
     if len(points) < 2:
-        return 0.0
+        return 0.0, 0.0
     mean_x = sum(x for x, _ in points) / len(points)
     mean_y = sum(y for _, y in points) / len(points)
     spread = sum((x - mean_x) ** 2 for x, _ in points)
     if spread == 0:
-        return 0.0
-    return sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+        return 0.0, 0.0
+    b = sum((x - mean_x) * (y - mean_y) for x, y in points) / spread
+    if len(points) < 3:
+        return b, 0.0
+    residuals = sum((y - (mean_y + b * (x - mean_x))) ** 2 for x, y in points)
+    return b, float((residuals / (len(points) - 2) / spread) ** 0.5)
+
+
+def slope(points: Sequence[tuple[float, float]]) -> float:
+    """Least-squares slope of (x, y) points; 0 for fewer than two distinct x."""
+    return least_squares(points)[0]
 
 
 def slope_error(points: Sequence[tuple[float, float]]) -> float:
     """The standard error of ``slope``'s least-squares slope; 0 for fewer than three points."""
-    if len(points) < 3:
-        return 0.0
-    mean_x = sum(x for x, _ in points) / len(points)
-    spread = sum((x - mean_x) ** 2 for x, _ in points)
-    if spread == 0:
-        return 0.0
-    b = slope(points)
-    mean_y = sum(y for _, y in points) / len(points)
-    residuals = sum((y - (mean_y + b * (x - mean_x))) ** 2 for x, y in points)
-    return float((residuals / (len(points) - 2) / spread) ** 0.5)
+    return least_squares(points)[1]
 
 
 def ratio(value: float, baseline: float) -> float | None:

@@ -188,11 +188,10 @@ def _on_gs(reader: _Reader, e: list[str]) -> None:
 
 
 def _on_st(reader: _Reader, e: list[str]) -> None:
-    if get(e, 1) == "835":
-        _check_version("ST", 3, e)
     if reader.txn is not None:
         raise ValueError(f"ST {get(e, 2)} before the SE of transaction {reader.txn.control}")
     if get(e, 1) == "835":
+        _check_version("ST", 3, e)
         reader.txn = _Transaction(control=get(e, 2))
     else:
         reader.skipping = True
